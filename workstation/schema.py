@@ -1,0 +1,88 @@
+"""The workspace schema, as an ordered list of forward migrations.
+
+Each migration moves the schema from version N-1 to N. Never edit a released
+migration; append a new one. ``CURRENT_VERSION`` is the last one's number.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[tuple[int, list[str]]] = [
+    (1, [
+        # Source files seen by imports, content-addressed.
+        """CREATE TABLE sources (
+            sha256 VARCHAR PRIMARY KEY, path VARCHAR, size_bytes BIGINT,
+            format VARCHAR, imported_at VARCHAR)""",
+        """CREATE TABLE datasets (
+            id INTEGER PRIMARY KEY, name VARCHAR NOT NULL UNIQUE,
+            kind VARCHAR NOT NULL CHECK (kind IN ('pairs', 'labels', 'demos')),
+            format VARCHAR NOT NULL, source_sha256 VARCHAR NOT NULL,
+            source_path VARCHAR, created_at VARCHAR NOT NULL,
+            n_examples BIGINT NOT NULL, report JSON)""",
+        # One row per example. Pairs use prompt/chosen/rejected (imported
+        # preference: chosen is better); labeled responses use
+        # prompt/response/label (TRUE = safe)/category; demonstrations use
+        # n_steps and keep their steps in demo_steps.
+        """CREATE TABLE examples (
+            id BIGINT PRIMARY KEY, dataset_id INTEGER NOT NULL,
+            source_sha256 VARCHAR NOT NULL, source_index BIGINT NOT NULL,
+            source_id VARCHAR, prompt VARCHAR, chosen VARCHAR, rejected VARCHAR,
+            response VARCHAR, label BOOLEAN, category VARCHAR, n_steps INTEGER,
+            meta JSON)""",
+        """CREATE TABLE demo_steps (
+            example_id BIGINT NOT NULL, step INTEGER NOT NULL,
+            obs FLOAT[] NOT NULL, action DOUBLE[])""",
+        # Current review state of edited examples only (sparse): a row holds
+        # every reviewable field once any of them was edited. Derived from the
+        # import plus the review log; `verify` recomputes it.
+        """CREATE TABLE example_state (
+            example_id BIGINT PRIMARY KEY, flipped BOOLEAN NOT NULL,
+            label BOOLEAN, category VARCHAR, tags VARCHAR[] NOT NULL,
+            note VARCHAR, excluded BOOLEAN NOT NULL, last_seq BIGINT NOT NULL)""",
+        # Examples as currently reviewed: the import plus the review state.
+        """CREATE VIEW current_examples AS
+            SELECT e.*,
+                coalesce(s.flipped, false) AS flipped,
+                CASE WHEN coalesce(s.flipped, false) THEN e.rejected ELSE e.chosen END AS current_chosen,
+                CASE WHEN coalesce(s.flipped, false) THEN e.chosen ELSE e.rejected END AS current_rejected,
+                CASE WHEN s.example_id IS NULL THEN e.label ELSE s.label END AS current_label,
+                CASE WHEN s.example_id IS NULL THEN e.category ELSE s.category END AS current_category,
+                coalesce(s.tags, []::VARCHAR[]) AS tags, s.note,
+                coalesce(s.excluded, false) AS excluded,
+                s.example_id IS NOT NULL AS reviewed
+            FROM examples e LEFT JOIN example_state s ON s.example_id = e.id""",
+        # Append-only, hash-chained review log.
+        """CREATE TABLE review_log (
+            seq BIGINT PRIMARY KEY, example_id BIGINT NOT NULL,
+            field VARCHAR NOT NULL, old JSON, new JSON, reason VARCHAR NOT NULL,
+            analyst VARCHAR NOT NULL, time VARCHAR NOT NULL,
+            action VARCHAR NOT NULL CHECK (action IN ('edit', 'undo', 'redo')),
+            target_seq BIGINT, prev_hash VARCHAR NOT NULL, hash VARCHAR NOT NULL)""",
+        # Text embeddings, keyed by encoder and text hash: a text is encoded once.
+        """CREATE TABLE embeddings (
+            encoder_id VARCHAR NOT NULL, text_sha256 VARCHAR NOT NULL,
+            vec FLOAT[] NOT NULL, PRIMARY KEY (encoder_id, text_sha256))""",
+        # Content-addressed artifacts (ONNX files, tokenizers).
+        """CREATE TABLE blobs (
+            sha256 VARCHAR PRIMARY KEY, size_bytes BIGINT NOT NULL, data BLOB NOT NULL)""",
+        """CREATE TABLE model_versions (
+            id INTEGER PRIMARY KEY, model VARCHAR NOT NULL, version INTEGER NOT NULL,
+            sha256 VARCHAR NOT NULL, input_kind VARCHAR NOT NULL,
+            parent_id INTEGER, created_by VARCHAR NOT NULL, created_at VARCHAR NOT NULL,
+            manifest JSON NOT NULL, UNIQUE (model, version))""",
+        """CREATE TABLE audit_runs (
+            id INTEGER PRIMARY KEY, kind VARCHAR NOT NULL,
+            model_version_id INTEGER NOT NULL, dataset_id INTEGER NOT NULL,
+            created_at VARCHAR NOT NULL, created_by VARCHAR NOT NULL,
+            threshold DOUBLE, review_head VARCHAR NOT NULL, params JSON,
+            metrics JSON, n_examples BIGINT NOT NULL, n_failures BIGINT NOT NULL)""",
+        # One row per audited example. `label` is the label at audit time
+        # (pairs: TRUE when the imported chosen side is still preferred).
+        # `rank` orders failures, 1 = most confident disagreement.
+        """CREATE TABLE audit_results (
+            run_id INTEGER NOT NULL, example_id BIGINT NOT NULL, score DOUBLE,
+            score_chosen DOUBLE, score_rejected DOUBLE, margin DOUBLE,
+            label BOOLEAN, passed BOOLEAN NOT NULL, rank BIGINT)""",
+    ]),
+]
+
+CURRENT_VERSION = MIGRATIONS[-1][0]
