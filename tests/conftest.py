@@ -50,11 +50,3 @@ def ws(tmp_path):
     yield workspace
     workspace.close()
 
-
-def pytest_configure(config):
-    try:
-        import torch
-
-        torch.set_num_threads(1)
-    except ImportError:
-        pass
