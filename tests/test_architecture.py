@@ -1,0 +1,69 @@
+"""The core stays headless and light: no Qt, and no torch at start-up."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE = REPO / "workstation"
+# Only training code may import torch (the encoder's one-time conversion
+# imports it inside a function, never at module import).
+TORCH_ALLOWED = ("workstation.training",)
+
+
+def _core_modules() -> list[str]:
+    names = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(REPO).with_suffix("")
+        parts = list(rel.parts)
+        if "ui" in parts or parts[-1] == "__main__":
+            continue
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        names.append(".".join(parts))
+    return names
+
+
+def _imported_after(code: str) -> set[str]:
+    probe = (code + "\nimport sys, json\n"
+             "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            cwd=REPO, timeout=120)
+    assert result.returncode == 0, result.stderr
+    import json
+
+    return set(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def test_core_modules_import_no_qt_and_no_torch():
+    modules = [m for m in _core_modules() if not m.startswith(TORCH_ALLOWED)]
+    assert "workstation.workspace" in modules and "workstation.review" in modules
+    loaded = _imported_after("\n".join(f"import {m}" for m in modules))
+    assert not loaded & {"PySide6", "pyqtgraph", "pytestqt", "shiboken6"}, loaded
+    assert "torch" not in loaded
+
+
+def test_no_qt_import_statement_outside_ui():
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        if "ui" in path.relative_to(PACKAGE).parts:
+            continue
+        for line in path.read_text().splitlines():
+            stripped = line.strip()
+            if stripped.startswith(("import PySide6", "from PySide6", "import pyqtgraph",
+                                    "from pyqtgraph")):
+                offenders.append(f"{path.relative_to(REPO)}: {stripped}")
+    assert offenders == []
+
+
+def test_cli_start_and_a_command_do_not_import_torch(tmp_path):
+    ws = tmp_path / "w.duckdb"
+    loaded = _imported_after(
+        "from workstation.cli import main\n"
+        f"assert main(['--workspace', r'{ws}', 'undo', '--json']) == 1\n"
+        f"assert main(['--workspace', r'{ws}', 'datasets', '--json']) == 0\n"
+        f"assert main(['--workspace', r'{ws}', 'verify', '--json']) == 0")
+    assert "torch" not in loaded
+    assert "PySide6" not in loaded
