@@ -82,6 +82,29 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             run_id INTEGER NOT NULL, example_id BIGINT NOT NULL, score DOUBLE,
             score_chosen DOUBLE, score_rejected DOUBLE, margin DOUBLE,
             label BOOLEAN, passed BOOLEAN NOT NULL, rank BIGINT)""",
+        # Probe findings (automated audits): one row per candidate flaw.
+        """CREATE TABLE findings (
+            run_id INTEGER NOT NULL, id BIGINT NOT NULL, probe VARCHAR NOT NULL,
+            probe_version VARCHAR NOT NULL, example_id BIGINT, case_data JSON,
+            score_before DOUBLE, score_after DOUBLE, rule VARCHAR NOT NULL,
+            severity DOUBLE NOT NULL, triage VARCHAR NOT NULL, details JSON,
+            PRIMARY KEY (run_id, id))""",
+        # The append-only, hash-chained ledger of flywheel steps (releases,
+        # rollbacks, registrations); like the review log, never updated.
+        """CREATE TABLE ledger (
+            seq BIGINT PRIMARY KEY, time VARCHAR NOT NULL, actor VARCHAR NOT NULL,
+            kind VARCHAR NOT NULL, payload JSON NOT NULL,
+            prev_hash VARCHAR NOT NULL, hash VARCHAR NOT NULL)""",
+        """CREATE TABLE releases (
+            id INTEGER PRIMARY KEY, model VARCHAR NOT NULL,
+            model_version_id INTEGER NOT NULL, from_version_id INTEGER,
+            batch JSON NOT NULL, signature VARCHAR NOT NULL, key_id VARCHAR NOT NULL,
+            created_at VARCHAR NOT NULL, created_by VARCHAR NOT NULL,
+            ledger_seq BIGINT NOT NULL)""",
+        # Ed25519 signing keys of this workspace (private key as PEM).
+        """CREATE TABLE signing_keys (
+            key_id VARCHAR PRIMARY KEY, public_pem VARCHAR NOT NULL,
+            private_pem VARCHAR, created_at VARCHAR NOT NULL, active BOOLEAN NOT NULL)""",
     ]),
 ]
 
