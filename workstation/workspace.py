@@ -150,6 +150,12 @@ class Workspace:
         """A cursor for reading from another thread."""
         return self.con.cursor()
 
+    def for_thread(self) -> "Workspace":
+        """The same workspace through a connection of its own, for use on
+        another thread (a DuckDB connection must not be shared across
+        threads). Close it when the thread is done."""
+        return Workspace(self.path, self.con.cursor(), self.read_only)
+
     @contextlib.contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """Run a block atomically; nested use joins the outer transaction."""
