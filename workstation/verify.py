@@ -1,16 +1,16 @@
 """`verify`: recompute every hash the workspace depends on.
 
 Checks the review log's hash chain, that the cached review state follows from
-the log, and that every stored artifact (ONNX models, tokenizers) still has
-the sha256 it is filed under. Names the first row or artifact that does not
-match.
+the log, the ledger's hash chain and every release signature, and that every
+stored artifact (ONNX models, tokenizers) still has the sha256 it is filed
+under. Names the first row or artifact that does not match.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from workstation import review
+from workstation import releases, review
 from workstation.hashing import sha256_bytes
 from workstation.workspace import Workspace
 
@@ -27,7 +27,8 @@ class VerifyReport:
 
 def verify_workspace(ws: Workspace) -> VerifyReport:
     failures: list[str] = []
-    for check in (review.verify_chain, review.verify_state, verify_blobs, verify_model_refs):
+    for check in (review.verify_chain, review.verify_state, verify_blobs, verify_model_refs,
+                  releases.verify_releases):
         problem = check(ws)
         if problem:
             failures.append(problem)
@@ -35,6 +36,8 @@ def verify_workspace(ws: Workspace) -> VerifyReport:
         "review_log_rows": ws.execute("SELECT count(*) FROM review_log").fetchone()[0],
         "artifacts": ws.execute("SELECT count(*) FROM blobs").fetchone()[0],
         "model_versions": ws.execute("SELECT count(*) FROM model_versions").fetchone()[0],
+        "ledger_rows": ws.execute("SELECT count(*) FROM ledger").fetchone()[0],
+        "releases": ws.execute("SELECT count(*) FROM releases").fetchone()[0],
     }
     return VerifyReport(not failures, failures, checked)
 

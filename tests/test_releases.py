@@ -1,0 +1,603 @@
+"""Releases: governance batches, signing, rollback, export and offline verification."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from onnx import TensorProto, helper, numpy_helper
+
+from workstation import ledger, releases, review
+from workstation.errors import WorkstationError
+from workstation.hashing import sha256_bytes
+from workstation.releases import (current_release, export_release, list_releases, release,
+                                  rollback, verify_release)
+from workstation.review import Edit
+from workstation.verify import verify_workspace
+from workstation.workspace import Workspace
+
+# -- fixtures ----------------------------------------------------------------
+
+
+def _onnx_bytes(bias: float) -> bytes:
+    """A tiny real reward model: score = sum(x) + bias, for x of shape [N, 4]."""
+    weights = numpy_helper.from_array(np.ones((4, 1), np.float32), "w")
+    offset = numpy_helper.from_array(np.array([bias], np.float32), "b")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["xw"]),
+         helper.make_node("Add", ["xw", "b"], ["score"])], "rm",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])],
+        [helper.make_tensor_value_info("score", TensorProto.FLOAT, [None, 1])],
+        initializer=[weights, offset])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def add_version(ws: Workspace, model: str, version: int, manifest: dict | None = None,
+                parent_id: int | None = None) -> int:
+    """Register a model version the way the registry does, with plain SQL."""
+    data = _onnx_bytes(float(version))
+    sha = sha256_bytes(data)
+    ws.execute("INSERT INTO blobs VALUES (?, ?, ?) ON CONFLICT DO NOTHING", [sha, len(data), data])
+    version_id = ws.next_id("model_versions")
+    ws.execute("INSERT INTO model_versions VALUES (?, ?, ?, ?, 'features', ?, 'eng', "
+               "'2026-01-01T00:00:00+00:00', ?)",
+               [version_id, model, version, sha, parent_id,
+                json.dumps(manifest or {"input": {"kind": "features", "dim": 4}})])
+    return version_id
+
+
+def add_labels(ws: Workspace, n: int) -> int:
+    """A labeled-response dataset of ``n`` examples; returns the first example id."""
+    dataset_id = ws.next_id("datasets")
+    ws.execute("INSERT INTO datasets VALUES (?, ?, 'labels', 'test', 'abc', NULL, "
+               "'2026-01-01', ?, NULL)", [dataset_id, f"labels-{dataset_id}", n])
+    first = ws.next_id("examples")
+    for i in range(n):
+        ws.execute("INSERT INTO examples (id, dataset_id, source_sha256, source_index, prompt, "
+                   "response, label) VALUES (?, ?, 'abc', ?, 'q', ?, true)",
+                   [first + i, dataset_id, i, f"r{i}"])
+    return first
+
+
+def relabel(ws: Workspace, example_id: int) -> str:
+    [change] = review.apply(ws, [Edit(example_id, "label", "unsafe", "gives instructions")])
+    return change.hash
+
+
+@pytest.fixture
+def rm(ws):
+    """A workspace with rm@1 and rm@2 registered."""
+    v1 = add_version(ws, "rm", 1)
+    add_version(ws, "rm", 2, parent_id=v1)
+    return ws
+
+
+@pytest.fixture
+def released(rm, tmp_path):
+    """rm@1 released, then exported to a folder; returns (ws, release, folder)."""
+    rel = release(rm, "rm@1", approver="lead", notes="first release")
+    return rm, rel, export_release(rm, "rm", tmp_path / "rm-1")
+
+
+def _counts(ws: Workspace) -> tuple[int, int, int]:
+    return tuple(ws.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                 for t in ("releases", "ledger", "signing_keys"))
+
+
+def _flip(data: bytes, i: int) -> bytes:
+    return data[:i] + bytes([data[i] ^ 0x01]) + data[i + 1:]
+
+
+# -- release -------------------------------------------------------------------
+
+
+def test_first_release_writes_a_signed_batch_and_ledger_rows(rm):
+    rel = release(rm, "rm@1", approver="lead", notes="first release")
+    assert (rel.model, rel.version, rel.current, rel.from_version) == ("rm", 1, True, None)
+    batch = rel.batch
+    assert batch["from_version"] is None
+    assert batch["to_version"]["sha256"] == rel.sha256 == \
+        rm.execute("SELECT sha256 FROM model_versions WHERE id = 1").fetchone()[0]
+    assert batch["approved_by"] == "lead" and batch["notes"] == "first release"
+    assert batch["workspace_id"] == rm.id
+    assert batch["patches"] == [] and batch["regression_report"] is None
+    assert batch["gate"] == {"pass": None, "forced": False, "force_reason": None}
+    kinds = [e["kind"] for e in ledger.entries(rm)]
+    assert kinds == ["key-created", "release"]
+    [key] = releases.list_keys(rm)
+    assert key.key_id == rel.key_id and len(key.key_id) == 16 and key.active
+    assert current_release(rm, "rm") == rel
+    report = verify_workspace(rm)
+    assert report.ok, report.failures
+    assert report.checked["releases"] == 1 and report.checked["ledger_rows"] == 2
+
+
+def test_release_needs_an_exact_existing_version(rm):
+    with pytest.raises(WorkstationError, match="rm@VERSION"):
+        release(rm, "rm")
+    with pytest.raises(WorkstationError, match="no model version rm@7"):
+        release(rm, "rm@7")
+    with pytest.raises(WorkstationError, match="no model version with id 99"):
+        release(rm, 99)
+    release(rm, 2)  # by version id
+    with pytest.raises(WorkstationError, match="already the current release"):
+        release(rm, "rm@2")
+    assert _counts(rm)[0] == 1
+
+
+def test_batch_lists_label_edits_since_the_previous_release_and_patches(rm):
+    first = add_labels(rm, 4)
+    relabel(rm, first)
+    v1 = release(rm, "rm@1")
+    assert v1.batch["label_edits"]["count"] == 1
+    assert v1.batch["label_edits"]["basis"] == "review-head-at-release"
+    relabel(rm, first + 1)
+    relabel(rm, first + 2)
+    patch = {"kind": "suppression", "center_example": first + 1, "radius": 0.3}
+    add_version(rm, "rm", 3, manifest={"patches": [patch]})
+    v3 = release(rm, "rm@3")
+    edits = v3.batch["label_edits"]
+    assert edits["from_head"] == v1.batch["label_edits"]["head"]
+    assert edits["head"] == review.head_hash(rm) and edits["count"] == 2
+    assert [(e["seq"], e["example_id"], e["field"], e["old"], e["new"]) for e in edits["edits"]] \
+        == [(2, first + 1, "label", "safe", "unsafe"), (3, first + 2, "label", "safe", "unsafe")]
+    assert v3.batch["patches"] == [patch]
+    assert v3.batch["from_version"]["version"] == 1 and v3.from_version == 1
+
+
+def test_dataset_snapshot_in_the_manifest_bounds_the_label_edits(rm):
+    first = add_labels(rm, 3)
+    snapshot = [relabel(rm, first + i) for i in range(3)][1]
+    add_version(rm, "rm", 3, manifest={"lineage": {"dataset_snapshot": snapshot},
+                                       "patch": {"kind": "suppression"}})
+    edits = release(rm, "rm@3").batch["label_edits"]
+    assert edits["basis"] == "model-dataset-snapshot" and edits["head"] == snapshot
+    assert [e["seq"] for e in edits["edits"]] == [1, 2]
+    add_version(rm, "rm", 4, manifest={"lineage": {"dataset_snapshot": "f" * 64}})
+    with pytest.raises(WorkstationError, match="not in this workspace's review log"):
+        release(rm, "rm@4")
+
+
+# -- the regression gate ------------------------------------------------------
+
+
+def test_failed_gate_refuses_unless_forced_with_a_reason(rm):
+    report = {"gate": {"pass": False, "broken": 3}, "suite": "hh"}
+    with pytest.raises(WorkstationError, match="regression gate failed"):
+        release(rm, "rm@1", regression_report=report)
+    with pytest.raises(WorkstationError, match="needs a reason"):
+        release(rm, "rm@1", regression_report=report, force=True)
+    assert _counts(rm) == (0, 0, 0)
+    rel = release(rm, "rm@1", regression_report=report, force=True,
+                  force_reason="the 3 breaks are mislabeled examples")
+    assert rel.batch["regression_report"] == report
+    assert rel.batch["gate"] == {"pass": False, "forced": True,
+                                 "force_reason": "the 3 breaks are mislabeled examples"}
+    assert ledger.entries(rm, kind="release")[0]["payload"]["forced"] is True
+
+
+def test_passed_gate_is_recorded(rm):
+    rel = release(rm, "rm@1", regression_report={"gate": {"pass": True}, "fixed": 5})
+    assert rel.batch["gate"]["pass"] is True and rel.batch["gate"]["forced"] is False
+    with pytest.raises(WorkstationError, match="true or false"):
+        release(rm, "rm@2", regression_report={"gate": {"pass": "yes"}})
+
+
+# -- transactions --------------------------------------------------------------
+
+
+def test_a_failure_while_signing_leaves_nothing_behind(rm, monkeypatch):
+    def broken_signer(key, message):
+        raise RuntimeError("hardware token unplugged")
+
+    monkeypatch.setattr(releases, "_sign", broken_signer)
+    with pytest.raises(RuntimeError):
+        release(rm, "rm@1")
+    assert _counts(rm) == (0, 0, 0)
+    assert current_release(rm, "rm") is None
+    monkeypatch.undo()
+    assert release(rm, "rm@1").id == 1  # and the workspace still works
+
+
+def test_a_failed_rollback_leaves_the_ledger_unchanged(rm, monkeypatch):
+    release(rm, "rm@1")
+    release(rm, "rm@2")
+    real_append = ledger.append
+
+    def append_then_fail(*args, **kwargs):
+        real_append(*args, **kwargs)
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(ledger, "append", append_then_fail)
+    with pytest.raises(RuntimeError):
+        rollback(rm, "rm")
+    assert current_release(rm, "rm").version == 2
+    assert len(ledger.entries(rm)) == 3
+
+
+# -- current release and rollback ------------------------------------------------
+
+
+def test_rollback_chain(rm):
+    with pytest.raises(WorkstationError, match="no release to roll back"):
+        rollback(rm, "rm")
+    r1 = release(rm, "rm@1")
+    r2 = release(rm, "rm@2", notes="retrained")
+    assert current_release(rm, "rm").id == r2.id and r2.from_version == 1
+    back = rollback(rm, "rm", actor="lead", reason="regressed on jailbreaks")
+    assert back.id == r1.id and back.current
+    assert current_release(rm, "rm").version == 1
+    [entry] = ledger.entries(rm, kind="rollback")
+    assert entry["actor"] == "lead"
+    assert entry["payload"] == {"model": "rm", "from_release_id": r2.id, "from_version": 2,
+                                "to_release_id": r1.id, "to_version": 1,
+                                "reason": "regressed on jailbreaks"}
+    with pytest.raises(WorkstationError, match="no earlier release"):
+        rollback(rm, "rm")
+    assert current_release(rm, "rm").version == 1
+    assert [(r.version, r.current) for r in list_releases(rm, "rm")] == [(1, True), (2, False)]
+    assert verify_workspace(rm).ok
+
+
+def test_release_after_rollback_and_models_are_independent(rm):
+    add_version(rm, "other", 1)
+    release(rm, "rm@1")
+    release(rm, "rm@2")
+    release(rm, "other@1")
+    rollback(rm, "rm")
+    again = release(rm, "rm@2", notes="fixed the regression")
+    assert again.from_version == 1 and again.id == 4
+    assert current_release(rm, "rm").id == 4
+    assert current_release(rm, "other").version == 1
+    assert current_release(rm, "nothing") is None
+    assert [r.model for r in list_releases(rm, "other")] == ["other"]
+    assert [(r.id, r.current) for r in list_releases(rm)] == \
+        [(1, False), (2, False), (3, True), (4, True)]
+    with pytest.raises(WorkstationError, match="model name"):
+        rollback(rm, "rm@2")
+
+
+# -- export ------------------------------------------------------------------------
+
+
+def test_export_folder_is_byte_identical_and_runnable(released, tmp_path):
+    ws, rel, folder = released
+    assert sorted(p.name for p in folder.iterdir()) == sorted(releases.RELEASE_FILES)
+    onnx_bytes = (folder / "model.onnx").read_bytes()
+    assert sha256_bytes(onnx_bytes) == rel.sha256
+    blob = ws.execute("SELECT data FROM blobs WHERE sha256 = ?", [rel.sha256]).fetchone()[0]
+    assert onnx_bytes == bytes(blob)
+    session = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+    [score] = session.run(None, {"x": np.ones((1, 4), np.float32)})
+    assert score[0, 0] == pytest.approx(5.0)  # sum of four ones + bias 1 (version 1)
+    assert json.loads((folder / "governance.json").read_text()) == rel.batch
+    signature = json.loads((folder / "signature.json").read_text())
+    assert signature["algorithm"] == "ed25519" and signature["key_id"] == rel.key_id
+    assert signature["files"]["model.onnx"] == rel.sha256
+
+
+def test_verify_folder_with_and_without_a_trusted_key(released, tmp_path):
+    ws, rel, folder = released
+    untrusted = verify_release(folder)
+    assert untrusted.ok, untrusted.reasons
+    assert not untrusted.key_trusted and "not independently trusted" in untrusted.warnings[0]
+    assert (untrusted.model, untrusted.version, untrusted.key_id) == ("rm", 1, rel.key_id)
+    pub = releases.export_public_key(ws, tmp_path / "workspace.pub")
+    trusted = verify_release(folder, public_key=pub)
+    assert trusted.ok and trusted.key_trusted and trusted.warnings == []
+    assert trusted.to_json()["files"]["model.onnx"] == rel.sha256
+
+
+def test_export_zip_verifies_and_is_reproducible(released, tmp_path):
+    ws, rel, _ = released
+    first = export_release(ws, "rm@1", tmp_path / "rm.zip")
+    with zipfile.ZipFile(first) as zf:
+        assert sorted(zf.namelist()) == sorted(releases.RELEASE_FILES)
+    result = verify_release(first, releases.export_public_key(ws, tmp_path / "k.pub"))
+    assert result.ok, result.reasons
+    second = export_release(ws, "rm@1", tmp_path / "again.zip")
+    assert first.read_bytes() == second.read_bytes()
+
+
+def test_a_zipped_release_folder_verifies(released, tmp_path):
+    _, _, folder = released
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for path in folder.iterdir():
+            zf.writestr(f"rm-1/{path.name}", path.read_bytes())
+    (tmp_path / "wrapped.zip").write_bytes(buf.getvalue())
+    assert verify_release(tmp_path / "wrapped.zip").ok
+
+
+def test_export_refusals(rm, tmp_path):
+    with pytest.raises(WorkstationError, match="no current release"):
+        export_release(rm, "rm", tmp_path / "a")
+    release(rm, "rm@1")
+    with pytest.raises(WorkstationError, match="never released"):
+        export_release(rm, "rm@2", tmp_path / "a")
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "x").write_text("keep me")
+    with pytest.raises(WorkstationError, match="already exists"):
+        export_release(rm, "rm", tmp_path / "taken")
+    assert (tmp_path / "taken" / "x").read_text() == "keep me"
+    (tmp_path / "empty").mkdir()
+    assert verify_release(export_release(rm, "rm", tmp_path / "empty")).ok
+
+
+def test_rolled_back_release_still_exports(rm, tmp_path):
+    release(rm, "rm@1")
+    release(rm, "rm@2")
+    rollback(rm, "rm")
+    result = verify_release(export_release(rm, "rm@2", tmp_path / "old.zip"))
+    assert result.ok and result.version == 2
+    assert verify_release(export_release(rm, "rm", tmp_path / "cur")).version == 1
+
+
+# -- tampering -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", releases.RELEASE_FILES)
+def test_one_flipped_byte_in_any_file_is_refused(released, name):
+    _, _, folder = released
+    path = folder / name
+    data = path.read_bytes()
+    path.write_bytes(_flip(data, len(data) // 2))
+    result = verify_release(folder)
+    assert not result.ok
+    assert any(name in reason for reason in result.reasons), result.reasons
+
+
+@pytest.mark.parametrize("name", releases.RELEASE_FILES)
+def test_one_flipped_byte_inside_a_zip_member_is_refused(released, tmp_path, name):
+    ws, _, _ = released
+    files = releases.release_files(ws, list_releases(ws)[0])
+    files[name] = _flip(files[name], 0)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for member, data in files.items():
+            zf.writestr(member, data)
+    (tmp_path / "bad.zip").write_bytes(buf.getvalue())
+    result = verify_release(tmp_path / "bad.zip")
+    assert not result.ok and any(name in r for r in result.reasons), result.reasons
+
+
+def test_every_single_byte_change_is_refused(released):
+    """Exhaustive: flipping the low bit of any byte of any file fails verification."""
+    ws, rel, _ = released
+    files = releases.release_files(ws, rel)
+    assert releases.verify_release_files(files).ok
+    for name, data in files.items():
+        for i in range(len(data)):
+            result = releases.verify_release_files({**files, name: _flip(data, i)})
+            assert not result.ok, f"{name} byte {i} changed but verified"
+            assert any(name in r for r in result.reasons), (name, i, result.reasons)
+
+
+def test_missing_and_extra_files_are_refused(released):
+    _, _, folder = released
+    (folder / "notes.txt").write_text("unsigned")
+    assert "not covered by the signature: notes.txt" in verify_release(folder).reasons[0]
+    (folder / "notes.txt").unlink()
+    (folder / "governance.json").unlink()
+    assert verify_release(folder).reasons == ["missing file: governance.json"]
+
+
+@pytest.mark.parametrize("evil", ["../escape.txt", "/tmp/escape.txt", "rm/../../escape.txt",
+                                  "..\\escape.txt", "C:/escape.txt"])
+def test_zip_slip_is_refused_without_extracting(released, tmp_path, evil):
+    ws, rel, _ = released
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for member, data in releases.release_files(ws, rel).items():
+            zf.writestr(member, data)
+        zf.writestr(evil, b"owned")
+    target = tmp_path / "inner" / "slip.zip"
+    target.parent.mkdir()
+    target.write_bytes(buf.getvalue())
+    result = verify_release(target)
+    assert not result.ok and "would escape" in result.reasons[0]
+    assert not (tmp_path / "escape.txt").exists()
+    assert sorted(p.name for p in target.parent.iterdir()) == ["slip.zip"]
+
+
+def test_a_different_trusted_key_is_refused(released, tmp_path):
+    _, _, folder = released
+    other = Ed25519PrivateKey.generate().public_key()
+    pub = tmp_path / "other.pub"
+    pub.write_bytes(other.public_bytes(serialization.Encoding.PEM,
+                                       serialization.PublicFormat.SubjectPublicKeyInfo))
+    result = verify_release(folder, public_key=pub)
+    assert not result.ok and result.key_trusted
+    assert "not the trusted key" in result.reasons[0]
+
+
+def test_a_release_re_signed_with_another_key_is_refused_by_the_trusted_key(released, tmp_path):
+    """An attacker who swaps model.onnx and re-signs with their own key fails the trusted check."""
+    ws, rel, folder = released
+    trusted = releases.export_public_key(ws, tmp_path / "trusted.pub")
+    files = {p.name: p.read_bytes() for p in folder.iterdir()}
+    files["model.onnx"] = _onnx_bytes(-100.0)
+    doc = json.loads(files["signature.json"])
+    doc["statement"]["files"]["model.onnx"] = sha256_bytes(files["model.onnx"])
+    doc["files"] = doc["statement"]["files"]
+    attacker = Ed25519PrivateKey.generate()
+    doc["public_key_pem"] = releases._public_pem(attacker.public_key())
+    doc["key_id"] = doc["statement"]["key_id"] = releases.key_id_of(attacker.public_key())
+    doc["signature"] = attacker.sign(
+        releases.canonical_json(doc["statement"]).encode()).hex()
+    files["signature.json"] = releases._json_file(doc)
+    assert releases.verify_release_files(files).reasons == [
+        "governance.json does not describe the signed model.onnx"]
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    result = verify_release(folder, public_key=trusted)
+    assert not result.ok and "not the trusted key" in result.reasons[0]
+
+
+# -- malformed input never raises -----------------------------------------------------
+
+
+def _with_signature(folder: Path, mutate) -> Path:
+    path = folder / "signature.json"
+    doc = json.loads(path.read_text())
+    mutate(doc)
+    path.write_bytes(releases._json_file(doc))
+    return folder
+
+
+def test_malformed_signature_files_give_reasons(released):
+    _, _, folder = released
+    good = (folder / "signature.json").read_bytes()
+    cases = {
+        b"not json at all": "not valid JSON",
+        b"\xff\xfe": "not valid JSON",
+        b"[1, 2, 3]\n": "expected fields",
+        b'{"a": NaN}': "expected fields",
+    }
+    for data, reason in cases.items():
+        (folder / "signature.json").write_bytes(data)
+        result = verify_release(folder)
+        assert not result.ok and reason in result.reasons[0], (data, result.reasons)
+    rsa_pem = rsa.generate_private_key(65537, 2048).public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    mutations = {
+        "not 64 bytes of lower-case hex": lambda d: d.update(signature="zz" * 64),
+        "lower-case hex": lambda d: d.update(signature=d["signature"].upper()),
+        "algorithm must be ed25519": lambda d: d.update(algorithm="rsa"),
+        "not an Ed25519 key": lambda d: d.update(public_key_pem=rsa_pem),
+        "not a public-key PEM": lambda d: d.update(public_key_pem="-----BEGIN nonsense"),
+        "do not belong together": lambda d: d.update(key_id="0" * 16),
+        "statement is missing": lambda d: d.update(statement="hello"),
+        "does not list the sha256": lambda d: d["statement"].update(files={"model.onnx": 1}),
+    }
+    for reason, mutate in mutations.items():
+        (folder / "signature.json").write_bytes(good)
+        result = verify_release(_with_signature(folder, mutate))
+        assert not result.ok and reason in result.reasons[0], (reason, result.reasons)
+
+
+def test_bad_paths_and_bad_trusted_keys_give_reasons(released, tmp_path):
+    ws, _, folder = released
+    assert "no release at" in verify_release(tmp_path / "nowhere").reasons[0]
+    (tmp_path / "plain.txt").write_text("hello")
+    assert "neither a release folder nor a zip" in verify_release(tmp_path / "plain.txt").reasons[0]
+    zipped = export_release(ws, "rm", tmp_path / "r.zip")
+    data = zipped.read_bytes()
+    (tmp_path / "cut.zip").write_bytes(data[: len(data) - 30])
+    assert not verify_release(tmp_path / "cut.zip").ok
+    # Damage anywhere in the container: a result, never a traceback. (Bytes of zip
+    # metadata such as timestamps are not signed, so some flips still verify.)
+    refused = 0
+    for i in range(0, len(data), max(1, len(data) // 60)):
+        (tmp_path / "noise.zip").write_bytes(_flip(data, i))
+        result = verify_release(tmp_path / "noise.zip")
+        assert result.ok or result.reasons, i
+        refused += not result.ok
+    assert refused > 30
+    private = releases.export_private_key(ws, tmp_path / "k.pem")
+    (tmp_path / "junk.pub").write_text("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n")
+    rsa_pub = tmp_path / "rsa.pub"
+    rsa_pub.write_bytes(rsa.generate_private_key(65537, 2048).public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    expected = {private: "is a private key", tmp_path / "junk.pub": "not a public-key PEM",
+                rsa_pub: "not an Ed25519 key", tmp_path / "absent.pub": "cannot read trusted key",
+                tmp_path: "cannot read trusted key"}
+    for key, reason in expected.items():
+        result = verify_release(folder, public_key=key)
+        assert not result.ok and reason in result.reasons[0], (key, result.reasons)
+
+
+# -- keys ----------------------------------------------------------------------------------
+
+
+def test_key_export_import_round_trip(released, tmp_path):
+    ws, rel, _ = released
+    pub = releases.export_public_key(ws, tmp_path / "a.pub")
+    private = releases.export_private_key(ws, tmp_path / "a.pem", password="s3cret")
+    assert private.stat().st_mode & 0o077 == 0
+    assert b"ENCRYPTED PRIVATE KEY" in private.read_bytes()
+    with pytest.raises(WorkstationError, match="already exists"):
+        releases.export_private_key(ws, private)
+    with Workspace.open(tmp_path / "second.duckdb") as other:
+        add_version(other, "rm", 1)
+        with pytest.raises(WorkstationError, match="encrypted: give its password"):
+            releases.import_key(other, private)
+        with pytest.raises(WorkstationError, match="password is wrong"):
+            releases.import_key(other, private, password="nope")
+        key = releases.import_key(other, private, password="s3cret", actor="lead")
+        assert key.key_id == rel.key_id and key.active
+        signed = release(other, "rm@1")
+        assert signed.key_id == rel.key_id
+        assert [e["kind"] for e in ledger.entries(other)] == ["key-imported", "release"]
+        out = export_release(other, "rm", tmp_path / "from-second.zip")
+    result = verify_release(out, public_key=pub)
+    assert result.ok and result.key_trusted, result.reasons
+
+
+def test_importing_a_new_key_rotates_and_old_releases_still_verify(released, tmp_path):
+    ws, first, _ = released
+    new = Ed25519PrivateKey.generate()
+    pem = tmp_path / "new.pem"
+    pem.write_bytes(new.private_bytes(serialization.Encoding.PEM,
+                                      serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption()))
+    key = releases.import_key(ws, pem)
+    assert key.key_id == releases.key_id_of(new.public_key())
+    assert [k.active for k in releases.list_keys(ws)] == [False, True]
+    second = release(ws, "rm@2")
+    assert second.key_id == key.key_id != first.key_id
+    assert verify_workspace(ws).ok
+    new_pub = releases.export_public_key(ws, tmp_path / "new.pub")
+    assert verify_release(export_release(ws, "rm", tmp_path / "v2"), new_pub).ok
+    assert not verify_release(export_release(ws, "rm@1", tmp_path / "v1"), new_pub).ok
+
+
+def test_import_refuses_public_keys_and_other_key_types(ws, tmp_path):
+    key = Ed25519PrivateKey.generate()
+    pub = tmp_path / "k.pub"
+    pub.write_bytes(key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    rsa_pem = tmp_path / "rsa.pem"
+    rsa_pem.write_bytes(rsa.generate_private_key(65537, 2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    (tmp_path / "junk.pem").write_text("hello")
+    for path, reason in {pub: "holds a public key", rsa_pem: "Ed25519",
+                         tmp_path / "junk.pem": "not a readable private-key PEM",
+                         tmp_path / "absent.pem": "cannot read key file"}.items():
+        with pytest.raises(WorkstationError, match=reason):
+            releases.import_key(ws, path)
+    assert _counts(ws) == (0, 0, 0)
+    with pytest.raises(WorkstationError, match="no signing key yet"):
+        releases.export_public_key(ws, tmp_path / "none.pub")
+
+
+# -- workspace verification ------------------------------------------------------------------
+
+
+def test_verify_workspace_catches_a_changed_release(released, tmp_path):
+    ws, rel, _ = released
+    batch = dict(rel.batch, approved_by="mallory")
+    ws.execute("UPDATE releases SET batch = ? WHERE id = ?", [json.dumps(batch), rel.id])
+    report = verify_workspace(ws)
+    assert not report.ok and any("release 1 (rm@1)" in f for f in report.failures)
+    with pytest.raises(WorkstationError, match="not exported"):
+        export_release(ws, "rm", tmp_path / "again")
+
+
+def test_verify_workspace_catches_a_changed_manifest(released):
+    ws, rel, _ = released
+    ws.execute("UPDATE model_versions SET manifest = '{\"patches\": [\"sneaky\"]}' WHERE id = ?",
+               [rel.model_version_id])
+    assert any("signature does not match" in f for f in verify_workspace(ws).failures)
