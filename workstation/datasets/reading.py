@@ -1,0 +1,366 @@
+"""Safe readers for untrusted dataset files: JSONL (plain or gzip), whole
+JSON documents, CSV and Parquet.
+
+Everything that can go wrong with a file becomes an ``InputError`` naming the
+file, the line or record, and the field: malformed or truncated JSON, NaN or
+infinite numbers (``NaN``/``Infinity`` tokens, or literals like ``1e999``
+that overflow), JSON nested too deeply, non-UTF-8 bytes, truncated gzip or
+Parquet data, and over-long lines.
+
+Limits: a line (JSONL, CSV) may hold at most ``MAX_LINE_BYTES`` = 16 MiB; a
+longer one is refused after reading at most 16 MiB of it, without handing it
+to a JSON parser. A whole-document JSON file may be at most
+``MAX_DOCUMENT_BYTES`` = 512 MiB.
+
+Numbering: line numbers count from 1 (as editors do); record numbers count
+from 0, like ``examples.source_index``. In JSONL the record number is the
+position among non-blank lines.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import math
+import os
+import zlib
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, Iterator
+
+from workstation.errors import InputError
+from workstation.progress import Progress
+
+MAX_LINE_BYTES = 16 * 1024 * 1024
+MAX_DOCUMENT_BYTES = 512 * 1024 * 1024
+_GZIP_MAGIC = b"\x1f\x8b"
+_PROGRESS_BYTES = 1 << 20  # report progress about once per MiB
+_BOM = "\ufeff"
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a record sits in its file, for error messages."""
+
+    path: Path
+    line: int | None = None
+    record: int | None = None
+
+    def error(self, message: str, field: str | None = None) -> InputError:
+        return InputError(str(self.path), message, line=self.line, record=self.record, field=field)
+
+
+# -- small helpers ---------------------------------------------------------
+
+def type_name(value: Any) -> str:
+    """The JSON name of a value's type, for messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def has_suffix(path: Path, *suffixes: str) -> bool:
+    name = path.name.lower()
+    return any(name.endswith(s) for s in suffixes)
+
+
+def head_bytes(path: Path, n: int = 65536) -> bytes:
+    """The first ``n`` bytes of a file (decompressed when gzip), for sniffing."""
+    with open(path, "rb") as raw:
+        start = raw.read(2)
+        raw.seek(0)
+        if start == _GZIP_MAGIC:
+            with gzip.GzipFile(fileobj=raw) as gz:
+                return gz.read(n)
+        return raw.read(n)
+
+
+def require_nonempty(path: Path) -> None:
+    if not path.is_file():
+        raise InputError(str(path), "no such file" if not path.exists() else "not a regular file")
+    if path.stat().st_size == 0:
+        raise InputError(str(path), "the file is empty")
+
+
+# -- JSON ------------------------------------------------------------------
+
+class _NonFinite(ValueError):
+    pass
+
+
+def _reject_constant(token: str) -> Any:
+    raise _NonFinite(token)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # e.g. 1e999 parses to inf
+        raise _NonFinite(text)
+    return value
+
+
+def parse_json(text: str | bytes, loc: Location) -> Any:
+    """Parse one JSON value strictly: no NaN/Infinity, bounded nesting."""
+    try:
+        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+    except _NonFinite as exc:
+        raise loc.error(f"non-finite number {exc} is not allowed") from None
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno} " if loc.line is None else ""
+        raise loc.error(f"malformed JSON ({exc.msg} at {where}column {exc.colno}); "
+                        f"the file may be truncated or not JSON") from None
+    except RecursionError:
+        raise loc.error("JSON is nested too deeply") from None
+    except ValueError as exc:  # e.g. integers with thousands of digits
+        raise loc.error(f"unreadable JSON value: {exc}") from None
+
+
+def read_json_document(path: Path, progress: Progress) -> Any:
+    """Read a whole-file JSON document (size-limited, strict UTF-8)."""
+    require_nonempty(path)
+    size = path.stat().st_size
+    if size > MAX_DOCUMENT_BYTES:
+        raise InputError(str(path), f"file is {size} bytes; JSON documents are limited to "
+                         f"{MAX_DOCUMENT_BYTES // (1 << 20)} MiB")
+    progress.step(0, size)
+    data = Path(path).read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise InputError(str(path), f"not valid UTF-8 (byte offset {exc.start})",
+                         line=line) from None
+    if not text.lstrip(_BOM).strip():
+        raise InputError(str(path), "the file is empty")
+    value = parse_json(text.lstrip(_BOM), Location(path))
+    progress.step(size, size)
+    return value
+
+
+# -- lines -----------------------------------------------------------------
+
+@contextmanager
+def _open_stream(path: Path) -> Iterator[tuple[BinaryIO, BinaryIO, int]]:
+    """(decoded stream, raw file, raw size); gzip is recognised by magic bytes."""
+    size = os.stat(path).st_size
+    with open(path, "rb") as raw:
+        magic = raw.read(2)
+        raw.seek(0)
+        if magic == _GZIP_MAGIC:
+            with gzip.GzipFile(fileobj=raw) as gz:
+                yield gz, raw, size
+        else:
+            yield raw, raw, size
+
+
+def iter_lines(path: Path, progress: Progress) -> Iterator[tuple[int, str]]:
+    """Yield ``(line_number, text)`` for every line, decoded as strict UTF-8.
+
+    Refuses lines longer than ``MAX_LINE_BYTES`` after reading at most that
+    much of them; turns truncated or corrupt gzip data into ``InputError``.
+    """
+    require_nonempty(path)
+    with _open_stream(path) as (stream, raw, size):
+        lineno, reported = 0, 0
+        while True:
+            try:
+                line = stream.readline(MAX_LINE_BYTES + 1)
+            except (EOFError, OSError, zlib.error) as exc:
+                raise InputError(str(path), f"truncated or corrupt gzip data ({exc})",
+                                 line=lineno + 1) from None
+            if not line:
+                break
+            lineno += 1
+            if len(line) > MAX_LINE_BYTES and not (len(line) == MAX_LINE_BYTES + 1
+                                                   and line.endswith(b"\n")):
+                raise InputError(str(path), f"line is longer than the "
+                                 f"{MAX_LINE_BYTES // (1 << 20)} MiB limit; refused", line=lineno)
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InputError(str(path), f"not valid UTF-8 (byte {exc.start + 1} of the line)",
+                                 line=lineno) from None
+            if lineno == 1:
+                text = text.lstrip(_BOM)
+            pos = raw.tell()
+            if pos - reported >= _PROGRESS_BYTES:
+                progress.step(pos, size)
+                reported = pos
+            yield lineno, text
+        progress.step(size, size)
+
+
+def iter_jsonl_records(path: Path, progress: Progress) -> Iterator[tuple[Location, int, dict]]:
+    """Yield ``(location, index, object)`` for every non-blank line of a JSONL
+    file. ``index`` is the 0-based count of non-blank lines before it (what
+    importers store as ``source_index``); the location names the line.
+    """
+    index = 0
+    for lineno, text in iter_lines(path, progress):
+        if not text.strip():
+            continue
+        loc = Location(path, line=lineno)
+        value = parse_json(text, loc)
+        if not isinstance(value, dict):
+            raise loc.error(f"expected a JSON object, got {type_name(value)}")
+        yield loc, index, value
+        index += 1
+    if index == 0:
+        raise InputError(str(path), "the file holds no records")
+
+
+# -- CSV -------------------------------------------------------------------
+
+def iter_csv_records(path: Path, progress: Progress) -> Iterator[tuple[Location, int, dict]]:
+    """Yield ``(location, index, {column: text})`` for every data row of a CSV
+    file with a header row. The location names the line the row starts on;
+    ``index`` counts data rows from 0, blank lines excluded."""
+    # Python's default field limit (128 KiB) is too small for long responses.
+    if csv.field_size_limit() < MAX_LINE_BYTES:
+        csv.field_size_limit(MAX_LINE_BYTES)
+    current = [0]
+
+    def texts() -> Iterator[str]:
+        for lineno, text in iter_lines(path, progress):
+            current[0] = lineno
+            yield text
+
+    reader = csv.reader(texts(), strict=True)
+    header = _next_csv_row(reader, path, current)
+    if header is None:
+        raise InputError(str(path), "the file holds no header row")
+    header = [h.strip() for h in header]
+    if len(set(header)) != len(header) or not all(header):
+        raise InputError(str(path), f"the header row has empty or repeated column names: {header}",
+                         line=1)
+    index = 0
+    while True:
+        start = current[0] + 1
+        row = _next_csv_row(reader, path, current)
+        if row is None:
+            break
+        if not row:  # a blank line
+            continue
+        loc = Location(path, line=start)
+        if len(row) != len(header):
+            raise loc.error(f"has {len(row)} fields; the header has {len(header)}")
+        yield loc, index, dict(zip(header, row))
+        index += 1
+    if index == 0:
+        raise InputError(str(path), "the file holds no records")
+
+
+def _next_csv_row(reader: Any, path: Path, current: list[int]) -> list[str] | None:
+    try:
+        return next(reader)
+    except StopIteration:
+        return None
+    except csv.Error as exc:
+        raise InputError(str(path), f"malformed CSV ({exc}); the file may be truncated",
+                         line=current[0]) from None
+
+
+# -- Parquet ---------------------------------------------------------------
+
+def iter_parquet_records(path: Path, progress: Progress,
+                         batch_size: int = 4096) -> Iterator[tuple[Location, int, dict]]:
+    """Yield ``(location, index, {column: value})`` for every row of a Parquet
+    file; the location names the 0-based record."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    require_nonempty(path)
+    try:
+        pf = pq.ParquetFile(path)
+        total = pf.metadata.num_rows
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise InputError(str(path), f"not a readable Parquet file; it may be truncated "
+                         f"({_first_line(exc)})") from None
+    if total == 0:
+        raise InputError(str(path), "the file holds no records")
+    index = 0
+    batches = pf.iter_batches(batch_size=batch_size)
+    while True:
+        try:
+            batch = next(batches, None)
+            records = batch.to_pylist() if batch is not None else None
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            raise InputError(str(path), f"unreadable Parquet data ({_first_line(exc)})",
+                             record=index) from None
+        if records is None:
+            break
+        for rec in records:
+            yield Location(path, record=index), index, rec
+            index += 1
+        progress.step(index, total)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+# -- fields ----------------------------------------------------------------
+
+def require(rec: dict, key: str, loc: Location) -> Any:
+    if key not in rec:
+        raise loc.error("missing field", field=key)
+    return rec[key]
+
+
+def require_str(rec: dict, key: str, loc: Location) -> str:
+    value = require(rec, key, loc)
+    if not isinstance(value, str):
+        raise loc.error(f"expected a string, got {type_name(value)}", field=key)
+    return value
+
+
+def optional_str(rec: dict, key: str, loc: Location) -> str | None:
+    """A string field that may be absent or null (empty means absent too)."""
+    value = rec.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise loc.error(f"expected a string or null, got {type_name(value)}", field=key)
+    return value
+
+
+def source_id_of(rec: dict, keys: tuple[str, ...] = ("id", "index")) -> str | None:
+    """The source's own id for a record: the first scalar of ``keys`` present."""
+    for key in keys:
+        value = rec.get(key)
+        if isinstance(value, bool) or value is None or value == "":
+            continue
+        if isinstance(value, (str, int)):
+            return str(value)
+        if isinstance(value, float) and value.is_integer():
+            return str(int(value))
+    return None
+
+
+def scalar_extras(rec: dict, known: set[str]) -> tuple[dict, int]:
+    """Fields outside ``known`` with scalar values (kept in ``meta.extra``),
+    and how many non-scalar extras were dropped."""
+    extra, dropped = {}, 0
+    for key, value in rec.items():
+        if key in known:
+            continue
+        if value is None or isinstance(value, (str, bool, int)):
+            extra[key] = value
+        elif isinstance(value, float) and math.isfinite(value):
+            extra[key] = value
+        else:
+            dropped += 1
+    return extra, dropped
