@@ -131,8 +131,10 @@ class Workspace:
 
     # -- facts -------------------------------------------------------------
     def meta(self, key: str) -> str | None:
-        row = self.con.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
-        return row[0] if row else None
+        # fetchall, not fetchone: DuckDB keeps a half-read result open, which
+        # blocks a later register()/sql() on this connection.
+        rows = self.con.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchall()
+        return rows[0][0] if rows else None
 
     @property
     def schema_version(self) -> int:
@@ -176,7 +178,8 @@ class Workspace:
         self.con.execute("COMMIT")
 
     def next_id(self, table: str, column: str = "id") -> int:
-        return int(self.con.execute(f"SELECT coalesce(max({column}), 0) + 1 FROM {table}").fetchone()[0])
+        return int(self.con.execute(
+            f"SELECT coalesce(max({column}), 0) + 1 FROM {table}").fetchall()[0][0])
 
     def close(self) -> None:
         self.con.close()
