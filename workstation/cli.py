@@ -22,9 +22,6 @@ from workstation.errors import WorkstationError
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 
-# Sub-commands that never change the workspace: they open it read-only so
-# that several can run beside each other.
-READ_ONLY_COMMANDS = {"failures", "log", "verify", "datasets", "runs", "model list"}
 
 
 class UsageError(WorkstationError):
@@ -272,6 +269,84 @@ def cmd_encoder_prepare(args, out: Output) -> None:
                f"encoder {encoder.id} ready at {path}")
 
 
+def cmd_release(args, out: Output) -> None:
+    from workstation import releases
+
+    with open_workspace(args) as ws:
+        report = _regression_report(ws, args)
+        rel = releases.release(ws, args.version, approver=args.analyst, regression_report=report,
+                               notes=args.notes or "", force=bool(args.force),
+                               force_reason=args.force or "")
+    payload = {"release_id": rel.id, "model": rel.model, "version": rel.version,
+               "sha256": rel.sha256, "key_id": rel.key_id, "gate": (report or {}).get("gate")}
+    out.result(payload, f"released {rel.ref} as release {rel.id} "
+                        f"(signed with key {rel.key_id})")
+
+
+def _regression_report(ws, args) -> dict | None:
+    """The regression gate's report for this release, when the gate exists."""
+    try:
+        from workstation.regression import gate_report_for_release
+    except ImportError:
+        return None
+    return gate_report_for_release(ws, args.version, progress=None)
+
+
+def cmd_rollback(args, out: Output) -> None:
+    from workstation import releases
+
+    with open_workspace(args) as ws:
+        rel = releases.rollback(ws, args.model, actor=args.analyst, reason=args.reason or "")
+    out.result({"release_id": rel.id, "model": rel.model, "version": rel.version,
+                "current": rel.ref}, f"rolled back: {rel.ref} (release {rel.id}) is current")
+
+
+def cmd_releases(args, out: Output) -> None:
+    from workstation import releases
+
+    with open_workspace(args, read_only=True) as ws:
+        items = releases.list_releases(ws, args.model)
+    text = "\n".join(f"release {r.id:<4} {r.ref:<20} {r.created_at[:19]} by {r.created_by}"
+                     f"{'  (current)' if r.current else ''}" for r in items) \
+        or "no releases yet: `workstation release MODEL@V`"
+    out.result({"releases": [r.to_json() for r in items]}, text)
+
+
+def cmd_export_release(args, out: Output) -> None:
+    from workstation import releases
+
+    with open_workspace(args, read_only=True) as ws:
+        path = releases.export_release(ws, args.model, args.out)
+    out.result({"path": str(path)}, f"wrote release to {path}")
+
+
+def cmd_verify_release(args, out: Output) -> None:
+    from workstation import releases
+
+    result = releases.verify_release(args.path, public_key=args.key)
+    lines = ([f"ok: {result.model}@{result.version} signed by key {result.key_id}"]
+             if result.ok else [f"FAILED: {r}" for r in result.reasons])
+    lines += [f"warning: {w}" for w in result.warnings]
+    out.result(result.to_json(), "\n".join(lines))
+    if not result.ok:
+        raise SystemExit(EXIT_ERROR)
+
+
+def cmd_key(args, out: Output) -> None:
+    from workstation import releases
+
+    with open_workspace(args, read_only=args.key_command != "import") as ws:
+        if args.key_command == "import":
+            key = releases.import_key(ws, args.path, actor=args.analyst)
+            out.result(key.to_json(), f"imported key {key.key_id}; it signs new releases")
+            return
+        if args.key_command == "export-public":
+            path = releases.export_public_key(ws, args.path)
+        else:
+            path = releases.export_private_key(ws, args.path)
+    out.result({"path": str(path)}, f"wrote {path}")
+
+
 def _fmt(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
@@ -363,6 +438,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--include-excluded", action="store_true", help="keep excluded examples")
 
     add("verify", cmd_verify, "recompute the review log chain and stored artifact hashes")
+
+    p = add("release", cmd_release, "release a model version: gate, governance batch, signature")
+    p.add_argument("version", metavar="MODEL@V")
+    p.add_argument("--notes")
+    p.add_argument("--force", metavar="REASON", help="release although the gate fails (recorded)")
+
+    p = add("rollback", cmd_rollback, "make the previous release of a model current again")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("--reason")
+
+    p = add("releases", cmd_releases, "list releases")
+    p.add_argument("model", metavar="MODEL", nargs="?")
+
+    p = add("export-release", cmd_export_release,
+            "write a release (ONNX, manifest, governance batch, signature) to a folder or .zip")
+    p.add_argument("model", metavar="MODEL[@V]")
+    p.add_argument("out")
+
+    p = add("verify-release", cmd_verify_release, "check an exported release offline")
+    p.add_argument("path")
+    p.add_argument("--key", help="trusted public key (PEM); default: the key inside the release")
+
+    key = sub.add_parser("key", help="the workspace's signing key", parents=[common])
+    key_sub = key.add_subparsers(dest="key_command", metavar="ACTION", parser_class=_Parser,
+                                 required=True)
+    for name, help_text in (("export-public", "write the public key (PEM)"),
+                            ("export-private", "write the private key (PEM, owner-only)"),
+                            ("import", "make a private key (PEM) this workspace's signing key")):
+        add(name, cmd_key, help_text, key_sub).add_argument("path")
 
     enc = sub.add_parser("encoder", help="the text encoder", parents=[common])
     enc_sub = enc.add_subparsers(dest="encoder_command", metavar="ACTION", parser_class=_Parser,
