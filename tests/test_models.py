@@ -394,3 +394,27 @@ def test_registration_refuses_a_missing_file_and_a_bad_tokenizer(ws, tmp_path):
     with pytest.raises(WorkstationError, match="unknown input kind 'pixels'"):
         add_model(ws, tmp_path / "m.onnx", "x", "pixels")
     assert counts(ws) == (0, 0)
+
+
+# -- arbitrary inputs ----------------------------------------------------------
+
+def test_score_texts_matches_dataset_scoring(ws):
+    from workstation.models import score_texts
+
+    encoder = HashEncoder()
+    add_model_bytes(ws, skl_onnx(fit_logistic(2 * DIM, seed=3), 2 * DIM, False), "pr",
+                    "text-embedding", encoder=encoder)
+    pairs = [{"prompt": "q1", "chosen": "safe reply", "rejected": "unsafe reply"}]
+    result = score_dataset(ws, "pr", insert_dataset(ws, "pairs", pairs), encoder=encoder)
+    scores = score_texts(ws, "pr", ["q1", "q1"], ["safe reply", "unsafe reply"], encoder=encoder)
+    np.testing.assert_allclose(scores, [result.score_chosen[0], result.score_rejected[0]],
+                               atol=1e-9)
+
+
+def test_score_observations_checks_the_width(ws):
+    from workstation.models import score_observations
+
+    add_model_bytes(ws, reward_mlp(4, seed=1), "obs", "observation")
+    assert score_observations(ws, "obs", np.zeros((3, 4))).shape == (3,)
+    with pytest.raises(WorkstationError, match="4-wide observations"):
+        score_observations(ws, "obs", np.zeros((3, 5)))

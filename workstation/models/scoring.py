@@ -15,7 +15,7 @@ cached yet; everything returned is ordered by example id.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -411,3 +411,54 @@ def _one(ws: Workspace, sql: str, params: Any = None) -> tuple | None:
     result open, which would block a later sql()/register() on the connection."""
     rows = ws.execute(sql, params).fetchall()
     return rows[0] if rows else None
+
+
+# -- arbitrary inputs (probes, the oracle, patches, the GUI) -----------------
+
+def text_features(ws: Workspace, version: ModelVersion, prompts: Sequence[str | None],
+                  responses: Sequence[str | None], encoder: Any = None,
+                  progress: Progress | None = None) -> np.ndarray:
+    """The model's input matrix for (prompt, response) texts of a
+    text-embedding model: response embeddings, or prompt embeddings followed by
+    response embeddings, per the model's layout (cached embeddings)."""
+    from workstation.encoder import embed_texts
+
+    encoder = _encoder_for(version, encoder)
+    prompts = ["" if p is None else p for p in prompts]
+    responses = ["" if r is None else r for r in responses]
+    paired = version.manifest["input"]["layout"] == "prompt+response"
+    texts = (prompts if paired else []) + responses
+    vectors = embed_texts(ws, texts, encoder=encoder, progress=progress)
+    if not paired:
+        return vectors
+    n = len(responses)
+    return np.concatenate([vectors[:n], vectors[n:]], axis=1)
+
+
+def score_texts(ws: Workspace, version: str | int | ModelVersion,
+                prompts: Sequence[str | None], responses: Sequence[str | None],
+                encoder: Any = None, progress: Progress | None = None) -> np.ndarray:
+    """Scores of (prompt, response) texts, in input order, by a text model."""
+    version = resolve(ws, version)
+    runner = load_runner(ws, version)
+    if version.input_kind == "text-tokens":
+        progress = progress or Progress()
+        return _score_texts(runner, list(prompts), list(responses), 32, progress, 0,
+                            len(responses))
+    if version.input_kind != "text-embedding":
+        raise WorkstationError(f"model {version.ref} takes {version.input_kind}, not text")
+    return runner.score_matrix(text_features(ws, version, prompts, responses, encoder, progress))
+
+
+def score_observations(ws: Workspace, version: str | int | ModelVersion,
+                       obs: np.ndarray) -> np.ndarray:
+    """Scores of observation vectors [N, obs_dim] by an observation model."""
+    version = resolve(ws, version)
+    if version.input_kind != "observation":
+        raise WorkstationError(f"model {version.ref} takes {version.input_kind}, not observations")
+    obs = np.asarray(obs, dtype=np.float32)
+    width = int(version.manifest["input"]["obs_dim"])
+    if obs.ndim != 2 or obs.shape[1] != width:
+        raise WorkstationError(f"model {version.ref} takes {width}-wide observations, "
+                               f"got shape {tuple(obs.shape)}")
+    return load_runner(ws, version).score_matrix(obs)
