@@ -1,0 +1,70 @@
+"""The GUI's shared state: the open workspace, the job runner, and the
+signals panels use to follow each other's selection.
+
+Every panel takes an ``AppContext``. Panels never talk to each other
+directly: they emit and listen to these signals, and call core functions
+(through ``run_job`` for anything long).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from PySide6.QtCore import QObject, Signal
+
+from workstation.progress import Progress
+from workstation.ui.jobs import Job, JobRunner
+from workstation.workspace import Workspace
+
+
+class AppContext(QObject):
+    """Shared state of one main window."""
+
+    # The workspace was opened/closed (argument: the Workspace or None).
+    workspace_changed = Signal(object)
+    # Core data changed; the argument names what: a set of words such as
+    # {"datasets", "models", "runs", "review", "releases", "findings"}.
+    data_changed = Signal(object)
+    # Selections that panels follow.
+    dataset_selected = Signal(object)   # dataset name or None
+    run_selected = Signal(object)       # audit/probe run id or None
+    example_selected = Signal(object)   # example id or None
+    model_selected = Signal(object)     # model version id or None
+    # A one-line message for the status bar.
+    status = Signal(str)
+
+    def __init__(self, ws: Workspace | None = None, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.ws = ws
+        self.jobs = JobRunner(self)
+        self.dataset: str | None = None
+        self.run_id: int | None = None
+        self.example_id: int | None = None
+        self.dataset_selected.connect(lambda v: setattr(self, "dataset", v))
+        self.run_selected.connect(lambda v: setattr(self, "run_id", v))
+        self.example_selected.connect(lambda v: setattr(self, "example_id", v))
+
+    def set_workspace(self, ws: Workspace | None) -> None:
+        if self.ws is not None and self.ws is not ws:
+            self.jobs.cancel_all()
+            self.jobs.wait(5000)
+            self.ws.close()
+        self.ws = ws
+        self.dataset = self.run_id = self.example_id = None
+        self.workspace_changed.emit(ws)
+
+    def run_job(self, title: str, fn: Callable[[Workspace, Progress], Any],
+                on_done: Callable[[Any], None] | None = None,
+                changes: set[str] | None = None) -> Job:
+        """Run ``fn(ws, progress)`` in the background. When it succeeds,
+        ``on_done(result)`` runs on the GUI thread and ``data_changed`` is
+        emitted with ``changes``."""
+        job = Job(title, fn, self.ws)
+
+        def finished(result: Any) -> None:
+            if on_done is not None:
+                on_done(result)
+            if changes:
+                self.data_changed.emit(set(changes))
+        job.signals.finished.connect(finished)
+        return self.jobs.start(job)

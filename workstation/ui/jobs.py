@@ -1,0 +1,116 @@
+"""Background jobs: core work on a thread pool, reported through signals.
+
+A job runs one core function with its own workspace connection and a
+``Progress`` whose cancel flag the Cancel button sets. It never touches
+widgets; the ``JobRunner`` turns its signals into a progress bar, a Cancel
+button and readable error messages.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from typing import Any, Callable
+
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, QTimer, Signal
+
+from workstation.errors import Cancelled, WorkstationError
+from workstation.progress import Progress
+from workstation.workspace import Workspace
+
+JobFunction = Callable[[Workspace, Progress], Any]
+
+
+class JobSignals(QObject):
+    progress = Signal(str, int, int)
+    finished = Signal(object)
+    failed = Signal(str, str)  # one-line message, details
+    cancelled = Signal()
+    ended = Signal()
+
+
+class Job(QRunnable):
+    """One piece of core work. ``fn(ws, progress)`` runs on a pool thread
+    with a connection of its own."""
+
+    # Progress is forwarded at most this often, so a fast loop cannot flood
+    # the GUI thread's event queue.
+    EMIT_INTERVAL = 0.05
+
+    def __init__(self, title: str, fn: JobFunction, ws: Workspace | None) -> None:
+        super().__init__()
+        self.setAutoDelete(False)
+        self.title = title
+        self.fn = fn
+        self.ws = ws
+        self.signals = JobSignals()
+        self.progress = Progress(self._report)
+        self._last_emit = 0.0
+        self.result: Any = None
+        self.error: str | None = None
+
+    def cancel(self) -> None:
+        self.progress.cancel()
+
+    def _report(self, stage: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - self._last_emit >= self.EMIT_INTERVAL or (total and done >= total):
+            self._last_emit = now
+            self.signals.progress.emit(stage or self.title, done, total)
+
+    def run(self) -> None:
+        thread_ws = self.ws.for_thread() if self.ws is not None else None
+        try:
+            self.result = self.fn(thread_ws, self.progress)
+        except Cancelled:
+            self.signals.cancelled.emit()
+        except WorkstationError as exc:
+            self.error = str(exc)
+            self.signals.failed.emit(str(exc), "")
+        except Exception as exc:  # a fault: readable line, traceback on demand
+            self.error = f"{type(exc).__name__}: {exc}"
+            self.signals.failed.emit(self.error, traceback.format_exc())
+        else:
+            self.signals.finished.emit(self.result)
+        finally:
+            if thread_ws is not None:
+                thread_ws.close()
+            self.signals.ended.emit()
+
+
+class JobRunner(QObject):
+    """Starts jobs and tracks the running ones."""
+
+    started = Signal(object)   # Job
+    ended = Signal(object)     # Job
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.pool = QThreadPool(self)
+        self.pool.setMaxThreadCount(2)
+        self.running: list[Job] = []
+
+    def start(self, job: Job, on_done: Callable[[Any], None] | None = None) -> Job:
+        if on_done is not None:
+            job.signals.finished.connect(on_done)
+        job.signals.ended.connect(lambda: self._ended(job))
+        self.running.append(job)
+        self.started.emit(job)
+        self.pool.start(job)
+        return job
+
+    def _ended(self, job: Job) -> None:
+        if job in self.running:
+            self.running.remove(job)
+        self.ended.emit(job)
+
+    def cancel_all(self) -> None:
+        for job in list(self.running):
+            job.cancel()
+
+    def wait(self, msecs: int = -1) -> bool:
+        return self.pool.waitForDone(msecs)
+
+
+def call_later(msecs: int, fn: Callable[[], None]) -> None:
+    QTimer.singleShot(msecs, fn)
