@@ -257,7 +257,7 @@ def cmd_verify(args, out: Output) -> None:
                                                     for k, v in report.checked.items())
                if report.ok else "\n".join(f"FAILED: {f}" for f in report.failures))
     if not report.ok:
-        raise SystemExit(EXIT_ERROR)
+        _exit_failed(f"verification failed: {report.failures[0]}")
 
 
 def cmd_encoder_prepare(args, out: Output) -> None:
@@ -329,7 +329,7 @@ def cmd_verify_release(args, out: Output) -> None:
     lines += [f"warning: {w}" for w in result.warnings]
     out.result(result.to_json(), "\n".join(lines))
     if not result.ok:
-        raise SystemExit(EXIT_ERROR)
+        _exit_failed(f"release does not verify: {result.reasons[0]}")
 
 
 def cmd_key(args, out: Output) -> None:
@@ -345,6 +345,12 @@ def cmd_key(args, out: Output) -> None:
         else:
             path = releases.export_private_key(ws, args.path)
     out.result({"path": str(path)}, f"wrote {path}")
+
+
+def _exit_failed(message: str) -> None:
+    """A check that ran and found a problem: its report is on stdout; one line on stderr."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(EXIT_ERROR)
 
 
 def _fmt(value: Any) -> str:
