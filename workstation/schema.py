@@ -106,6 +106,19 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             key_id VARCHAR PRIMARY KEY, public_pem VARCHAR NOT NULL,
             private_pem VARCHAR, created_at VARCHAR NOT NULL, active BOOLEAN NOT NULL)""",
     ]),
+    (2, [
+        # The regression suite: failures a released version fixed, which later
+        # versions of the model must keep passing (workstation.regression.suite).
+        # An 'example' item must pass the audit judge; a 'finding' item's replay
+        # spec (finding_ref) must no longer break its probe rule. item_key is
+        # 'example:<id>' or 'finding:<run>:<finding>', so recording is idempotent.
+        """CREATE TABLE regression_suite (
+            model VARCHAR NOT NULL, item_key VARCHAR NOT NULL,
+            kind VARCHAR NOT NULL CHECK (kind IN ('example', 'finding')),
+            example_id BIGINT, dataset_id INTEGER, finding_ref JSON,
+            added_by_version_id INTEGER NOT NULL, release_id INTEGER,
+            added_at VARCHAR NOT NULL, PRIMARY KEY (model, item_key))""",
+    ]),
 ]
 
 CURRENT_VERSION = MIGRATIONS[-1][0]
