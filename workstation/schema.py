@@ -119,6 +119,20 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             added_by_version_id INTEGER NOT NULL, release_id INTEGER,
             added_at VARCHAR NOT NULL, PRIMARY KEY (model, item_key))""",
     ]),
+    (3, [
+        # Audit coverage (workstation.probes.coverage): the points audits and
+        # probe runs looked at, per input space ('embedding:<encoder id>' or
+        # 'observation:<dim>'), one row per distinct point. Text points keep
+        # only the text's SHA-256 (vec NULL: the vector is in `embeddings`);
+        # observations keep their vector. coverage_runs marks recorded runs.
+        """CREATE TABLE coverage_points (
+            space VARCHAR NOT NULL, point_key VARCHAR NOT NULL, run_id INTEGER NOT NULL,
+            example_id BIGINT, finding_id BIGINT, vec FLOAT[],
+            PRIMARY KEY (space, point_key))""",
+        """CREATE TABLE coverage_runs (
+            run_id INTEGER PRIMARY KEY, space VARCHAR NOT NULL, n_points BIGINT NOT NULL,
+            recorded_at VARCHAR NOT NULL)""",
+    ]),
 ]
 
 CURRENT_VERSION = MIGRATIONS[-1][0]
