@@ -1,0 +1,166 @@
+"""`workstation demo`: a ready-made workspace a newcomer can explore.
+
+It holds the small text sets the project ships (resources/demo, a few labels
+deliberately wrong) and expert demonstrations computed here: value iteration
+on gymnasium's slippery CliffWalking grid gives a policy that keeps away from
+the cliff; its successful rollouts, as (row, column) states, are the expert
+demonstrations. The demo then trains a first model for each dataset, audits
+it and runs the probes, so the first window already shows real failure cases.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from workstation.errors import WorkstationError
+from workstation.progress import Progress
+from workstation.resources import resource_path
+from workstation.workspace import Workspace
+
+GRID_ENV = "CliffWalking-v1"
+GAMMA = 0.95
+
+
+@dataclass
+class DemoReport:
+    path: Path
+    datasets: list[str] = field(default_factory=list)
+    models: list[str] = field(default_factory=list)
+    runs: list[int] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"workspace": str(self.path), "datasets": self.datasets, "models": self.models,
+                "runs": self.runs, "notes": self.notes}
+
+
+# -- expert demonstrations ---------------------------------------------------
+
+def optimal_policy(transitions: dict, n_states: int, n_actions: int,
+                   gamma: float = GAMMA, tol: float = 1e-8) -> np.ndarray:
+    """Value iteration over a gymnasium toy-text transition table ``P``."""
+    values = np.zeros(n_states)
+    while True:
+        q = _q_values(transitions, values, n_states, n_actions, gamma)
+        new = q.max(axis=1)
+        if np.max(np.abs(new - values)) < tol:
+            return q.argmax(axis=1)
+        values = new
+
+
+def _q_values(transitions: dict, values: np.ndarray, n_states: int, n_actions: int,
+              gamma: float) -> np.ndarray:
+    q = np.zeros((n_states, n_actions))
+    for s in range(n_states):
+        for a in range(n_actions):
+            q[s, a] = sum(p * (r + (0.0 if done else gamma * values[s2]))
+                          for p, s2, r, done in transitions[s][a])
+    return q
+
+
+def expert_rollouts(n: int = 40, seed: int = 0, max_steps: int = 100) -> list[dict[str, Any]]:
+    """Successful rollouts of the value-iteration policy: those that reach
+    the goal without stepping into the cliff (reward -100)."""
+    import gymnasium as gym
+
+    env = gym.make(GRID_ENV, is_slippery=True)
+    unwrapped = env.unwrapped
+    policy = optimal_policy(unwrapped.P, unwrapped.observation_space.n,
+                            unwrapped.action_space.n)
+    cols = unwrapped.shape[1]
+    trajectories: list[dict[str, Any]] = []
+    episode = 0
+    while len(trajectories) < n and episode < 20 * n:
+        trajectory = _rollout(env, policy, cols, seed + episode, max_steps)
+        episode += 1
+        if trajectory is not None:
+            trajectories.append(trajectory)
+    env.close()
+    return trajectories
+
+
+def _rollout(env: Any, policy: np.ndarray, cols: int, seed: int,
+             max_steps: int) -> dict[str, Any] | None:
+    state, _ = env.reset(seed=seed)
+    obs, acts = [_cell(state, cols)], []
+    for _ in range(max_steps):
+        action = int(policy[state])
+        state, reward, terminated, truncated, _ = env.step(action)
+        if reward <= -100:
+            return None  # fell off the cliff: not an expert demonstration
+        obs.append(_cell(state, cols))
+        acts.append(action)
+        if terminated or truncated:
+            return {"id": f"cliff-{seed}", "obs": obs, "acts": acts}
+    return None
+
+
+def _cell(state: int, cols: int) -> list[float]:
+    return [float(state // cols), float(state % cols)]
+
+
+# -- the demo workspace ------------------------------------------------------
+
+def build_demo(path: str | Path, *, progress: Progress | None = None, encoder: Any = None,
+               seed: int = 0, overwrite: bool = False) -> DemoReport:
+    """Create the demo workspace at ``path`` (refused if a file is there,
+    unless ``overwrite``)."""
+    path = Path(path)
+    if path.exists():
+        if not overwrite:
+            raise WorkstationError(f"{path} already exists; choose another path for the demo")
+        path.unlink()
+    progress = progress or Progress()
+    report = DemoReport(path)
+    with Workspace.open(path) as ws:
+        _import_all(ws, report, progress, seed)
+        _train_and_audit(ws, report, progress, encoder, seed)
+    return report
+
+
+def _import_all(ws: Workspace, report: DemoReport, progress: Progress, seed: int) -> None:
+    from workstation.datasets import import_dataset
+
+    progress.stage_start("importing demo data")
+    import_dataset(ws, "pairs", resource_path("demo", "pairs.jsonl"), "demo-pairs")
+    import_dataset(ws, "labels", resource_path("demo", "labels.jsonl"), "demo-labels")
+    with tempfile.TemporaryDirectory() as tmp:
+        demos = Path(tmp) / "cliffwalking-expert.jsonl"
+        demos.write_text("".join(json.dumps(t) + "\n" for t in expert_rollouts(seed=seed)))
+        import_dataset(ws, "demos", demos, "cliff-demos")
+    report.datasets += ["demo-pairs", "demo-labels", "cliff-demos"]
+
+
+def _train_and_audit(ws: Workspace, report: DemoReport, progress: Progress, encoder: Any,
+                     seed: int) -> None:
+    from workstation.audits import run_audit
+    from workstation.training import train
+
+    plan = [("demo-pairs", "demo-rm"), ("demo-labels", "demo-safety"),
+            ("cliff-demos", "cliff-reward")]
+    for dataset, model in plan:
+        progress.stage_start(f"training {model}")
+        result = train(ws, dataset, model, seed=seed, progress=progress, encoder=encoder)
+        report.models.append(result.version.ref)
+        progress.stage_start(f"auditing {model}")
+        run = run_audit(ws, result.version, dataset, encoder=encoder, progress=progress)
+        report.runs.append(run.id)
+        report.runs += _probe(ws, result.version, dataset, progress, encoder, report)
+
+
+def _probe(ws: Workspace, version: Any, dataset: str, progress: Progress, encoder: Any,
+           report: DemoReport) -> list[int]:
+    from workstation.probes import probes_for, run_probes
+
+    kind = ws.execute("SELECT kind FROM datasets WHERE name = ?", [dataset]).fetchall()[0][0]
+    if not probes_for(kind):
+        return []
+    run = run_probes(ws, version, dataset, progress=progress, encoder=encoder)
+    report.notes.append(f"probes on {dataset}: {sum(run.counts.values())} findings")
+    return [run.id]
