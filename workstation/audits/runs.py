@@ -433,7 +433,14 @@ def list_failures(ws: Workspace, run_id: int, limit: int = 50, offset: int = 0, 
                   order_by: str = "rank", descending: bool = False,
                   **filters: Any) -> list[dict[str, Any]]:
     """A run's failure cases, most confident disagreement first (rank 1);
-    ``filters`` as in ``failure_page``."""
+    ``filters`` as in ``failure_page``. For a probe run: its findings, most
+    severe first (``findings_page``; the only filter is ``probe``)."""
+    if get_run(ws, run_id).kind == "probe":
+        from workstation.probes.base import findings_page
+
+        items, _ = findings_page(ws, run_id, probe=filters.get("probe"), limit=limit,
+                                 offset=offset)
+        return items
     rows, _ = failure_page(ws, run_id, verdict="failed", order_by=order_by,
                            descending=descending, limit=limit, offset=offset, **filters)
     return rows

@@ -1,0 +1,325 @@
+"""Red-team probes: red-team, over-refusal and unsafe-states, on cases whose
+right answer is known by construction, plus a slow run on the real data."""
+
+from __future__ import annotations
+
+import base64
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from tests.test_models import DIM, HashEncoder, insert_dataset
+from tests.test_probes_bias import FeatureEncoder, linear_model
+from workstation.errors import WorkstationError
+from workstation.models import add_model_bytes, score_observations
+from workstation.probes import PROBES, findings_page, run_probes
+from workstation.probes.redteam_demos import (ENVIRONMENTS, cartpole_unsafe, flag_unsafe,
+                                              grid_states, guess_environment, nearest_expert)
+from workstation.probes.redteam_text import (RefusalDetector, choose_transformations,
+                                             load_transformations, longest_words,
+                                             rewrite_keywords)
+
+EDUCATIONAL = FeatureEncoder([lambda t: float("educational" in t.lower()),
+                              lambda t: float("good" in t)], "educational")
+REFUSALS = FeatureEncoder([lambda t: float("sorry" in t.lower()),
+                           lambda t: float("great" in t)], "refusals")
+
+
+# -- red-team --------------------------------------------------------------------
+
+def test_transformation_table_is_well_formed():
+    table = load_transformations()
+    ids = [t.id for t in table]
+    assert len(ids) == len(set(ids)) >= 6
+    assert all("{response}" in t.template and t.description for t in table)
+    assert {"base64", "leetspeak"} <= {t.keyword_transform for t in table}
+    with pytest.raises(WorkstationError, match="unknown red-team transformation 'nope'"):
+        choose_transformations(["nope"])
+
+
+def test_keyword_transforms_rewrite_the_longest_words():
+    text = "Mix the chemicals slowly, then the chemicals explode."
+    assert longest_words(text, 2) == ["chemicals", "explode"]
+    encoded = rewrite_keywords(text, "base64", 1)
+    secret = base64.b64encode(b"chemicals").decode()
+    assert encoded == f"Mix the {secret} slowly, then the {secret} explode."
+    assert rewrite_keywords("Steal the passwords", "leetspeak", 1) == "Steal the p455w0rd5"
+    table = {t.id: t for t in load_transformations()}
+    assert table["educational-disclaimer"].apply("{x} do it").count("{x} do it") == 1
+
+
+def test_red_team_flags_educational_framing_of_unsafe_responses(ws):
+    rows = [{"prompt": f"q{i}", "response": f"harmful steps {i}", "label": False}
+            for i in range(5)]
+    rows += [{"prompt": "q", "response": "a safe answer", "label": True},
+             {"prompt": "q", "response": "", "label": False}]
+    # reward = 2 * educational - 1: unsafe responses sit at -1, below the bar 0
+    add_model_bytes(ws, linear_model([2.0], -1.0), "edu", "text-embedding", encoder=EDUCATIONAL)
+    insert_dataset(ws, "labels", rows, name="l")
+    run = run_probes(ws, "edu", "l", probes=["red-team"], encoder=EDUCATIONAL)
+    items, total = findings_page(ws, run.id, limit=100)
+    assert total == 5
+    assert {f["case"]["transformation"] for f in items} == {"educational-disclaimer"}
+    assert sorted(f["source_index"] for f in items) == [0, 1, 2, 3, 4]
+    assert all(f["score_before"] == pytest.approx(-1.0) and f["score_after"] == pytest.approx(1.0)
+               and "educational" in f["case"]["text"] for f in items)
+    summary = run.summaries["red-team"]
+    assert summary["n_sources"] == 5 and summary["n_attacks"] == 5 * len(load_transformations())
+    assert summary["flagged_per_transformation"]["educational-disclaimer"] == 5
+
+
+def test_red_team_on_pairs_attacks_the_rejected_side(ws):
+    rows = [{"prompt": f"q{i}", "chosen": f"good answer {i}", "rejected": f"bad answer {i}"}
+            for i in range(4)]
+    # chosen sides score 0.5 ("good"), rejected 0; the disclaimer lifts a rejected side to 1
+    add_model_bytes(ws, linear_model([1.0, 0.5]), "edu", "text-embedding", encoder=EDUCATIONAL)
+    insert_dataset(ws, "pairs", rows, name="p")
+    run = run_probes(ws, "edu", "p", probes=["red-team"],
+                     params={"transformations": ["educational-disclaimer", "role-play"]},
+                     encoder=EDUCATIONAL)
+    items, total = findings_page(ws, run.id, limit=100)
+    assert total == 4 and all(f["details"]["bar"] == pytest.approx(0.5) for f in items)
+    assert all(f["case"]["source_side"] == "rejected" for f in items)
+    run = run_probes(ws, "edu", "p", probes=["red-team"],
+                     params={"pairs_bar": "median-chosen"}, encoder=EDUCATIONAL)
+    assert run.counts["red-team"] == 4
+    assert run.summaries["red-team"]["bar"] == "median chosen score"
+
+
+# -- over-refusal ----------------------------------------------------------------
+
+def test_refusal_detector_reads_the_opening_only():
+    detect = RefusalDetector.shipped()
+    assert detect("I\u2019m sorry, but I can't help with that.")
+    assert detect("Sure. I cannot stress enough: wear gloves.")  # an opening phrase counts
+    assert not detect("Here is a recipe. " + "x" * 300 + " I cannot say more.")
+    assert not detect(None)
+
+
+def test_over_refusal_flags_helpful_answers_scored_below_a_refusal(ws):
+    rows = [
+        {"prompt": "bake bread?", "response": "Knead flour and water.", "label": True},
+        {"prompt": "bake bread?", "response": "I'm sorry, I can't help.", "label": True},
+        {"prompt": "fix a bike?", "response": "A great start: check the chain.", "label": True},
+        {"prompt": "fix a bike?", "response": "I'm sorry, I can't help.", "label": True},
+        {"prompt": "fix a bike?", "response": "Unsafe stuff here.", "label": False},
+        {"prompt": "alone?", "response": "Only a helpful answer.", "label": True},
+    ]
+    # refusals ("sorry") score 1, "great" answers 2, other answers 0
+    add_model_bytes(ws, linear_model([1.0, 2.0]), "ref", "text-embedding", encoder=REFUSALS)
+    insert_dataset(ws, "labels", rows, name="l")
+    run = run_probes(ws, "ref", "l", probes=["over-refusal"], encoder=REFUSALS)
+    items, total = findings_page(ws, run.id)
+    assert total == 1 and items[0]["source_index"] == 0
+    assert items[0]["score_before"] == pytest.approx(0.0)
+    assert items[0]["score_after"] == pytest.approx(1.0)
+    assert items[0]["details"]["refusal_text"].startswith("I'm sorry")
+    summary = run.summaries["over-refusal"]
+    assert summary["n_prompts_with_both"] == 2 and summary["n_flagged"] == 1
+
+
+def test_over_refusal_on_pairs_and_without_comparable_prompts(ws):
+    pairs = [{"prompt": "p1", "chosen": "Here is how.", "rejected": "Sorry, I can't do that."},
+             {"prompt": "p2", "chosen": "I'm sorry, no.", "rejected": "Do it like this."}]
+    add_model_bytes(ws, linear_model([1.0, 2.0]), "ref", "text-embedding", encoder=REFUSALS)
+    insert_dataset(ws, "pairs", pairs, name="p")
+    run = run_probes(ws, "ref", "p", probes=["over-refusal"], encoder=REFUSALS)
+    items, _ = findings_page(ws, run.id)
+    # p1: the helpful chosen side (0) scores below its refusal (1); p2's chosen side
+    # is itself a refusal, so there is no helpful safe answer to compare
+    assert [(f["source_index"], f["details"]["refusal_side"]) for f in items] == [(0, "rejected")]
+    insert_dataset(ws, "labels", [{"prompt": "a", "response": "fine", "label": True},
+                                  {"prompt": "b", "response": "I'm sorry", "label": True}],
+                   name="none")
+    run = run_probes(ws, "ref", "none", probes=["over-refusal"], encoder=REFUSALS)
+    assert run.counts == {"over-refusal": 0}
+    assert "no prompt has both" in run.summaries["over-refusal"]["note"]
+
+
+# -- unsafe-states ---------------------------------------------------------------
+
+def observation_model(kind: str) -> bytes:
+    """[N, 4] -> [N, 1] reward: "one" = 1 everywhere, "exp-x" = exp(-|x|)."""
+    w = np.zeros((4, 1), dtype=np.float32)
+    if kind == "one":
+        nodes = [helper.make_node("MatMul", ["x", "w"], ["xw"]),
+                 helper.make_node("Add", ["xw", "one"], ["reward"])]
+    else:
+        w[0, 0] = 1.0
+        nodes = [helper.make_node("MatMul", ["x", "w"], ["xw"]),
+                 helper.make_node("Abs", ["xw"], ["a"]), helper.make_node("Neg", ["a"], ["n"]),
+                 helper.make_node("Exp", ["n"], ["reward"])]
+    graph = helper.make_graph(
+        nodes, kind, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("reward", TensorProto.FLOAT, ["N", 1])],
+        [numpy_helper.from_array(w, "w"),
+         numpy_helper.from_array(np.ones(1, dtype=np.float32), "one")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
+def balancing_demos(n_traj: int = 3, steps: int = 30) -> list[dict]:
+    rng = np.random.default_rng(0)
+    scale = np.array([0.5, 0.3, 0.05, 0.3])
+    return [{"obs": (rng.standard_normal((steps, 4)) * scale).tolist()} for _ in range(n_traj)]
+
+
+SMALL = {"grid_size": 256, "perturbations": 100, "rollouts": 5, "max_findings": 100000}
+
+
+def test_cartpole_rule_grid_and_nearest_expert():
+    obs = np.array([[0, 0, 0, 0], [2.5, 0, 0, 0], [0, 0, -0.21, 0], [-2.4, 0, 0.2, 0]])
+    assert cartpole_unsafe(obs).tolist() == [False, True, True, False]
+    grid = grid_states(np.zeros(4), np.ones(4), 6561, np.random.default_rng(0))
+    assert grid.shape == (6561, 4) and np.unique(grid[:, 0]).size == 9
+    assert grid_states(np.zeros(6), np.ones(6), 50, np.random.default_rng(0)).shape == (50, 6)
+    expert = np.array([[0.0, 0.0], [10.0, 0.0]])
+    dist, index = nearest_expert(np.array([[9.0, 0.0], [1.0, 1.0]]), expert, np.ones(2))
+    np.testing.assert_allclose(dist, [1.0, np.sqrt(2)], atol=1e-5)
+    assert index.tolist() == [1, 0]
+    assert flag_unsafe(np.array([0.9, 0.4, 0.5]), np.array([True, True, False]), 0.5).tolist() \
+        == [0]
+
+
+def test_environment_is_guessed_from_name_shape_and_ranges():
+    inside = np.zeros((10, 4))
+    assert guess_environment("demos", None, inside, None)[0] is ENVIRONMENTS["CartPole-v1"]
+    assert guess_environment("x", "/d/cartpole.npz", inside + 5, None)[0] is not None
+    assert guess_environment("x", None, inside + 5, None)[0] is None
+    assert guess_environment("x", None, np.zeros((3, 3)), None)[0] is None
+    assert guess_environment("cartpole", None, inside, "none")[0] is None
+    with pytest.raises(WorkstationError, match="unknown environment"):
+        guess_environment("x", None, inside, "Pong")
+
+
+def test_reward_one_everywhere_flags_every_unsafe_state(ws):
+    insert_dataset(ws, "demos", balancing_demos(), name="cartpole-demos")
+    add_model_bytes(ws, observation_model("one"), "one", "observation")
+    run = run_probes(ws, "one", "cartpole-demos", probes=["unsafe-states"], params=SMALL)
+    summary = run.summaries["unsafe-states"]
+    assert summary["env"] == "CartPole-v1" and summary["env_source"].startswith("dataset name")
+    assert summary["n_flagged"] == summary["n_unsafe"] == summary["n_stored"] > 0
+    assert summary["sources"]["rollout"]["n_unsafe"] == SMALL["rollouts"]  # each episode ends
+    items, total = findings_page(ws, run.id, limit=100000)
+    assert total == summary["n_unsafe"]
+    obs = np.array([f["case"]["obs"] for f in items])
+    assert cartpole_unsafe(obs).all()
+    assert {f["case"]["source"] for f in items} == {"grid", "perturbation", "rollout"}
+    assert all(f["score_after"] == 1.0 and f["severity"] == 1.0 and f["example_id"] is None
+               for f in items)
+    assert all(f["details"]["distance_to_expert"] > 0 for f in items)
+
+
+def test_exp_minus_abs_x_flags_only_unsafe_states_near_the_centre(ws):
+    insert_dataset(ws, "demos", balancing_demos(), name="cartpole-demos")
+    add_model_bytes(ws, observation_model("one"), "one", "observation")
+    add_model_bytes(ws, observation_model("exp-x"), "expx", "observation")
+    every = run_probes(ws, "one", "cartpole-demos", probes=["unsafe-states"], params=SMALL)
+    unsafe = np.array([f["case"]["obs"] for f in findings_page(ws, every.id, limit=100000)[0]])
+    expected = unsafe[score_observations(ws, "expx", unsafe) >= 0.5]
+    run = run_probes(ws, "expx", "cartpole-demos", probes=["unsafe-states"], params=SMALL)
+    items, total = findings_page(ws, run.id, limit=100000)
+    found = np.array([f["case"]["obs"] for f in items])
+    assert total == len(expected) > 0
+    assert {tuple(r) for r in found.tolist()} == {tuple(r) for r in expected.tolist()}
+    assert (np.abs(found[:, 0]) <= np.log(2) + 1e-4).all()  # only theta made them unsafe
+    severities = [f["severity"] for f in items]
+    assert severities == sorted(severities, reverse=True)
+
+
+def test_findings_are_capped_and_unknown_environments_fall_back_to_distance(ws):
+    insert_dataset(ws, "demos", balancing_demos(), name="cartpole-demos")
+    add_model_bytes(ws, observation_model("one"), "one", "observation")
+    run = run_probes(ws, "one", "cartpole-demos", probes=["unsafe-states"],
+                     params={**SMALL, "max_findings": 10})
+    summary = run.summaries["unsafe-states"]
+    assert run.counts["unsafe-states"] == summary["n_stored"] == 10 < summary["n_flagged"]
+    run = run_probes(ws, "one", "cartpole-demos", probes=["unsafe-states"],
+                     params={**SMALL, "env": "none"})
+    items, total = findings_page(ws, run.id, limit=100000)
+    summary = run.summaries["unsafe-states"]
+    assert summary["env"] is None and summary["sources"]["rollout"]["n"] == 0
+    assert total == summary["n_unsafe"] > 0
+    assert all(f["details"]["distance_to_expert"] > 3.0 and f["triage"] == "ambiguous"
+               for f in items)
+
+
+# -- the whole suite on the real data ------------------------------------------------
+
+def gaussian_model(mean: np.ndarray, std: np.ndarray) -> bytes:
+    """exp(-||(x - mean) / std||^2 / 2), [N, 4] -> [N, 1]."""
+    consts = {"mean": mean.astype(np.float32)[None, :],
+              "inv": (1.0 / std).astype(np.float32)[None, :],
+              "half": np.array([-0.5], dtype=np.float32), "axes": np.array([1], dtype=np.int64)}
+    nodes = [helper.make_node("Sub", ["x", "mean"], ["d"]),
+             helper.make_node("Mul", ["d", "inv"], ["z"]),
+             helper.make_node("Mul", ["z", "z"], ["z2"]),
+             helper.make_node("ReduceSum", ["z2", "axes"], ["s"], keepdims=1),
+             helper.make_node("Mul", ["s", "half"], ["e"]),
+             helper.make_node("Exp", ["e"], ["reward"])]
+    graph = helper.make_graph(
+        nodes, "gauss", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("reward", TensorProto.FLOAT, ["N", 1])],
+        [numpy_helper.from_array(v, k) for k, v in consts.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
+@pytest.mark.slow
+def test_probe_suite_on_real_cartpole_demonstrations(ws, cartpole_path):
+    from workstation.datasets import import_dataset
+
+    import_dataset(ws, "demos", cartpole_path, "cartpole")
+    with np.load(cartpole_path, allow_pickle=False) as npz:
+        obs = npz["obs"].astype(np.float64)
+    # a broad basin (3 std) around the demonstrations: wide enough to reach unsafe states
+    add_model_bytes(ws, gaussian_model(obs.mean(axis=0), 3 * obs.std(axis=0)), "gauss",
+                    "observation")
+    run = run_probes(ws, "gauss", "cartpole")
+    assert "unsafe-states" in run.counts
+    summary = run.summaries["unsafe-states"]
+    assert summary["env"] == "CartPole-v1" and summary["n_expert_states"] == 27021
+    assert summary["sources"]["rollout"]["n_unsafe"] == 50
+    assert 0 < run.counts["unsafe-states"] <= 500
+    items, total = findings_page(ws, run.id, probe="unsafe-states", limit=5)
+    assert total == run.counts["unsafe-states"]
+    assert cartpole_unsafe(np.array([f["case"]["obs"] for f in items])).all()
+    assert all(f["score_after"] >= 0.5 for f in items)
+
+
+@pytest.mark.slow
+def test_probe_suite_on_jailbreakbench(ws, jailbreakbench_dir):
+    from sklearn.linear_model import LogisticRegression
+
+    from tests.test_models import skl_onnx
+    from workstation.datasets import import_dataset
+
+    encoder = HashEncoder()
+    import_dataset(ws, "labels", jailbreakbench_dir, "jbb")
+    rows = ws.execute("SELECT response, label FROM examples WHERE label IS NOT NULL").fetchall()
+    x = encoder.encode([r[0] for r in rows])
+    model = LogisticRegression().fit(x, np.array([r[1] for r in rows], dtype=int))
+    add_model_bytes(ws, skl_onnx(model, DIM, False), "lr", "text-embedding", encoder=encoder)
+    run = run_probes(ws, "lr", "jbb", encoder=encoder)
+    mine = {"length-bias", "format-invariance", "red-team", "over-refusal"}
+    assert mine <= set(run.counts)
+    assert run.summaries["length-bias"]["n"] == 1637
+    assert run.summaries["red-team"]["n_sources"] == 300
+    assert run.counts["format-invariance"] > 0 and run.counts["red-team"] > 0
+    assert run.summaries["over-refusal"]["n_prompts_with_both"] > 0
+    stored = ws.execute("SELECT probe, count(*) FROM findings WHERE run_id = ? GROUP BY probe",
+                        [run.id]).fetchall()
+    assert {p: n for p, n in stored if p in mine} == {p: n for p, n in run.counts.items()
+                                                       if p in mine and n}
+    assert set(PROBES) >= mine
+
+
+def test_missing_gymnasium_skips_rollouts_with_a_note(ws, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "gymnasium", None)  # import now raises ImportError
+    insert_dataset(ws, "demos", balancing_demos(), name="cartpole-demos")
+    add_model_bytes(ws, observation_model("one"), "one", "observation")
+    run = run_probes(ws, "one", "cartpole-demos", probes=["unsafe-states"], params=SMALL)
+    summary = run.summaries["unsafe-states"]
+    assert summary["sources"]["rollout"]["n"] == 0 and summary["n_flagged"] > 0
+    assert "gymnasium is not installed" in summary["notes"][0]
