@@ -175,12 +175,52 @@ def _failures_text(items: list[dict]) -> str:
         return "no failures"
     lines = []
     for f in items:
+        if "probe" in f:
+            lines.append(f"[{f['probe']}] severity {_fmt(f['severity'])} example "
+                         f"{f.get('example_id')} (source index {f.get('source_index')}): "
+                         f"{f['rule']}; score {_fmt(f.get('score_before'))} -> "
+                         f"{_fmt(f.get('score_after'))}; suggested {f['triage']}")
+            continue
         scores = ", ".join(f"{k} {_fmt(f[k])}" for k in ("score", "margin", "score_chosen",
                                                         "score_rejected") if f.get(k) is not None)
         lines.append(f"#{f.get('rank', '')} example {f['example_id']} "
                      f"(source index {f.get('source_index')}): {scores}; "
                      f"label {f.get('label')}")
     return "\n".join(lines)
+
+
+def cmd_probe(args, out: Output) -> None:
+    from workstation.probes import run_probes
+
+    params = dict(_param(p) for p in args.param or [])
+    with open_workspace(args) as ws:
+        run = run_probes(ws, args.model, args.dataset, probes=args.probe, params=params,
+                         progress=out.progress(), analyst=args.analyst, seed=args.seed)
+    payload = run.to_json()
+    lines = [f"probe run {run.id}: {sum(run.counts.values())} findings"]
+    lines += [f"  {name:<20} {n}" for name, n in run.counts.items()]
+    lines += [f"  {name:<20} skipped: {why}" for name, why in run.skipped.items()]
+    lines.append(f"list them with: workstation failures --run {run.id}")
+    out.result(payload, "\n".join(lines))
+
+
+def _param(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise UsageError(f"--param takes NAME=VALUE, not '{text}'")
+    name, value = text.split("=", 1)
+    try:
+        return name, json.loads(value)
+    except ValueError:
+        return name, value
+
+
+def cmd_probes(args, out: Output) -> None:
+    from workstation.probes import PROBES
+
+    items = [{"name": p.name, "version": p.version, "kinds": list(p.kinds),
+              "description": p.description} for p in PROBES.values()]
+    out.result({"probes": items}, "\n".join(f"{p['name']:<20} {'/'.join(p['kinds']):<18} "
+                                            f"{p['description']}" for p in items))
 
 
 def cmd_label(args, out: Output) -> None:
@@ -415,6 +455,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", type=int, required=True)
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--offset", type=int, default=0)
+
+    p = add("probe", cmd_probe, "run the automated probe suite on a dataset")
+    p.add_argument("--model", required=True, help="NAME or NAME@VERSION")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--probe", action="append", metavar="NAME",
+                   help="run only this probe (repeatable; default: all that apply)")
+    p.add_argument("--param", action="append", metavar="NAME=VALUE",
+                   help="a probe parameter, e.g. sample=500 (repeatable)")
+    p.add_argument("--seed", type=int, default=0)
+
+    add("probes", cmd_probes, "list the registered probes")
 
     p = add("label", cmd_label, "change an example's label, category, tags, note or exclusion")
     p.add_argument("example_id", type=int)
