@@ -314,6 +314,12 @@ def cmd_release(args, out: Output) -> None:
 
     with open_workspace(args) as ws:
         report = _regression_report(ws, args)
+        gate = (report or {}).get("gate") or {}
+        if gate.get("pass") is False and not args.force:
+            raise WorkstationError(
+                f"release of {args.version} refused by the regression gate: "
+                + "; ".join(gate.get("reasons") or ["gate failed"])
+                + " (see `workstation compare`; --force REASON releases anyway, recorded)")
         rel = releases.release(ws, args.version, approver=args.analyst, regression_report=report,
                                notes=args.notes or "", force=bool(args.force),
                                force_reason=args.force or "")
@@ -324,12 +330,25 @@ def cmd_release(args, out: Output) -> None:
 
 
 def _regression_report(ws, args) -> dict | None:
-    """The regression gate's report for this release, when the gate exists."""
-    try:
-        from workstation.regression import gate_report_for_release
-    except ImportError:
-        return None
+    """The regression gate's report for this release (None for a first version)."""
+    from workstation.regression import gate_report_for_release
+
     return gate_report_for_release(ws, args.version, progress=None)
+
+
+def cmd_compare(args, out: Output) -> None:
+    from workstation.regression import compare
+
+    with open_workspace(args) as ws:
+        report = compare(ws, args.candidate, args.baseline, datasets=args.dataset,
+                         progress=out.progress(), tolerance=args.tolerance, budget=args.budget)
+    payload = report.to_json()
+    gate = payload["gate"]
+    lines = [f"{payload['candidate']} vs {payload['baseline']}: fixed {payload['fixed']}, "
+             f"broken {payload['broken']}, unchanged {payload['unchanged']}",
+             f"gate: {'PASS' if gate['pass'] else 'FAIL'}"]
+    lines += [f"  - {reason}" for reason in gate.get("reasons", [])]
+    out.result(payload, "\n".join(lines))
 
 
 def cmd_rollback(args, out: Output) -> None:
@@ -495,6 +514,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--include-excluded", action="store_true", help="keep excluded examples")
 
     add("verify", cmd_verify, "recompute the review log chain and stored artifact hashes")
+
+    p = add("compare", cmd_compare,
+            "compare two versions example by example and apply the release gate")
+    p.add_argument("--candidate", required=True, metavar="MODEL@V")
+    p.add_argument("--baseline", required=True, metavar="MODEL@V")
+    p.add_argument("--dataset", action="append", help="only these datasets (repeatable)")
+    p.add_argument("--tolerance", type=float, default=0.02,
+                   help="largest allowed fall of a category metric (default 0.02)")
+    p.add_argument("--budget", type=float, default=0.10,
+                   help="largest allowed reward loss on protected states (default 0.10)")
 
     p = add("release", cmd_release, "release a model version: gate, governance batch, signature")
     p.add_argument("version", metavar="MODEL@V")
