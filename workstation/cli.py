@@ -406,6 +406,39 @@ def cmd_key(args, out: Output) -> None:
     out.result({"path": str(path)}, f"wrote {path}")
 
 
+def cmd_gui(args, out: Output) -> None:
+    from workstation.ui.app import run_gui
+
+    path = args.workspace or os.environ.get("WORKSTATION_WORKSPACE")
+    raise SystemExit(run_gui(path))
+
+
+def cmd_demo(args, out: Output) -> None:
+    from workstation.demo import build_demo
+
+    path = args.workspace or os.environ.get("WORKSTATION_WORKSPACE") or _default_demo_path()
+    report = build_demo(path, progress=out.progress(), overwrite=args.overwrite)
+    out.result(report.to_json(), "demo workspace ready at " + str(report.path) + ": " +
+               ", ".join(report.models) + (("; " + "; ".join(report.notes)) if report.notes else ""))
+    if not args.no_gui:
+        from workstation.ui.app import run_gui
+
+        raise SystemExit(run_gui(str(report.path)))
+
+
+def _default_demo_path() -> str:
+    from pathlib import Path
+
+    folder = Path.home() / "workstation-demo"
+    folder.mkdir(exist_ok=True)
+    path = folder / "demo.duckdb"
+    n = 1
+    while path.exists():
+        n += 1
+        path = folder / f"demo-{n}.duckdb"
+    return str(path)
+
+
 def _exit_failed(message: str) -> None:
     """A check that ran and found a problem: its report is on stdout; one line on stderr."""
     print(f"error: {message}", file=sys.stderr)
@@ -554,6 +587,13 @@ def build_parser() -> argparse.ArgumentParser:
                             ("import", "make a private key (PEM) this workspace's signing key")):
         add(name, cmd_key, help_text, key_sub).add_argument("path")
 
+    add("gui", cmd_gui, "open the desktop workstation (the default with no command)")
+
+    p = add("demo", cmd_demo, "build a demo workspace (shipped data, a first model, audits) "
+                              "and open it")
+    p.add_argument("--no-gui", action="store_true", help="build it, do not open the window")
+    p.add_argument("--overwrite", action="store_true", help="replace the file if it exists")
+
     enc = sub.add_parser("encoder", help="the text encoder", parents=[common])
     enc_sub = enc.add_subparsers(dest="encoder_command", metavar="ACTION", parser_class=_Parser,
                                  required=True)
@@ -575,8 +615,9 @@ def main(argv: list[str] | None = None) -> int:
             if not hasattr(args, key):
                 setattr(args, key, value)
         if getattr(args, "command", None) is None:
-            build_parser().print_help()
-            return 0
+            from workstation.ui.app import run_gui
+
+            return run_gui(args.workspace or os.environ.get("WORKSTATION_WORKSPACE"))
         out = Output(args.json)
         try:
             args.func(args, out)
