@@ -12,6 +12,7 @@ __all__ = ["PROBES", "Finding", "Probe", "ProbeContext", "ProbeRun", "findings_p
 
 # Built-in probes: importing a module registers its probes.
 import workstation.probes.format  # noqa: E402,F401  (position-swap, format-invariance)
+import workstation.probes.label_errors  # noqa: E402,F401  (label-errors)
 import workstation.probes.length_bias  # noqa: E402,F401
 import workstation.probes.redteam_demos  # noqa: E402,F401  (unsafe-states)
 import workstation.probes.redteam_text  # noqa: E402,F401  (red-team, over-refusal)

@@ -18,6 +18,7 @@ import numpy as np
 
 from workstation.errors import WorkstationError
 from workstation.models.registry import ModelVersion, resolve
+from workstation.probes.coverage import record_coverage
 from workstation.progress import Progress
 from workstation.workspace import Workspace, default_analyst, now_iso
 
@@ -147,6 +148,7 @@ def run_probes(ws: Workspace, model_ref: str | int | ModelVersion, dataset: str,
         run_id = ws.next_id("audit_runs")
         findings, summaries = _collect(chosen, ctx)
         _store(ws, run_id, version, dataset_id, findings, summaries, ctx, analyst)
+        record_coverage(ws, run_id, encoder)  # where this run looked, for the oracle
     counts = {p.name: sum(f.probe == p.name for f in findings) for p in chosen}
     return ProbeRun(run_id, version.ref, dataset, counts, skipped, summaries)
 
