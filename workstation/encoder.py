@@ -25,12 +25,14 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-import pyarrow as pa
 
 from workstation.errors import WorkstationError
 from workstation.hashing import sha256_file, sha256_text
 from workstation.progress import Progress
-from workstation.workspace import Workspace
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the encoder itself runs without the workspace (the oracle uses it)
+    from workstation.workspace import Workspace
 
 MODEL_NAME = "all-MiniLM-L6-v2"
 # Bump when the conversion recipe changes, so cached ONNX files are rebuilt.
@@ -384,6 +386,8 @@ def embed_texts(ws: Workspace, texts: Sequence[str | None], encoder: Encoder | N
 
 def _lookup(ws: Workspace, encoder: Encoder, hashes: list[str], vectors: np.ndarray) -> np.ndarray:
     """Fill ``vectors`` rows cached in the workspace; return which rows were found."""
+    import pyarrow as pa
+
     found = np.zeros(len(hashes), dtype=bool)
     if not hashes:
         return found
@@ -414,6 +418,8 @@ def _lookup(ws: Workspace, encoder: Encoder, hashes: list[str], vectors: np.ndar
 
 def _store(ws: Workspace, encoder: Encoder, hashes: list[str], vecs: np.ndarray) -> None:
     """Insert new vectors in one Arrow bulk insert (ignoring rows that appeared meanwhile)."""
+    import pyarrow as pa
+
     n, dim = vecs.shape
     offsets = pa.array(np.arange(0, (n + 1) * dim, dim, dtype=np.int64))
     values = pa.array(np.ascontiguousarray(vecs, dtype=np.float32).reshape(-1))
