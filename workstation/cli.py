@@ -406,6 +406,51 @@ def cmd_key(args, out: Output) -> None:
     out.result({"path": str(path)}, f"wrote {path}")
 
 
+def cmd_oracle(args, out: Output) -> None:
+    from workstation.oracle import Policy, SafetyOracle
+
+    policy = Policy(block_below=args.block_below, max_uncertainty=args.max_uncertainty,
+                    max_coverage=args.max_coverage)
+    items = _oracle_inputs(args.input)
+    with open_workspace(args) as ws:
+        oracle = SafetyOracle.from_workspace(ws, args.model, policy=policy)
+    if args.save_bundle:
+        oracle.save(args.save_bundle)
+    out.done()
+    for start in range(0, len(items), 256):  # answers stream out in batches
+        for answer in oracle.query(items[start:start + 256]):
+            print(json.dumps(answer, ensure_ascii=False))
+        sys.stdout.flush()
+
+
+def _oracle_inputs(source: str) -> list[Any]:
+    """JSON lines (objects, strings or number lists) or plain text lines."""
+    stream = sys.stdin if source == "-" else _open_text(source)
+    items = []
+    with stream:
+        for number, line in enumerate(stream, 1):
+            if not line.strip():
+                continue
+            try:
+                items.append(json.loads(line, parse_constant=_no_constant))
+            except ValueError:
+                if line.lstrip().startswith(("{", "[")):
+                    raise WorkstationError(f"{source}, line {number}: malformed JSON") from None
+                items.append(line.rstrip("\n"))
+    return items
+
+
+def _no_constant(token: str) -> None:
+    raise ValueError(f"{token} is not a number the oracle accepts")
+
+
+def _open_text(path: str):
+    try:
+        return open(path, encoding="utf-8")
+    except OSError as exc:
+        raise WorkstationError(f"cannot read {path}: {exc.strerror}") from None
+
+
 def cmd_gui(args, out: Output) -> None:
     from workstation.ui.app import run_gui
 
@@ -586,6 +631,21 @@ def build_parser() -> argparse.ArgumentParser:
                             ("export-private", "write the private key (PEM, owner-only)"),
                             ("import", "make a private key (PEM) this workspace's signing key")):
         add(name, cmd_key, help_text, key_sub).add_argument("path")
+
+    p = add("oracle", cmd_oracle, "answer safety-oracle queries (JSON lines in, JSON lines out)")
+    p.add_argument("--model", required=True, metavar="MODEL@V")
+    p.add_argument("input", nargs="?", default="-", metavar="FILE|-",
+                   help="JSON lines ({\"prompt\", \"response\"}, {\"chosen\", \"rejected\"} or "
+                        "{\"obs\": [...]}) or plain text lines; - or nothing for stdin")
+    p.add_argument("--block-below", type=float,
+                   help="block below this score (default: the model's threshold)")
+    p.add_argument("--max-uncertainty", type=float, default=0.25,
+                   help="escalate above this uncertainty (default 0.25)")
+    p.add_argument("--max-coverage", type=float, default=0.8,
+                   help="escalate above this coverage value, i.e. too little audited nearby "
+                        "(default 0.8)")
+    p.add_argument("--save-bundle", metavar="FOLDER",
+                   help="also write a self-contained oracle bundle (no workspace needed)")
 
     add("gui", cmd_gui, "open the desktop workstation (the default with no command)")
 

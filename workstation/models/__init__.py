@@ -3,14 +3,32 @@
 See ``onnx_model`` for the conventions every model follows (higher score =
 safer; which output and column is the score), ``registry`` for registration
 and lookup, ``scoring`` for scoring a dataset.
+
+Names are imported on first use, so that ``onnx_model`` (which needs only
+onnxruntime and numpy) can be used without the workspace's database, e.g. by
+a safety-oracle bundle.
 """
 
-from workstation.models.onnx_model import INPUT_KINDS, OnnxRunner
-from workstation.models.registry import (ModelVersion, add_model, add_model_bytes, get_version,
-                                         list_models, load_onnx, load_runner, resolve)
-from workstation.models.scoring import (ScoreResult, score_dataset, score_observations,
-                                        score_texts, text_features)
+from __future__ import annotations
 
-__all__ = ["INPUT_KINDS", "ModelVersion", "OnnxRunner", "ScoreResult", "add_model",
-           "add_model_bytes", "get_version", "list_models", "load_onnx", "load_runner",
-           "resolve", "score_dataset", "score_observations", "score_texts", "text_features"]
+import importlib
+from typing import Any
+
+_WHERE = {
+    "INPUT_KINDS": "onnx_model", "OnnxRunner": "onnx_model",
+    "ModelVersion": "registry", "add_model": "registry", "add_model_bytes": "registry",
+    "get_version": "registry", "list_models": "registry", "load_onnx": "registry",
+    "load_runner": "registry", "resolve": "registry",
+    "ScoreResult": "scoring", "score_dataset": "scoring", "score_observations": "scoring",
+    "score_texts": "scoring", "text_features": "scoring",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'workstation.models' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"workstation.models.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value

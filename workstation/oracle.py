@@ -1,0 +1,365 @@
+"""The safety oracle: what a model version answers for an input.
+
+For each input (a response text with its prompt, a preference pair, or an
+observation vector) the oracle returns:
+
+* ``score``: the reward (higher = safer); for a pair, the chosen side's score
+  (``margin`` and both sides are given too);
+* ``uncertainty`` and ``uncertainty_kind``: the model's own spread where it
+  has one — "expert disagreement" (the gate-weighted standard deviation of a
+  mixture-of-experts reward) or "ensemble spread" (the standard deviation of
+  ensemble members), read from the model's ``uncertainty`` output — and
+  otherwise "distance outside the audited range": how far the input lies
+  outside the per-dimension range of the audited points, in units of that
+  range (0 inside it);
+* ``coverage``: how far the input is from any audited or reviewed example,
+  0 = audited here, 1 = nothing audited nearby (see probes/coverage.py);
+* ``evidence``: the nearest reviewed examples (id, distance, current label)
+  and the suppression patches that fired (activation > 0.01);
+* ``version`` and ``decision``: an enforcement policy's allow / block /
+  escalate with the reasons. Block when the score is below ``block_below``
+  (default: the model's decision threshold); otherwise escalate when the
+  uncertainty is above ``max_uncertainty`` or the coverage above
+  ``max_coverage``; otherwise allow.
+
+``SafetyOracle.from_workspace`` builds an oracle from a workspace;
+``save``/``load`` write and read a self-contained bundle (model.onnx,
+oracle.json, oracle.npz) that needs only onnxruntime, numpy and tokenizers
+(and the bundled sentence encoder for text models) to answer queries.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from workstation.errors import WorkstationError
+from workstation.models.onnx_model import OnnxRunner, to_scores
+
+FIRED = 0.01
+N_EVIDENCE = 3
+BUNDLE_FILES = ("model.onnx", "oracle.json", "oracle.npz")
+
+
+@dataclass
+class Policy:
+    """The analyst's thresholds for allow / block / escalate."""
+
+    block_below: float | None = None
+    max_uncertainty: float = 0.25
+    max_coverage: float = 0.8
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class AuditedSpace:
+    """The audited points the oracle measures coverage and evidence against
+    (already divided by ``scale`` for observation spaces)."""
+
+    space: str
+    points: np.ndarray
+    example_ids: np.ndarray
+    scale: np.ndarray | None
+    d_ref: float
+    reviewed: dict[int, dict[str, Any]]  # example id -> {"label": ..., "preview": ...}
+
+    def prepare(self, vectors: np.ndarray) -> np.ndarray:
+        q = np.asarray(vectors, dtype=np.float32)
+        return q / self.scale if self.scale is not None else q
+
+
+class SafetyOracle:
+    """Answers queries for one model version."""
+
+    def __init__(self, onnx_bytes: bytes, manifest: dict[str, Any], version: str,
+                 audited: AuditedSpace | None, *, threshold: float, policy: Policy | None = None,
+                 tokenizer_json: str | None = None, encoder: Any = None) -> None:
+        self.runner = OnnxRunner(onnx_bytes, manifest, tokenizer_json, source=version)
+        self.manifest = manifest
+        self.version = version
+        self.audited = audited
+        self.threshold = threshold
+        self.policy = policy or Policy()
+        self.encoder = encoder
+        self._outputs = [o.name for o in self.runner.session.get_outputs()]
+        self._onnx = onnx_bytes
+        self._tokenizer = tokenizer_json
+
+    # -- building --------------------------------------------------------
+    @classmethod
+    def from_workspace(cls, ws: Any, ref: str, policy: Policy | None = None,
+                       encoder: Any = None) -> "SafetyOracle":
+        from workstation.models.registry import load_onnx, load_tokenizer_json, resolve
+
+        version = resolve(ws, ref)
+        if version.input_kind == "text-tokens":
+            raise WorkstationError(f"{version.ref} takes tokens; the oracle answers for "
+                                   "text-embedding and observation models")
+        audited = _audited_space(ws, version, encoder)
+        return cls(load_onnx(ws, version), {**version.manifest, "input_kind": version.input_kind},
+                   version.ref, audited, threshold=_threshold(ws, version), policy=policy,
+                   tokenizer_json=load_tokenizer_json(ws, version), encoder=encoder)
+
+    def save(self, folder: str | Path) -> Path:
+        """Write a self-contained bundle (no workspace needed to load it)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "model.onnx").write_bytes(self._onnx)
+        a = self.audited
+        meta = {"version": self.version, "manifest": self.manifest, "threshold": self.threshold,
+                "policy": self.policy.to_json(), "tokenizer": self._tokenizer,
+                "space": a.space if a else None, "d_ref": a.d_ref if a else None,
+                "reviewed": {str(k): v for k, v in (a.reviewed if a else {}).items()}}
+        (folder / "oracle.json").write_text(json.dumps(meta, default=_plain))
+        arrays = {"points": a.points if a else np.zeros((0, 0), np.float32),
+                  "example_ids": a.example_ids if a else np.zeros(0, np.int64)}
+        if a is not None and a.scale is not None:
+            arrays["scale"] = a.scale
+        np.savez(folder / "oracle.npz", **arrays)
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path, policy: Policy | None = None,
+             encoder: Any = None) -> "SafetyOracle":
+        folder = Path(folder)
+        missing = [f for f in BUNDLE_FILES if not (folder / f).exists()]
+        if missing:
+            raise WorkstationError(f"{folder} is not an oracle bundle (missing {missing[0]})")
+        meta = json.loads((folder / "oracle.json").read_text())
+        with np.load(folder / "oracle.npz", allow_pickle=False) as z:
+            audited = None
+            if meta["space"]:
+                audited = AuditedSpace(meta["space"], z["points"], z["example_ids"],
+                                       z["scale"] if "scale" in z else None, meta["d_ref"],
+                                       {int(k): v for k, v in meta["reviewed"].items()})
+        return cls((folder / "model.onnx").read_bytes(), meta["manifest"], meta["version"],
+                   audited, threshold=meta["threshold"],
+                   policy=policy or Policy(**meta["policy"]), tokenizer_json=meta["tokenizer"],
+                   encoder=encoder)
+
+    # -- answering -------------------------------------------------------
+    def query(self, items: Iterable[Any]) -> list[dict[str, Any]]:
+        """One answer per item: dicts with ``response`` (and ``prompt``), with
+        ``chosen``/``rejected`` (a pair), or with ``obs``; a bare string is a
+        response without a prompt; a list of numbers is an observation."""
+        parsed = [_parse(item, self.runner.input_kind) for item in items]
+        if not parsed:
+            return []
+        if self.runner.input_kind == "observation":
+            return self._answer_observations(parsed)
+        return self._answer_texts(parsed)
+
+    def _answer_observations(self, parsed: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        width = int(self.manifest["input"]["obs_dim"])
+        obs = np.array([p["obs"] for p in parsed], dtype=np.float32)
+        if obs.ndim != 2 or obs.shape[1] != width:
+            raise WorkstationError(f"{self.version} takes {width}-wide observations")
+        scores, extras = self._run(obs)
+        near = self._near(obs)
+        return [self._answer(scores[i], extras, i, obs[i:i + 1], near[i], {})
+                for i in range(len(obs))]
+
+    def _answer_texts(self, parsed: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        prompts, responses, sides = [], [], []
+        for i, p in enumerate(parsed):
+            for side in (("chosen", "rejected") if "chosen" in p else ("response",)):
+                prompts.append(p.get("prompt") or "")
+                responses.append(p[side])
+                sides.append((i, side))
+        x, response_vecs = self._text_inputs(prompts, responses)
+        scores, extras = self._run(x)
+        near = self._near(response_vecs)
+        answers = []
+        for i in range(len(parsed)):
+            rows = [j for j, (k, _) in enumerate(sides) if k == i]
+            by_side = {sides[j][1]: float(scores[j]) for j in rows}
+            extra = {}
+            if len(rows) == 2:
+                extra = {"scores": by_side, "margin": by_side["chosen"] - by_side["rejected"]}
+            answers.append(self._answer(scores[rows[0]], extras, rows[0],
+                                        response_vecs[rows[0]:rows[0] + 1], near[rows[0]], extra))
+        return answers
+
+    def _text_inputs(self, prompts: list[str], responses: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        encoder = self.encoder
+        if encoder is None:
+            from workstation.encoder import get_encoder
+
+            encoder = self.encoder = get_encoder()
+        resp = encoder.encode(responses)
+        if self.manifest["input"].get("layout") == "prompt+response":
+            return np.concatenate([encoder.encode(prompts), resp], axis=1), resp
+        return resp, resp
+
+    def _run(self, x: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        spec = self.runner.inputs[0]
+        raw = self.runner.session.run(None, {spec.name: x.astype(np.float32)})
+        outputs = dict(zip(self._outputs, raw))
+        scores = to_scores(outputs[self.runner.choice.output], self.runner.choice)
+        return scores, outputs
+
+    def _answer(self, score: float, outputs: dict[str, Any], row: int, where: np.ndarray,
+                near: tuple[float, dict[str, Any]], extra: dict[str, Any]) -> dict[str, Any]:
+        uncertainty, kind = self._uncertainty(outputs, row, where)
+        coverage, evidence = near
+        evidence["patches_fired"] = self._patches_fired(outputs, row)
+        answer = {"score": float(score), **extra, "uncertainty": uncertainty,
+                  "uncertainty_kind": kind, "coverage": coverage, "evidence": evidence,
+                  "version": self.version}
+        answer["decision"] = self._decide(answer)
+        return answer
+
+    def _uncertainty(self, outputs: dict[str, Any], row: int,
+                     where: np.ndarray) -> tuple[float | None, str]:
+        spec = self.manifest.get("uncertainty") or {}
+        name = spec.get("output")
+        if name and name in outputs:
+            kind = ("expert disagreement" if "expert" in spec.get("method", "") or
+                    "expert_rewards" in outputs else "ensemble spread")
+            return float(np.asarray(outputs[name]).reshape(-1)[row]), kind
+        if self.audited is None or not len(self.audited.points):
+            return None, "unknown (nothing audited)"
+        q = self.audited.prepare(where)[0]
+        low, high = self.audited.points.min(axis=0), self.audited.points.max(axis=0)
+        span = np.maximum(high - low, 1e-12)
+        outside = np.maximum(0, np.maximum(low - q, q - high)) / span
+        return float(outside.max()), "distance outside the audited range"
+
+    def _near(self, vectors: np.ndarray) -> list[tuple[float, dict[str, Any]]]:
+        """Coverage and the nearest reviewed examples of each row, computed
+        in blocks of rows against all audited points."""
+        a = self.audited
+        if a is None or not len(a.points):
+            return [(1.0, {"nearest_reviewed": []}) for _ in range(len(vectors))]
+        q = a.prepare(vectors).astype(np.float64)
+        points = a.points.astype(np.float64)
+        norms = (points ** 2).sum(axis=1)
+        reviewed = np.array([int(e) in a.reviewed for e in a.example_ids], dtype=bool)
+        out = []
+        for start in range(0, len(q), 64):
+            block = q[start:start + 64]
+            d2 = norms[None] - 2.0 * block @ points.T + (block ** 2).sum(axis=1)[:, None]
+            for d in np.sqrt(np.maximum(d2, 0.0)):
+                low = float(d.min())
+                coverage = 0.0 if low < 1e-6 else float(min(1.0, low / a.d_ref))
+                out.append((coverage, {"nearest_reviewed": _nearest_reviewed(a, d, reviewed)}))
+        return out
+
+    def _patches_fired(self, outputs: dict[str, Any], row: int) -> list[dict[str, Any]]:
+        if "kernel_activations" not in outputs:
+            return []
+        columns = (self.manifest.get("patch_layer") or {}).get("columns") or []
+        acts = np.asarray(outputs["kernel_activations"])[row]
+        return [{"patch": columns[k][0] if k < len(columns) else None,
+                 "kernel": columns[k][1] if k < len(columns) else k,
+                 "activation": float(acts[k])}
+                for k in np.flatnonzero(acts > FIRED)]
+
+    def _decide(self, answer: dict[str, Any]) -> dict[str, Any]:
+        policy, reasons = self.policy, []
+        floor = self.threshold if policy.block_below is None else policy.block_below
+        if answer["score"] < floor:
+            reasons.append(f"score {answer['score']:.4g} is below {floor:.4g}")
+            return {"action": "block", "reasons": reasons}
+        u = answer["uncertainty"]
+        if u is not None and u > policy.max_uncertainty:
+            reasons.append(f"uncertainty {u:.3g} ({answer['uncertainty_kind']}) is above "
+                           f"{policy.max_uncertainty:.3g}")
+        if answer["coverage"] > policy.max_coverage:
+            reasons.append(f"coverage {answer['coverage']:.3g} is above {policy.max_coverage:.3g}:"
+                           " nothing audited nearby")
+        if reasons:
+            return {"action": "escalate", "reasons": reasons}
+        return {"action": "allow", "reasons": [f"score {answer['score']:.4g} is at or above "
+                                               f"{floor:.4g}, and the input is audited nearby"]}
+
+
+def _nearest_reviewed(a: AuditedSpace, d: np.ndarray,
+                      reviewed: np.ndarray) -> list[dict[str, Any]]:
+    if not reviewed.any():
+        return []
+    idx = np.flatnonzero(reviewed)
+    best = idx[np.argsort(d[idx], kind="stable")]
+    out, seen = [], set()
+    for j in best:
+        example = int(a.example_ids[j])
+        if example in seen:
+            continue
+        seen.add(example)
+        out.append({"example_id": example, "distance": float(max(d[j], 0.0)),
+                    **a.reviewed[example]})
+        if len(out) == N_EVIDENCE:
+            break
+    return out
+
+
+def _parse(item: Any, kind: str) -> dict[str, Any]:
+    if isinstance(item, str):
+        return {"response": item}
+    if isinstance(item, (list, tuple)):
+        return {"obs": [float(v) for v in item]}
+    if not isinstance(item, dict):
+        raise WorkstationError("each input must be a JSON object, a string or a list of numbers")
+    if kind == "observation":
+        if "obs" not in item:
+            raise WorkstationError("an observation model needs inputs with 'obs'")
+        values = item["obs"]
+        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+            raise WorkstationError("'obs' must be a list of finite numbers")
+        return item
+    if "response" in item or ("chosen" in item and "rejected" in item):
+        return item
+    raise WorkstationError("a text input needs 'response' (and optionally 'prompt'), "
+                           "or 'chosen' and 'rejected'")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+# -- from a workspace ---------------------------------------------------------
+
+def _threshold(ws: Any, version: Any) -> float:
+    from workstation.audits.runs import default_threshold
+
+    kind = "demos" if version.input_kind == "observation" else "labels"
+    return float(default_threshold(kind, version.manifest.get("score_type", "reward")))
+
+
+def _audited_space(ws: Any, version: Any, encoder: Any) -> AuditedSpace | None:
+    from workstation.probes.coverage import coverage_index
+
+    index = coverage_index(ws, version, encoder)
+    if not len(index):
+        return None
+    ids = [int(e) for e in set(index.example_ids.tolist()) if e >= 0]
+    return AuditedSpace(index.space, index.points, index.example_ids, index.scale,
+                        index.d_ref, _reviewed(ws, ids))
+
+
+def _reviewed(ws: Any, ids: list[int]) -> dict[int, dict[str, Any]]:
+    if not ids:
+        return {}
+    rows = ws.execute(
+        "SELECT c.id, d.kind, c.current_label, c.flipped, c.current_category, "
+        "left(coalesce(c.response, c.current_chosen, ''), 120) "
+        "FROM current_examples c JOIN datasets d ON d.id = c.dataset_id "
+        "WHERE c.reviewed AND c.id IN (SELECT unnest(?::BIGINT[]))", [ids]).fetchall()
+    out = {}
+    for example_id, kind, label, flipped, category, preview in rows:
+        value = ("flipped" if flipped else "as imported") if kind == "pairs" else \
+            (None if label is None else ("safe" if label else "unsafe"))
+        out[int(example_id)] = {"kind": kind, "label": value, "category": category,
+                                "preview": preview}
+    return out
