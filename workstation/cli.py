@@ -75,9 +75,20 @@ def open_workspace(args: argparse.Namespace, read_only: bool = False) -> Iterato
         raise UsageError("no workspace given: pass --workspace PATH (or set WORKSTATION_WORKSPACE)")
     ws = Workspace.open(path, read_only=read_only or args.read_only)
     try:
+        _say_if_upgraded(ws)
         yield ws
     finally:
         ws.close()
+
+
+def _say_if_upgraded(ws: Any) -> None:
+    """One line on stderr when opening migrated the file: where the old one went."""
+    backup = getattr(ws, "migration_backup", None)
+    if backup is None:
+        return
+    old = next((v for v in range(ws.schema_version) if ws.backup_path(v) == backup), "?")
+    print(f"upgraded workspace schema v{old} -> v{ws.schema_version}; "
+          f"the old file is backed up at {backup}", file=sys.stderr)
 
 
 # -- commands --------------------------------------------------------------
@@ -406,6 +417,20 @@ def cmd_key(args, out: Output) -> None:
     out.result({"path": str(path)}, f"wrote {path}")
 
 
+def cmd_train(args, out: Output) -> None:
+    from workstation.training import train
+
+    params = dict(_param(p) for p in args.param or [])
+    with open_workspace(args) as ws:
+        result = train(ws, args.dataset, args.name, parent=args.parent, seed=args.seed,
+                       params=params or None, progress=out.progress(), analyst=args.analyst)
+    payload = result.to_json()
+    headline = {k: v for k, v in result.metrics.items() if k.startswith("heldout_")
+                and isinstance(v, (int, float))}
+    out.result(payload, f"trained {result.version.ref} on '{args.dataset}': " +
+               ", ".join(f"{k} {_fmt(v)}" for k, v in headline.items()))
+
+
 def cmd_oracle(args, out: Output) -> None:
     from workstation.oracle import Policy, SafetyOracle
 
@@ -631,6 +656,15 @@ def build_parser() -> argparse.ArgumentParser:
                             ("export-private", "write the private key (PEM, owner-only)"),
                             ("import", "make a private key (PEM) this workspace's signing key")):
         add(name, cmd_key, help_text, key_sub).add_argument("path")
+
+    p = add("train", cmd_train, "train a reward model on a dataset as reviewed (PyTorch, CPU)")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--name", required=True, help="model name; a new version if it exists")
+    p.add_argument("--from", dest="parent", metavar="MODEL@V",
+                   help="the version this retrains (lineage; its hyper-parameters are reused)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--param", action="append", metavar="NAME=VALUE",
+                   help="a hyper-parameter, e.g. epochs=50 (repeatable)")
 
     p = add("oracle", cmd_oracle, "answer safety-oracle queries (JSON lines in, JSON lines out)")
     p.add_argument("--model", required=True, metavar="MODEL@V")
