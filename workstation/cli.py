@@ -431,6 +431,57 @@ def cmd_train(args, out: Output) -> None:
                ", ".join(f"{k} {_fmt(v)}" for k, v in headline.items()))
 
 
+def cmd_patch(args, out: Output) -> None:
+    from workstation.patching import create_patch
+
+    if not args.examples and args.findings is None:
+        raise UsageError("patch needs --examples IDS or --findings RUN")
+    with open_workspace(args) as ws:
+        result = create_patch(ws, args.model, example_ids=_ids(args.examples),
+                              finding_run=args.findings, finding_ids=_ids(args.finding_ids),
+                              budget=args.budget, strength=args.strength,
+                              protected=args.protected, analyst=args.analyst,
+                              notes=args.notes or "", progress=out.progress())
+    payload = result.to_json()
+    m = payload["metrics"]
+    lines = [f"patched {payload['model']}@{payload['version']} (patch {m.get('patch_id')}): "
+             f"{m.get('kernels_kept')} kernels kept, {m.get('kernels_refused')} refused; "
+             f"protected loss at most {_fmt(m.get('protected_loss_max'))} "
+             f"(budget {_fmt(m.get('budget'))})"]
+    lines += [f"  refused: {r}" for r in m.get("refused") or []]
+    out.result(payload, "\n".join(lines))
+
+
+def _ids(text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        return [int(part) for part in text.replace(" ", "").split(",") if part]
+    except ValueError:
+        raise UsageError(f"expected comma-separated example ids, not '{text}'") from None
+
+
+def cmd_unpatch(args, out: Output) -> None:
+    from workstation.patching import remove_patch
+
+    with open_workspace(args) as ws:
+        result = remove_patch(ws, args.model, args.patch, analyst=args.analyst)
+    payload = result.to_json()
+    out.result(payload, f"removed patch {args.patch}: {payload['model']}@{payload['version']} "
+                        f"({payload['metrics'].get('kernels_remaining')} kernels remain)")
+
+
+def cmd_patches(args, out: Output) -> None:
+    from workstation.patching import list_patches
+
+    with open_workspace(args, read_only=True) as ws:
+        items = list_patches(ws, args.model)
+    out.result({"patches": items}, "\n".join(
+        f"{p.get('id')}: {len(p.get('kernels') or []) or p.get('kernel_count', '')} kernels, "
+        f"made in {p.get('created_in')} by {p.get('created_by')}" for p in items)
+        or "no patches on this version")
+
+
 def cmd_oracle(args, out: Output) -> None:
     from workstation.oracle import Policy, SafetyOracle
 
@@ -665,6 +716,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--param", action="append", metavar="NAME=VALUE",
                    help="a hyper-parameter, e.g. epochs=50 (repeatable)")
+
+    p = add("patch", cmd_patch, "suppress confirmed flaws with a local patch (a new version)")
+    p.add_argument("--model", required=True, metavar="MODEL@V")
+    p.add_argument("--examples", metavar="IDS", help="comma-separated example ids")
+    p.add_argument("--findings", type=int, metavar="RUN", help="the failures of an audit or probe run")
+    p.add_argument("--finding-ids", metavar="IDS", help="only these findings of --findings")
+    p.add_argument("--budget", type=float, default=0.10,
+                   help="largest reward a protected example may lose (default 0.10)")
+    p.add_argument("--strength", type=float, help="kernel strength (default: chosen per rule)")
+    p.add_argument("--protected", metavar="DATASET",
+                   help="protect this dataset's examples (default: the flaws' datasets)")
+    p.add_argument("--notes")
+
+    p = add("unpatch", cmd_unpatch, "remove a patch ('unlearn' a correction) as a new version")
+    p.add_argument("--model", required=True, metavar="MODEL@V")
+    p.add_argument("--patch", required=True, metavar="ID")
+
+    p = add("patches", cmd_patches, "list the patches a version carries")
+    p.add_argument("--model", required=True, metavar="MODEL@V")
 
     p = add("oracle", cmd_oracle, "answer safety-oracle queries (JSON lines in, JSON lines out)")
     p.add_argument("--model", required=True, metavar="MODEL@V")
