@@ -68,12 +68,18 @@ class Output:
 
 @contextmanager
 def open_workspace(args: argparse.Namespace, read_only: bool = False) -> Iterator[Any]:
-    from workstation.workspace import Workspace
+    from workstation.workspace import NeedsUpgrade, Workspace
 
     path = args.workspace or os.environ.get("WORKSTATION_WORKSPACE")
     if not path:
         raise UsageError("no workspace given: pass --workspace PATH (or set WORKSTATION_WORKSPACE)")
-    ws = Workspace.open(path, read_only=read_only or args.read_only)
+    try:
+        ws = Workspace.open(path, read_only=read_only or args.read_only)
+    except NeedsUpgrade:
+        if args.read_only:
+            raise
+        # Read-only by our choice, not the analyst's: upgrade it (with a backup) instead.
+        ws = Workspace.open(path)
     try:
         _say_if_upgraded(ws)
         yield ws

@@ -21,6 +21,10 @@ from typing import Any, Iterator
 import duckdb
 
 from workstation.errors import SchemaTooNew, WorkspaceInUse, WorkstationError
+
+
+class NeedsUpgrade(WorkstationError):
+    """An older workspace opened read-only: it must be opened once for writing."""
 from workstation.schema import CURRENT_VERSION, MIGRATIONS
 
 _PID_RE = re.compile(r"PID (\d+)")
@@ -93,7 +97,7 @@ class Workspace:
                 f"this one understands up to v{CURRENT_VERSION}): upgrade the workstation")
         if version < CURRENT_VERSION:
             if self.read_only:
-                raise WorkstationError(
+                raise NeedsUpgrade(
                     f"{self.path} uses schema v{version} and needs an upgrade to "
                     f"v{CURRENT_VERSION}: open it once without --read-only")
             self._migrate(version)
