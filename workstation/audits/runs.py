@@ -310,49 +310,100 @@ ORDER_COLUMNS = {
     "score_chosen": "r.score_chosen", "score_rejected": "r.score_rejected",
     "example_id": "r.example_id", "source_index": "ce.source_index",
     "category": "ce.current_category", "passed": "r.passed",
+    "label_at_audit": "r.label", "current_label": "ce.current_label", "flipped": "ce.flipped",
+    "excluded": "ce.excluded", "reviewed": "ce.reviewed", "source_id": "ce.source_id",
+    "tags": "ce.tags", "note": "ce.note", "n_steps": "ce.n_steps", "prompt": "ce.prompt",
+    "chosen": "ce.current_chosen", "rejected": "ce.current_rejected", "response": "ce.response",
 }
 _PAGE_FIELDS = (
     "example_id", "source_index", "source_sha256", "source_id", "dataset", "score",
     "score_chosen", "score_rejected", "margin", "passed", "rank", "label_at_audit", "category",
     "excluded", "flipped", "current_label", "n_steps", "prompt", "chosen", "rejected",
-    "response")
+    "response", "tags", "note", "reviewed")
+# A dataset browsed without a run: its examples in audit_results' shape, unscored.
+_BROWSE_SOURCE = (
+    "(SELECT NULL::INTEGER AS run_id, e.id AS example_id, NULL::DOUBLE AS score, "
+    "NULL::DOUBLE AS score_chosen, NULL::DOUBLE AS score_rejected, NULL::DOUBLE AS margin, "
+    "NULL::BOOLEAN AS label, NULL::BOOLEAN AS passed, NULL::BIGINT AS rank "
+    "FROM examples e WHERE e.dataset_id = {dataset_id})")
 
 
-def failure_page(ws: Workspace, run_id: int, *, verdict: str | None = None,
-                 category: str | Sequence[str] | None = None,
+def failure_page(ws: Workspace, run_id: int | None, *, dataset: str | int | None = None,
+                 verdict: str | None = None, category: str | Sequence[str] | None = None,
+                 tag: str | None = None, reviewed: bool | None = None,
+                 example_id: int | None = None,
                  score_min: float | None = None, score_max: float | None = None,
                  margin_min: float | None = None, margin_max: float | None = None,
                  text: str | None = None, order_by: str = "rank", descending: bool = False,
-                 limit: int = 100, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+                 limit: int = 100, offset: int = 0,
+                 count: bool = True) -> tuple[list[dict[str, Any]], int | None]:
     """One page of a run's results, filtered and sorted in SQL, joined to the
     current review state (labels shown are current); returns (rows, total
     matching). ``verdict`` is "failed", "passed" or None (both); ``text``
-    matches prompt or response texts, case-insensitively. Rows are ordered by
-    ``order_by`` (see ORDER_COLUMNS), empty values last, then example id."""
-    where, params = _page_filters(run_id, verdict, category, score_min, score_max, margin_min,
-                                  margin_max, text)
+    matches prompt or response texts, case-insensitively; ``tag`` keeps
+    examples carrying that tag; ``reviewed`` True/False keeps examples the
+    review log has (not) touched; ``example_id`` picks one example. Rows are
+    ordered by ``order_by`` (see ORDER_COLUMNS), empty values last, then
+    example id.
+
+    With ``run_id`` None, pages through ``dataset`` (a name or id) without a
+    run: every example, unscored (score, margin, verdict and rank empty).
+    ``count=False`` skips the count query (total comes back as None), for a
+    table that already knows its row count."""
+    source, kind, scope, scope_params = _page_scope(ws, run_id, dataset)
+    where, params = _page_filters(scope, scope_params, verdict, category, tag, reviewed,
+                                  example_id, score_min, score_max, margin_min, margin_max, text)
     key, direction = _sort_key(order_by, descending)
-    joins = _page_joins(where + key)
-    inner_order = f"sort_key {direction} NULLS LAST, r.example_id {direction}"
-    outer_order = f"r.sort_key {direction} NULLS LAST, r.example_id {direction}"
-    # Sort and page over the narrow result columns first, then fetch the text
-    # previews for this page's rows only.
-    page_sql = (f"SELECT {_display_columns()} FROM ("
-                f"SELECT r.*, {key} AS sort_key FROM audit_results r{joins} WHERE {where} "
-                f"ORDER BY {inner_order} LIMIT ? OFFSET ?) r "
-                f"JOIN current_examples ce ON ce.id = r.example_id "
-                f"JOIN datasets d ON d.id = ce.dataset_id ORDER BY {outer_order}")
-    rows = ws.execute(page_sql, params + [int(limit), int(offset)]).fetchall()
-    total = _one(ws, f"SELECT count(*) FROM audit_results r{_page_joins(where)} "
-                     f"WHERE {where}", params)[0]
-    kind = _run_kind(ws, run_id)
-    return [_page_row(dict(zip(_PAGE_FIELDS, row)), kind) for row in rows], int(total)
+    # Sort and page over (example id, sort key) only, then read this page's
+    # results and text previews by id: a deep page (offset 500,000) sorts two
+    # columns, and the texts are read for its rows alone.
+    ids = [r[0] for r in ws.execute(
+        f"SELECT r.example_id, {key} AS sort_key FROM {source} r{_page_joins(where + key)} "
+        f"WHERE {where} ORDER BY sort_key {direction} NULLS LAST, r.example_id {direction} "
+        f"LIMIT ? OFFSET ?", params + [int(limit), int(offset)]).fetchall()]
+    rows = _rows_by_id(ws, source, scope, scope_params, ids)
+    total = None
+    if count:
+        total = int(_one(ws, f"SELECT count(*) FROM {source} r{_page_joins(where)} "
+                             f"WHERE {where}", params)[0])
+    return [_page_row(dict(zip(_PAGE_FIELDS, row)), kind) for row in rows], total
 
 
-def _page_filters(run_id: int, verdict: str | None, category: str | Sequence[str] | None,
+def _rows_by_id(ws: Workspace, source: str, scope: str, scope_params: list[Any],
+                ids: list[int]) -> list[tuple]:
+    """The display rows of ``ids``, in that order. The ids go in as literals:
+    an IN list of constants lets DuckDB skip to those rows."""
+    if not ids:
+        return []
+    listed = ", ".join(str(int(i)) for i in ids)
+    found = {row[0]: row for row in ws.execute(
+        f"SELECT {_display_columns()} FROM {source} r "
+        f"JOIN current_examples ce ON ce.id = r.example_id "
+        f"JOIN datasets d ON d.id = ce.dataset_id "
+        f"WHERE {scope} AND r.example_id IN ({listed})", scope_params).fetchall()}
+    return [found[i] for i in ids if i in found]
+
+
+def _page_scope(ws: Workspace, run_id: int | None,
+                dataset: str | int | None) -> tuple[str, str, str, list[Any]]:
+    """(row source aliased r, dataset kind, base filter, its params)."""
+    if run_id is not None:
+        return "audit_results", _run_kind(ws, run_id), "r.run_id = ?", [run_id]
+    if dataset is None:
+        raise WorkstationError("a page needs an audit run or a dataset to browse")
+    column = "id" if isinstance(dataset, int) else "name"
+    row = _one(ws, f"SELECT id, kind FROM datasets WHERE {column} = ?", [dataset])
+    if row is None:
+        raise WorkstationError(f"no dataset {dataset!r}")
+    return _BROWSE_SOURCE.format(dataset_id=int(row[0])), row[1], "TRUE", []
+
+
+def _page_filters(where: str, params: list[Any], verdict: str | None,
+                  category: str | Sequence[str] | None, tag: str | None,
+                  reviewed: bool | None, example_id: int | None,
                   score_min: float | None, score_max: float | None, margin_min: float | None,
                   margin_max: float | None, text: str | None) -> tuple[str, list[Any]]:
-    clauses, params = ["r.run_id = ?"], [run_id]
+    clauses, params = [where], list(params)
     if verdict not in (None, "failed", "passed"):
         raise WorkstationError(f"verdict must be 'failed', 'passed' or empty, not {verdict!r}")
     if verdict is not None:
@@ -361,6 +412,7 @@ def _page_filters(run_id: int, verdict: str | None, category: str | Sequence[str
         names = [category] if isinstance(category, str) else list(category)
         clauses.append(f"ce.current_category IN ({', '.join('?' * len(names))})")
         params += names
+    _review_filters(clauses, params, tag, reviewed, example_id)
     for column, low, high in (("r.score", score_min, score_max),
                               ("r.margin", margin_min, margin_max)):
         if low is not None:
@@ -375,6 +427,18 @@ def _page_filters(run_id: int, verdict: str | None, category: str | Sequence[str
         clauses.append("(" + " OR ".join(f"{f} ILIKE ? ESCAPE '\\'" for f in fields) + ")")
         params += [pattern] * len(fields)
     return " AND ".join(clauses), params
+
+
+def _review_filters(clauses: list[str], params: list[Any], tag: str | None,
+                    reviewed: bool | None, example_id: int | None) -> None:
+    if tag:
+        clauses.append("list_contains(ce.tags, ?)")
+        params.append(str(tag))
+    if reviewed is not None:
+        clauses.append("ce.reviewed" if reviewed else "NOT ce.reviewed")
+    if example_id is not None:
+        clauses.append("r.example_id = ?")
+        params.append(int(example_id))
 
 
 def _page_joins(where: str) -> str:
@@ -397,7 +461,7 @@ def _display_columns() -> str:
         "r.example_id", "ce.source_index", "ce.source_sha256", "ce.source_id", "d.name",
         "r.score", "r.score_chosen", "r.score_rejected", "r.margin", "r.passed", "r.rank",
         "r.label", "ce.current_category", "ce.excluded", "ce.flipped", "ce.current_label",
-        "ce.n_steps", *preview])
+        "ce.n_steps", *preview, "ce.tags", f"left(ce.note, {PREVIEW_CHARS})", "ce.reviewed"])
 
 
 def _run_kind(ws: Workspace, run_id: int) -> str:

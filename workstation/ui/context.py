@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QSettings, Signal
 
 from workstation.progress import Progress
 from workstation.ui.jobs import Job, JobRunner
@@ -22,6 +22,8 @@ class AppContext(QObject):
 
     # The workspace was opened/closed (argument: the Workspace or None).
     workspace_changed = Signal(object)
+    # The open workspace is about to close: stop reading from it.
+    workspace_closing = Signal()
     # Core data changed; the argument names what: a set of words such as
     # {"datasets", "models", "runs", "review", "releases", "findings"}.
     data_changed = Signal(object)
@@ -40,17 +42,34 @@ class AppContext(QObject):
         self.dataset: str | None = None
         self.run_id: int | None = None
         self.example_id: int | None = None
+        self.model_version_id: int | None = None
+        # The text encoder for text-embedding models; None = the workspace
+        # default (tests put a small stand-in here).
+        self.encoder: Any = None
         self.dataset_selected.connect(lambda v: setattr(self, "dataset", v))
         self.run_selected.connect(lambda v: setattr(self, "run_id", v))
         self.example_selected.connect(lambda v: setattr(self, "example_id", v))
+        self.model_selected.connect(lambda v: setattr(self, "model_version_id", v))
+
+    @staticmethod
+    def settings() -> QSettings:
+        """The user's settings (organisation and application "workstation")."""
+        return QSettings("workstation", "workstation")
+
+    def analyst(self) -> str:
+        """Who is acting: the name set in preferences, else the login."""
+        from workstation.workspace import default_analyst
+
+        return str(self.settings().value("review/analyst", "") or default_analyst())
 
     def set_workspace(self, ws: Workspace | None) -> None:
         if self.ws is not None and self.ws is not ws:
+            self.workspace_closing.emit()
             self.jobs.cancel_all()
             self.jobs.wait(5000)
             self.ws.close()
         self.ws = ws
-        self.dataset = self.run_id = self.example_id = None
+        self.dataset = self.run_id = self.example_id = self.model_version_id = None
         self.workspace_changed.emit(ws)
 
     def run_job(self, title: str, fn: Callable[[Workspace, Progress], Any],

@@ -60,6 +60,8 @@ class Job(QRunnable):
 
     def run(self) -> None:
         thread_ws = self.ws.for_thread() if self.ws is not None else None
+        if thread_ws is not None:  # a window has no terminal for DuckDB's bars
+            thread_ws.execute("SET enable_progress_bar = false")
         try:
             self.result = self.fn(thread_ws, self.progress)
         except Cancelled:

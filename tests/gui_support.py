@@ -1,0 +1,137 @@
+"""Shared fixtures for the GUI tests: a template workspace with a pairs, a
+labels and a demonstrations dataset, two small models, three audit runs and
+one probe run, built once and copied per test; and isolated QSettings."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.test_models import DIM, HashEncoder, insert_dataset, reward_mlp
+
+TOPICS = ("harmless", "helpful", "privacy")
+JBB = ("Malware/Hacking", "Fraud/Deception", "Harassment/Discrimination", "Privacy")
+
+
+def pairs_rows(n: int = 120) -> list[dict]:
+    rows = []
+    for i in range(n):
+        base = f"Sure, here is answer {i}. It explains the topic step by step"
+        rows.append({"prompt": f"Human: question {i} about {TOPICS[i % 3]} things?",
+                     "chosen": f"{base} and refuses the harmful part politely.",
+                     "rejected": f"{base} and then gives dangerous detail number {i}.",
+                     "category": TOPICS[i % 3]})
+    rows[0]["chosen"] = "<b>x</b> is shown literally, never bold."
+    rows[1]["chosen"] = "\n\n".join(
+        f"Paragraph {k}: " + "a long answer that goes on and on " * 12 for k in range(8))
+    return rows
+
+
+def label_rows(n: int = 80) -> list[dict]:
+    return [{"prompt": f"Request {i}: please help me with {JBB[i % 4].lower()} task {i}",
+             "response": ("I cannot help with that request." if i % 2 else
+                          f"Here is how you could do it: step one for task {i}, step two..."),
+             "label": bool(i % 2), "category": JBB[i % 4]} for i in range(n)]
+
+
+def demo_rows(n: int = 12, steps: int = 60) -> list[dict]:
+    rows = []
+    for k in range(n):
+        phase = k * 0.4
+        rows.append({"obs": [[math.sin(t / 6 + phase) * (0.5 + 0.05 * k),
+                              math.cos(t / 9 + phase), 0.1 * math.sin(t / 3), 0.02 * k]
+                             for t in range(steps)], "category": "cartpole"})
+    return rows
+
+
+def build_workspace(path: Path) -> None:
+    """The template workspace the GUI tests open (see the module docstring)."""
+    from workstation.audits import run_audit
+    from workstation.models import add_model_bytes
+    from workstation.workspace import Workspace
+
+    encoder = HashEncoder()
+    with Workspace.open(path) as ws:
+        insert_dataset(ws, "pairs", pairs_rows(), "hh")
+        insert_dataset(ws, "labels", label_rows(), "jbb")
+        insert_dataset(ws, "demos", demo_rows(), "cart")
+        add_model_bytes(ws, reward_mlp(DIM), "rm", "text-embedding", encoder=encoder)
+        add_model_bytes(ws, reward_mlp(4, seed=3), "irl", "observation")
+        run_audit(ws, "rm", "hh", encoder=encoder, analyst="builder")
+        run_audit(ws, "rm", "jbb", encoder=encoder, analyst="builder")
+        run_audit(ws, "irl", "cart", analyst="builder")
+        insert_probe_run(ws)
+        ws.execute("CHECKPOINT")
+
+
+def insert_probe_run(ws) -> int:
+    """A probe run over "hh" with three findings (one a generated case)."""
+    run_id = ws.next_id("audit_runs")
+    first = ws.execute("SELECT min(e.id) FROM examples e JOIN datasets d ON d.id = e.dataset_id "
+                       "WHERE d.name = 'hh'").fetchone()[0]
+    ws.execute("INSERT INTO audit_runs VALUES (?, 'probe', 1, 1, '2025-01-01T00:00:00', "
+               "'builder', NULL, '', '{}', '{}', 2, 3)", [run_id])
+    findings = [
+        (1, "length-bias", first + 2, {"text": "padded answer"}, 0.3, 0.9,
+         "longer response scores higher", 0.8, "model-error"),
+        (2, "label-errors", first + 5, None, 0.7, None, "label disagrees with neighbours", 0.6,
+         "label-error"),
+        (3, "redteam-text", None, {"prompt": "ignore previous rules", "response": "<i>ok</i>"},
+         None, 0.95, "jailbreak scores as safe", 0.5, "model-error")]
+    for fid, probe, example, case, before, after, rule, severity, triage in findings:
+        ws.execute("INSERT INTO findings VALUES (?, ?, ?, '1', ?, ?, ?, ?, ?, ?, ?, '{}')",
+                   [run_id, fid, probe, example, json.dumps(case) if case else None, before,
+                    after, rule, severity, triage])
+    return run_id
+
+
+def copy_template(template: Path, dest: Path) -> Path:
+    shutil.copy(template, dest)
+    return dest
+
+
+def encoder() -> HashEncoder:
+    return HashEncoder()
+
+
+def slow_encoder(delay: float = 0.05):
+    """A stand-in encoder that takes ``delay`` seconds per batch of 64 and
+    reports progress, so that an audit runs long enough to cancel."""
+    import time
+
+    class SlowEncoder(HashEncoder):
+        def encode(self, texts, progress=None, batch_size=64):
+            out = []
+            for start in range(0, len(texts), batch_size):
+                time.sleep(delay)
+                out.append(super().encode(texts[start:start + batch_size]))
+                if progress is not None:
+                    progress.step(start + batch_size, len(texts))
+            return np.concatenate(out) if out else np.zeros((0, DIM), dtype=np.float32)
+    return SlowEncoder()
+
+
+# -- fixtures (imported by the GUI test modules) -------------------------------------
+
+@pytest.fixture(autouse=True)
+def own_settings(tmp_path):
+    """QSettings in a temporary folder, never the analyst's own."""
+    from PySide6.QtCore import QSettings
+
+    folder = str(tmp_path / "settings")
+    for fmt in (QSettings.Format.NativeFormat, QSettings.Format.IniFormat):
+        QSettings.setPath(fmt, QSettings.Scope.UserScope, folder)
+    yield folder
+
+
+@pytest.fixture(scope="session")
+def template(tmp_path_factory) -> Path:
+    """The template workspace, built once per session (copy it per test)."""
+    path = tmp_path_factory.mktemp("template") / "template.duckdb"
+    build_workspace(path)
+    return path

@@ -1,0 +1,721 @@
+"""The desktop workstation, driven as an analyst would (pytest-qt, offscreen):
+open a workspace, filter, sort, select, review by key, undo, start a job and
+cancel it, read errors; plus start-up cost and a screenshot of every screen
+(under tests/screenshots/, to look at)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("pytestqt")
+
+from PySide6.QtCore import QSettings, Qt  # noqa: E402
+from PySide6.QtWidgets import QApplication, QLabel, QMessageBox  # noqa: E402
+
+from tests.gui_support import (copy_template, encoder, own_settings,  # noqa: E402,F401
+                               slow_encoder, template)
+
+REPO = Path(__file__).resolve().parents[1]
+SCREENSHOTS = REPO / "tests" / "screenshots"
+
+
+# -- fixtures -----------------------------------------------------------------------
+
+@pytest.fixture
+def window(qtbot, tmp_path, template):
+    from workstation.ui.main_window import MainWindow
+
+    win = MainWindow()
+    win.ctx.encoder = encoder()
+    qtbot.addWidget(win)
+    win.resize(1400, 850)
+    win.show()
+    qtbot.waitExposed(win)
+    assert win.open_workspace(str(copy_template(template, tmp_path / "ws.duckdb")))
+    win.activateWindow()
+    wait_rows(qtbot, win.browser)
+    yield win
+    win.ctx.jobs.cancel_all()
+    win.ctx.jobs.wait(10_000)
+    win.close()
+
+
+def wait_rows(qtbot, browser, timeout: int = 10_000) -> None:
+    """Until the table's query has answered and the detail shows the row."""
+    qtbot.waitUntil(lambda: not browser.model.loading, timeout=timeout)
+    browser.show_detail_now()
+
+
+def press(qtbot, browser, key: str, modifier=Qt.KeyboardModifier.NoModifier) -> None:
+    browser.view.setFocus()
+    qtbot.keyClick(browser.view, key, modifier)
+
+
+def log_rows(win) -> list[dict]:
+    from workstation import review
+
+    return review.entries(win.ctx.ws)
+
+
+def expected_page(win, **filters):
+    from workstation.audits.runs import failure_page
+
+    browser = win.browser
+    return failure_page(win.ctx.ws, browser.run.id if browser.run else None,
+                        dataset=browser.selection.dataset.name, limit=1000, **filters)
+
+
+# -- opening ----------------------------------------------------------------------
+
+def test_opening_a_workspace_shows_the_newest_audit_of_the_first_dataset(window):
+    browser = window.browser
+    assert browser.selection.dataset.name == "hh" and browser.run.kind == "audit"
+    rows, total = expected_page(window, verdict="failed")
+    assert browser.model.rowCount() == total > 0
+    assert browser.filter_bar.count.text() == f"{total} of {browser.run.n_failures} failures"
+    assert [browser.model.row_values(i)["example_id"] for i in range(3)] == \
+        [r["example_id"] for r in rows[:3]]
+    assert browser.detail.example["id"] == rows[0]["example_id"]  # first row selected
+    assert "ws.duckdb" in window.windowTitle()
+    assert window.recent()[0].endswith("ws.duckdb")
+
+
+def test_run_gui_opens_the_workspace_and_returns_when_the_window_closes(tmp_path, template):
+    # In a fresh process: after its event loop ends, a QApplication runs no more.
+    path = copy_template(template, tmp_path / "run.duckdb")
+    script = textwrap.dedent(f"""
+        from PySide6.QtCore import QSettings, QTimer
+        QSettings.setPath(QSettings.Format.NativeFormat, QSettings.Scope.UserScope,
+                          r"{tmp_path}")
+        from workstation.ui import app as gui
+
+        def close_it():
+            window = gui._windows[-1]
+            print(window.windowTitle(), window.browser.model.rowCount())
+            window.close()
+            app.quit()
+        app = gui.make_app([])
+        QTimer.singleShot(1500, close_it)
+        code = gui.run_gui(r"{path}")
+        print(code, len(gui._windows))
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            cwd=REPO, timeout=60, env={**_env(), "QT_QPA_PLATFORM": "offscreen"})
+    assert result.returncode == 0, result.stderr
+    shown, ended = result.stdout.strip().splitlines()[-2:]
+    assert shown.startswith("run.duckdb — Workstation") and int(shown.split()[-1]) > 0
+    assert ended == "0 0"
+
+
+def test_without_a_workspace_the_start_page_offers_recent_ones(qtbot, tmp_path, template):
+    from workstation.ui.app import open_main_window
+
+    QSettings("workstation", "workstation").setValue("recent/workspaces", [str(template)])
+    win = open_main_window(None)
+    qtbot.addWidget(win)
+    assert win.pages.currentWidget() is win.start_page
+    assert win.start_page.recent.count() == 1
+    win.start_page.recent.itemActivated.emit(win.start_page.recent.item(0))
+    assert win.pages.currentWidget() is win.tabs and win.ctx.ws is not None
+    wait_rows(qtbot, win.browser)
+    win.close()
+
+
+def test_an_unopenable_workspace_is_a_readable_message_not_a_crash(qtbot, window):
+    from workstation.ui.main_window import MainWindow
+
+    other = MainWindow()
+    qtbot.addWidget(other)
+    assert not other.open_workspace("/nonexistent/folder/x.duckdb", create=False)
+    box = _message_box(qtbot)
+    assert "no workspace" in box.text()
+    box.close()
+
+
+def test_window_geometry_and_splitter_are_restored(qtbot, window):
+    from workstation.ui.main_window import MainWindow
+
+    window.resize(790, 570)  # within the offscreen screen (800x600), above minimum sizes
+    window.browser.splitter.setSizes([200, 480])
+    size = (window.width(), window.height())
+    assert size != (1400, 850)
+    window.close()
+    again = MainWindow()
+    qtbot.addWidget(again)
+    again.restore_state()
+    again.show()
+    assert (again.width(), again.height()) == size
+    left, right = again.browser.splitter.sizes()
+    assert left < right
+
+
+# -- filtering and sorting ------------------------------------------------------------
+
+def test_filters_narrow_rows_in_sql_update_the_count_and_clear(qtbot, window):
+    browser, bar = window.browser, window.browser.filter_bar
+    everything = browser.model.rowCount()
+    bar.category.setCurrentIndex(bar.category.findData("privacy"))
+    bar.category.activated.emit(bar.category.currentIndex())
+    wait_rows(qtbot, browser)
+    _, total = expected_page(window, verdict="failed", category="privacy")
+    assert browser.model.rowCount() == total < everything
+    assert bar.count.text() == f"{total} of {browser.run.n_failures} failures"
+    assert "category 'privacy'" in bar.summary.text()
+    qtbot.keyClicks(bar.search, "question 1")
+    qtbot.waitUntil(lambda: "text contains" in bar.summary.text(), timeout=3000)
+    wait_rows(qtbot, browser)
+    _, total = expected_page(window, verdict="failed", category="privacy", text="question 1")
+    assert browser.model.rowCount() == total
+    bar.ranges["margin_max"].setText("-0.3")
+    bar.ranges["margin_max"].editingFinished.emit()
+    wait_rows(qtbot, browser)
+    _, total = expected_page(window, verdict="failed", category="privacy", text="question 1",
+                             margin_max=-0.3)
+    assert browser.model.rowCount() == total
+    qtbot.mouseClick(bar.clear_button, Qt.MouseButton.LeftButton)
+    wait_rows(qtbot, browser)
+    assert bar.summary.text() == "No filter" and browser.model.rowCount() == 120
+
+
+def test_nothing_matching_says_so_and_offers_to_clear(qtbot, window):
+    browser, bar = window.browser, window.browser.filter_bar
+    qtbot.keyClicks(bar.search, "no such text anywhere")
+    qtbot.waitUntil(lambda: browser.pages.currentWidget() is browser.empty, timeout=3000)
+    assert browser.empty.title.text() == "Nothing matches the filter"
+    qtbot.mouseClick(browser.empty.button, Qt.MouseButton.LeftButton)
+    wait_rows(qtbot, browser)
+    assert browser.pages.currentWidget() is browser.view and bar.search.text() == ""
+
+
+def test_a_header_click_sorts_in_sql(qtbot, window):
+    browser = window.browser
+    keys = [c.key for c in browser.model.columns]
+    header = browser.view.horizontalHeader()
+    section = keys.index("margin")
+    header.setSortIndicator(section, Qt.SortOrder.DescendingOrder)
+    wait_rows(qtbot, browser)
+    rows, _ = expected_page(window, verdict="failed", order_by="margin", descending=True)
+    shown = [browser.model.row_values(i)["example_id"] for i in range(len(rows))]
+    assert shown == [r["example_id"] for r in rows]
+    assert browser.model.order_by == "margin" and browser.model.descending
+
+
+def test_the_table_pages_lazily(qtbot, window):
+    browser, model = window.browser, window.browser.model
+    browser.selection.run_box.setCurrentIndex(0)  # browse the dataset, no run
+    browser.selection.run_box.activated.emit(0)
+    wait_rows(qtbot, browser)
+    assert model.rowCount() == 120
+    model.PAGE_SIZE = 50
+    model.reload()
+    wait_rows(qtbot, browser)
+    assert set(model._pages) == {0}  # only the first page is loaded
+    browser.view.scrollToBottom()
+    qtbot.waitUntil(lambda: 2 in model._pages, timeout=5000)
+    assert model.cached_row(119)["source_index"] == 119
+
+
+# -- reviewing from the keyboard ---------------------------------------------------------
+
+def test_flip_by_key_refreshes_only_that_row_then_undo_and_redo(qtbot, window):
+    browser = window.browser
+    resets = []
+    browser.model.modelReset.connect(lambda: resets.append(1))
+    first = browser.model.row_values(0)
+    press(qtbot, browser, "f")
+    assert [(e["example_id"], e["field"], e["new"]) for e in log_rows(window)] == \
+        [(first["example_id"], "flipped", True)]
+    assert log_rows(window)[0]["reason"] == "reviewed in the workstation"
+    row = browser.model.row_values(0)
+    assert row["label"] == "flipped" and row["reviewed"] and resets == []
+    assert browser.detail.pair.chosen.text() == browser.detail.example["chosen"]
+    assert "Ctrl+Z" in window.statusBar().currentMessage()
+    press(qtbot, browser, "z", Qt.KeyboardModifier.ControlModifier)
+    assert browser.model.row_values(0)["label"] == "as imported"
+    assert [e["action"] for e in log_rows(window)] == ["edit", "undo"]
+    press(qtbot, browser, "z", Qt.KeyboardModifier.ControlModifier |
+          Qt.KeyboardModifier.ShiftModifier)
+    assert browser.model.row_values(0)["label"] == "flipped"
+    assert [e["action"] for e in log_rows(window)] == ["edit", "undo", "redo"]
+    assert resets == []
+    assert browser.detail.history.topLevelItemCount() == 3
+
+
+def test_typing_in_the_search_box_never_triggers_review_keys(qtbot, window):
+    bar = window.browser.filter_bar
+    bar.search.setFocus()
+    qtbot.keyClicks(bar.search, "fsux ]")
+    assert bar.search.text() == "fsux ]"
+    assert log_rows(window) == []
+
+
+def test_label_keys_on_responses_and_a_plain_refusal_on_pairs(qtbot, window):
+    browser = window.browser
+    press(qtbot, browser, "s")  # pairs take flips, not labels
+    assert log_rows(window) == []
+    assert "applies to labels only" in window.statusBar().currentMessage()
+    browser.selection.select_dataset("jbb")
+    wait_rows(qtbot, browser)
+    target = browser.model.row_values(0)
+    assert target["label"] == "unsafe"
+    press(qtbot, browser, "s")
+    assert browser.model.row_values(0)["label"] == "safe"
+    assert browser.model.row_values(0)["label_changed"]
+    press(qtbot, browser, "u")
+    assert [e["new"] for e in log_rows(window)] == ["safe", "unsafe"]
+
+
+def test_exclude_note_tags_and_next_unreviewed(qtbot, window, monkeypatch):
+    from PySide6.QtWidgets import QInputDialog
+
+    from workstation.ui.dialogs import NoteDialog
+
+    browser = window.browser
+    press(qtbot, browser, "x")
+    assert browser.model.row_values(0)["excluded"]
+
+    def fill_note(dialog):
+        dialog.edit.setPlainText("<i>check</i> with the policy team")
+        return True
+    monkeypatch.setattr(NoteDialog, "exec", fill_note)
+    press(qtbot, browser, "n")
+    assert browser.model.row_values(0)["note"] == "<i>check</i> with the policy team"
+    monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("urgent, later", True))
+    press(qtbot, browser, "t")
+    assert browser.model.row_values(0)["tags"] == ["later", "urgent"]
+    press(qtbot, browser, "j")
+    press(qtbot, browser, "f")  # row 1 reviewed too
+    press(qtbot, browser, "k")
+    assert browser.current_row() == 0
+    press(qtbot, browser, " ")
+    assert browser.current_row() == 2  # rows 0 and 1 are reviewed
+    press(qtbot, browser, "]")
+    assert browser.current_row() == 3
+    bar = browser.filter_bar  # the tag is now a filter choice
+    assert bar.tag.findData("urgent") > 0
+
+
+def test_the_reason_for_edits_is_editable_and_logged(qtbot, window, monkeypatch):
+    from PySide6.QtWidgets import QInputDialog
+
+    monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("second look", True))
+    window.actions["reason"].trigger()
+    press(qtbot, window.browser, "f")
+    assert log_rows(window)[-1]["reason"] == "second look"
+
+
+def test_f1_and_question_mark_open_the_shortcut_list(qtbot, window):
+    from workstation.ui.dialogs import HelpDialog
+    from workstation.ui.shortcuts import SHORTCUTS
+
+    press(qtbot, window.browser, "?")
+    dialog = _dialog(qtbot, HelpDialog)
+    table = dialog.table
+    shown = {table.item(r, 1).text() for r in range(table.rowCount())}
+    assert {s.text.rstrip("…") for s in SHORTCUTS} <= shown
+    assert any("Ctrl+Shift+Z" in table.item(r, 0).text() for r in range(table.rowCount()))
+    dialog.close()
+    qtbot.keyClick(window.browser.view, Qt.Key.Key_F1)
+    _dialog(qtbot, HelpDialog).close()
+
+
+# -- the detail view -----------------------------------------------------------------
+
+def test_dataset_text_is_shown_literally_never_as_rich_text(qtbot, window):
+    browser = window.browser
+    browser.selection.run_box.setCurrentIndex(0)
+    browser.selection.run_box.activated.emit(0)
+    wait_rows(qtbot, browser)
+    browser.select_row(0)  # example 1: chosen is "<b>x</b> is shown literally..."
+    browser.show_detail_now()
+    chosen = browser.detail.pair.chosen
+    assert chosen.text().startswith("<b>x</b> is shown literally")
+    labels = browser.detail.findChildren(QLabel)
+    assert labels and all(label.textFormat() == Qt.TextFormat.PlainText for label in labels)
+    index = browser.model.index(0, [c.key for c in browser.model.columns].index("chosen"))
+    assert browser.model.data(index) == "<b>x</b> is shown literally, never bold."
+    tip = browser.model.data(index, Qt.ItemDataRole.ToolTipRole)
+    assert "&lt;b&gt;x&lt;/b&gt;" in tip and "<b>x</b>" not in tip
+
+
+def test_pairs_mark_the_differing_words(window):
+    from workstation.ui.detail import diff_spans
+
+    pair = window.browser.detail.pair
+    chosen, rejected = pair.chosen.text(), pair.rejected.text()
+    (a_start, a_end), = diff_spans(chosen, rejected)[0]
+    assert chosen[a_start:a_end] == "refuses the harmful part politely"
+    assert len(pair.chosen.view.extraSelections()) == 1
+    assert pair.scores.text().startswith("chosen ")
+    assert pair.bar.margin == pytest.approx(window.browser.model.row_values(0)["margin"])
+
+
+def test_labeled_responses_and_trajectories_in_detail(qtbot, window):
+    browser = window.browser
+    browser.selection.select_dataset("jbb")
+    wait_rows(qtbot, browser)
+    facts = browser.detail.label.facts.text()
+    assert "label unsafe" in facts and "FAIL" in facts and "category" in facts
+    browser.selection.select_dataset("cart")
+    wait_rows(qtbot, browser)
+    body = browser.detail.trajectory
+    assert browser.detail.body.currentWidget() is body
+    curves = body.reward_plot.getPlotItem().listDataItems()
+    assert len(curves) == 1 and len(curves[0].yData) == 60
+    assert len(body.obs_plot.getPlotItem().listDataItems()) == 4
+    qtbot.waitUntil(lambda: body.image.image is not None, timeout=10_000)
+    assert body.image.image.shape == (64, 64)
+    assert len(body.path.xData) == 60
+
+
+def test_patch_kernels_are_drawn_on_the_landscape(qtbot, window, monkeypatch):
+    import numpy as np
+
+    from workstation.ui import detail
+
+    monkeypatch.setattr(detail, "patch_kernels",
+                        lambda ws, version: [(np.array([0.2, -0.3, 0.0, 0.0]), 0.25)])
+    browser = window.browser
+    browser.selection.select_dataset("cart")
+    wait_rows(qtbot, browser)
+    body = browser.detail.trajectory
+    qtbot.waitUntil(lambda: len(body.kernels) == 1, timeout=10_000)
+    circle = body.kernels[0].rect()
+    assert circle.center().x() == pytest.approx(0.2) and circle.width() == pytest.approx(0.5)
+
+
+def test_history_lists_the_examples_review_log(qtbot, window):
+    browser = window.browser
+    press(qtbot, browser, "f")
+    press(qtbot, browser, "x")
+    history = browser.detail.history
+    assert history.topLevelItemCount() == 2
+    assert history.topLevelItem(1).text(3).startswith("excluded: false → true")
+    assert browser.detail.tabs.tabText(0) == "History (2)"
+
+
+def test_a_probe_run_lists_findings_filtered_by_probe(qtbot, window):
+    browser = window.browser
+    browser.selection.select_run(_probe_run(window))
+    wait_rows(qtbot, browser)
+    assert browser.mode == "findings" and browser.model.rowCount() == 3
+    assert browser.filter_bar.count.text() == "3 of 3 findings"
+    bar = browser.filter_bar
+    bar.probe.setCurrentIndex(bar.probe.findData("label-errors"))
+    bar.probe.activated.emit(bar.probe.currentIndex())
+    wait_rows(qtbot, browser)
+    assert browser.model.rowCount() == 1
+    assert browser.detail.findings.topLevelItemCount() == 1
+    press(qtbot, browser, "f")  # review keys act on the finding's example
+    assert log_rows(window)[0]["example_id"] == browser.model.row_values(0)["example_id"]
+
+
+# -- jobs -----------------------------------------------------------------------------
+
+def test_an_audit_job_runs_in_the_background_and_shows_the_new_run(qtbot, window):
+    browser = window.browser
+    job = window.flywheel.start_audit("rm", "jbb")
+    with qtbot.waitSignal(job.signals.ended, timeout=20_000):
+        pass
+    qtbot.waitUntil(lambda: browser.run is not None and browser.run.id == job.result.id)
+    wait_rows(qtbot, browser)
+    assert browser.selection.dataset.name == "jbb"
+    assert "audit run" in window.statusBar().currentMessage()
+
+
+def test_patch_selected_failures_registers_a_patched_version(qtbot, window):
+    from workstation import catalog
+
+    browser = window.browser
+    browser.select_row(0)
+    qtbot.keyClick(browser.view, Qt.Key.Key_Down, Qt.KeyboardModifier.ShiftModifier)
+    assert browser.selected_rows() == [0, 1]
+    jobs = []
+    window.ctx.jobs.started.connect(jobs.append)
+    window.actions["patch"].trigger()
+    with qtbot.waitSignal(jobs[0].signals.ended, timeout=30_000):
+        pass
+    assert jobs[0].error is None, jobs[0].error
+    assert "rm@2" in [v.ref for v in catalog.model_versions(window.ctx.ws)]
+    assert window.statusBar().currentMessage().startswith("patched: rm@2")
+
+
+def test_a_long_audit_shows_progress_and_cancel_leaves_nothing(qtbot, window):
+    from workstation import catalog
+
+    ws = window.ctx.ws
+    _big_labels(ws, 6000)
+    before = len(catalog.runs(ws))
+    window.ctx.encoder = slow_encoder(0.02)
+    job = window.flywheel.start_audit("rm", "big")
+    bar = window.job_bar
+    qtbot.waitUntil(bar.isVisible, timeout=5000)
+    assert bar.shown is job and "Auditing big" in bar.label.text()
+    qtbot.waitUntil(lambda: bar.bar.maximum() > 0, timeout=5000)  # real progress
+    with qtbot.waitSignal(job.signals.cancelled, timeout=20_000):
+        qtbot.mouseClick(bar.cancel, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not bar.isVisible(), timeout=5000)
+    assert len(catalog.runs(ws)) == before
+    assert "cancelled; nothing was changed" in window.statusBar().currentMessage()
+
+
+def _finish(qtbot, job) -> None:
+    with qtbot.waitSignal(job.signals.ended, timeout=60_000):
+        pass
+    assert job.error is None, job.error
+
+
+def test_import_then_export_run_as_jobs(qtbot, window, tmp_path):
+    import json
+
+    source = tmp_path / "tiny.jsonl"
+    source.write_text("".join(json.dumps({"prompt": f"p{i}", "chosen": f"good {i}",
+                                          "rejected": f"bad {i}"}) + "\n" for i in range(3)))
+    _finish(qtbot, window.flywheel.start_import(str(source), "pairs", "tiny"))
+    browser = window.browser
+    qtbot.waitUntil(lambda: browser.selection.dataset.name == "tiny")
+    wait_rows(qtbot, browser)
+    assert browser.mode == "browse" and browser.model.rowCount() == 3
+    assert browser.hint.isVisible() and browser.hint.button.text() == "Run an audit…"
+    out = tmp_path / "out.jsonl"
+    _finish(qtbot, window.flywheel.start_export("tiny", "jsonl", str(out)))
+    assert len(out.read_text().splitlines()) == 3
+    assert "exported 3 examples" in window.statusBar().currentMessage()
+
+
+def test_register_a_model_then_run_probes_as_jobs(qtbot, window, tmp_path):
+    from tests.test_models import reward_mlp
+    from workstation import catalog
+
+    path = tmp_path / "obs.onnx"
+    path.write_bytes(reward_mlp(4, seed=9))
+    _finish(qtbot, window.flywheel.start_register(str(path), "irl", "observation",
+                                                  parent="irl@1"))
+    assert "irl@2" in [v.ref for v in catalog.model_versions(window.ctx.ws)]
+    assert window.browser.selection.model_box.findText("irl@2") > 0
+    job = window.flywheel.start_probes("rm", "hh", ["length-bias"])
+    _finish(qtbot, job)
+    browser = window.browser
+    qtbot.waitUntil(lambda: browser.run is not None and browser.run.id == job.result.id)
+    wait_rows(qtbot, browser)
+    assert browser.mode == "findings"
+    assert browser.model.rowCount() == job.result.counts["length-bias"] > 0
+
+
+@pytest.mark.slow
+def test_retrain_runs_as_a_job_and_registers_a_version(qtbot, window):
+    from workstation import catalog
+
+    job = window.flywheel.start_retrain("cart", "irl", parent=2, seed=0)
+    _finish(qtbot, job)
+    assert job.result.version.ref == "irl@2"
+    assert job.result.version.manifest.get("lineage", {}).get("parent") == "irl@1"
+    assert "irl@2" in [v.ref for v in catalog.model_versions(window.ctx.ws)]
+    assert window.statusBar().currentMessage() == "trained irl@2"
+
+
+def test_dialogs_collect_choices_and_refuse_incomplete_ones(qtbot):
+    from workstation.ui import dialogs
+
+    form = dialogs.ImportDialog({"pairs": ["trl-jsonl", "hh-rlhf"]})
+    qtbot.addWidget(form)
+    assert form.problem() == "Choose the file to import."
+    form.path.edit.setText("/data/harmless-base.jsonl.gz")
+    assert form.name.text() == "harmless-base"
+    form.format.setCurrentIndex(2)
+    assert form.values() == {"path": "/data/harmless-base.jsonl.gz", "kind": "pairs",
+                             "name": "harmless-base", "format": "hh-rlhf"}
+    probes = dialogs.ProbeDialog([("rm@1", 1)], [("hh", "pairs"), ("cart", "demos")],
+                                 [("length-bias", "longer scores higher", ("pairs",)),
+                                  ("unsafe-states", "", ("demos",))])
+    qtbot.addWidget(probes)
+    assert probes.values() == {"model": 1, "dataset": "hh", "probes": ["length-bias"]}
+    probes.dataset.setCurrentIndex(1)
+    assert probes.chosen() == ["unsafe-states"]
+    audit = dialogs.AuditDialog([], [("hh", "pairs")])
+    qtbot.addWidget(audit)
+    assert "Register a model first" in audit.problem()
+
+
+def test_a_failing_job_shows_its_one_line_message(qtbot, window):
+    window.flywheel.start_audit("irl", "hh")  # an observation model cannot score pairs
+    box = _message_box(qtbot)
+    assert box.text().startswith("Auditing hh failed: model irl@1 takes observation input")
+    assert box.detailedText() == ""
+    box.close()
+
+
+def test_a_fault_in_a_job_offers_the_traceback(qtbot, window):
+    window.ctx.run_job("Dividing", lambda ws, progress: 1 / 0)
+    box = _message_box(qtbot)
+    assert box.text() == "Dividing failed: ZeroDivisionError: division by zero"
+    assert "Traceback" in box.detailedText()
+    box.close()
+
+
+def test_actions_of_parts_not_built_say_so(qtbot, window, monkeypatch):
+    from workstation.ui import main_window
+
+    monkeypatch.setattr(main_window, "_available", lambda module: False)
+    window.flywheel.retrain()
+    box = _message_box(qtbot)
+    assert "Retraining is not built into this workstation yet" in box.text()
+    box.close()
+
+
+def test_a_panel_not_built_yet_shows_a_placeholder(qtbot, window):
+    from workstation.ui.main_window import LazyTab
+
+    tab = LazyTab("workstation.ui.not_there_yet", "Panel", "future", window.ctx)
+    qtbot.addWidget(tab)
+    tab.build()
+    assert "being built" in tab.panel.text()
+
+
+# -- start-up ------------------------------------------------------------------------
+
+def test_cold_start_is_quick_and_does_not_import_torch(template, tmp_path):
+    script = textwrap.dedent(f"""
+        import time
+        start = time.perf_counter()
+        import sys
+        from PySide6.QtCore import QSettings
+        QSettings.setPath(QSettings.Format.NativeFormat, QSettings.Scope.UserScope,
+                          r"{tmp_path}")
+        from PySide6.QtWidgets import QApplication
+        from workstation.ui.app import make_app, open_main_window
+        from PySide6.QtCore import QTimer
+        app = make_app([])
+        window = open_main_window(r"{template}")
+
+        def check():
+            if window.browser.model.loading:
+                return
+            print(round(time.perf_counter() - start, 3), "torch" in sys.modules,
+                  window.browser.model.rowCount())
+            window.close()
+            app.quit()
+        timer = QTimer()
+        timer.timeout.connect(check)
+        timer.start(5)
+        app.exec()
+    """)
+    times = []
+    for _ in range(2):  # the better of two: the first may pay for a cold disk cache
+        result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                                cwd=REPO, timeout=120,
+                                env={**_env(), "QT_QPA_PLATFORM": "offscreen"})
+        assert result.returncode == 0, result.stderr
+        seconds, torch_loaded, rows = result.stdout.split()
+        assert torch_loaded == "False" and int(rows) > 0
+        times.append(float(seconds))
+    assert min(times) <= 2.0, times
+
+
+# -- screenshots ----------------------------------------------------------------------
+
+def test_screenshots_of_every_screen(qtbot, window, tmp_path):
+    """Writes tests/screenshots/*.png to look at; asserts each is drawn."""
+    SCREENSHOTS.mkdir(exist_ok=True)
+    browser = window.browser
+    shots = {"browser_pairs": window, "detail_pair": browser.detail}
+    _save(qtbot, shots)
+    browser.selection.select_dataset("jbb")
+    wait_rows(qtbot, browser)
+    _save(qtbot, {"detail_labels": browser.detail, "browser_labels": window})
+    browser.selection.select_dataset("cart")
+    wait_rows(qtbot, browser)
+    qtbot.waitUntil(lambda: browser.detail.trajectory.image.image is not None, timeout=10_000)
+    _save(qtbot, {"detail_trajectory": browser.detail, "browser_trajectories": window})
+    browser.selection.select_run(_probe_run(window))
+    wait_rows(qtbot, browser)
+    _save(qtbot, {"browser_findings": window})
+    browser.selection.select_run(1)  # the pairs audit
+    wait_rows(qtbot, browser)
+    app = QApplication.instance()
+    light = app.palette()
+    app.setPalette(_dark_palette())
+    try:
+        _save(qtbot, {"browser_pairs_dark": window})
+    finally:
+        app.setPalette(light)
+    window.show_help()
+    from workstation.ui.dialogs import HelpDialog
+
+    _save(qtbot, {"help_dialog": _dialog(qtbot, HelpDialog)})
+    window.open_workspace(str(tmp_path / "empty.duckdb"), create=True)
+    _save(qtbot, {"empty_workspace": window})
+    window.close_workspace()
+    _save(qtbot, {"start_page": window})
+    for name in ("browser_pairs", "detail_pair", "detail_labels", "detail_trajectory",
+                 "browser_findings", "browser_pairs_dark", "help_dialog", "empty_workspace",
+                 "start_page"):
+        assert (SCREENSHOTS / f"{name}.png").stat().st_size > 5000, name
+
+
+# -- helpers ----------------------------------------------------------------------------
+
+def _save(qtbot, widgets: dict) -> None:
+    for _ in range(3):
+        qtbot.wait(50)
+    for name, widget in widgets.items():
+        assert widget.grab().save(str(SCREENSHOTS / f"{name}.png"))
+
+
+def _dark_palette():
+    """A dark system palette, as a dark desktop theme would give."""
+    from PySide6.QtGui import QColor, QPalette
+
+    palette = QPalette()
+    role = QPalette.ColorRole
+    for which, colour in ((role.Window, "#2b2b2b"), (role.WindowText, "#e6e6e6"),
+                          (role.Base, "#1e1e1e"), (role.AlternateBase, "#262626"),
+                          (role.Text, "#e6e6e6"), (role.Button, "#353535"),
+                          (role.ButtonText, "#e6e6e6"), (role.Highlight, "#2f65ca"),
+                          (role.HighlightedText, "#ffffff"), (role.PlaceholderText, "#8a8a8a"),
+                          (role.Mid, "#555555")):
+        palette.setColor(which, QColor(colour))
+    return palette
+
+
+def _message_box(qtbot) -> QMessageBox:
+    qtbot.waitUntil(lambda: any(isinstance(w, QMessageBox) and w.isVisible()
+                                for w in QApplication.topLevelWidgets()), timeout=10_000)
+    return next(w for w in QApplication.topLevelWidgets()
+                if isinstance(w, QMessageBox) and w.isVisible())
+
+
+def _dialog(qtbot, kind):
+    qtbot.waitUntil(lambda: any(isinstance(w, kind) and w.isVisible()
+                                for w in QApplication.topLevelWidgets()), timeout=5000)
+    return next(w for w in QApplication.topLevelWidgets() if isinstance(w, kind) and w.isVisible())
+
+
+def _probe_run(win) -> int:
+    from workstation import catalog
+
+    return next(r.id for r in catalog.runs(win.ctx.ws) if r.kind == "probe")
+
+
+def _big_labels(ws, n: int) -> None:
+    """A labels dataset "big" of ``n`` examples, made in SQL."""
+    dataset_id = ws.next_id("datasets")
+    first = ws.next_id("examples")
+    with ws.transaction():
+        ws.execute("INSERT INTO datasets VALUES (?, 'big', 'labels', 'test', 'big', NULL, 'now', "
+                   "?, NULL)", [dataset_id, n])
+        ws.execute("INSERT INTO examples (id, dataset_id, source_sha256, source_index, prompt, "
+                   "response, label, category) SELECT ? + i, ?, 'big', i, 'prompt ' || i, "
+                   "'response number ' || i, i % 2 = 0, 'c' || (i % 5) FROM range(?) t(i)",
+                   [first, dataset_id, n])
+
+
+def _env() -> dict:
+    import os
+
+    return {k: v for k, v in os.environ.items()}
