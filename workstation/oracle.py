@@ -26,6 +26,7 @@ observation vector) the oracle returns:
 ``save``/``load`` write and read a self-contained bundle (model.onnx,
 oracle.json, oracle.npz) that needs only onnxruntime, numpy and tokenizers
 (and the bundled sentence encoder for text models) to answer queries.
+``read_queries`` reads the CLI's query lines (strict UTF-8, bounded lines).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from workstation.errors import WorkstationError
 from workstation.models.onnx_model import OnnxRunner, to_scores
 
 FIRED = 0.01
+MAX_QUERY_LINE_BYTES = 16 << 20  # as for dataset lines
 N_EVIDENCE = 3
 BUNDLE_FILES = ("model.onnx", "oracle.json", "oracle.npz")
 
@@ -145,11 +147,17 @@ class SafetyOracle:
                    encoder=encoder)
 
     # -- answering -------------------------------------------------------
-    def query(self, items: Iterable[Any]) -> list[dict[str, Any]]:
+    def query(self, items: Iterable[Any], first: int = 1) -> list[dict[str, Any]]:
         """One answer per item: dicts with ``response`` (and ``prompt``), with
         ``chosen``/``rejected`` (a pair), or with ``obs``; a bare string is a
-        response without a prompt; a list of numbers is an observation."""
-        parsed = [_parse(item, self.runner.input_kind) for item in items]
+        response without a prompt; a list of numbers is an observation. An item
+        that does not fit the model is refused as "input N", counting from ``first``."""
+        parsed = []
+        for number, item in enumerate(items, first):
+            try:
+                parsed.append(_parse(item, self.runner.input_kind))
+            except WorkstationError as exc:
+                raise WorkstationError(f"input {number}: {exc}") from None
         if not parsed:
             return []
         if self.runner.input_kind == "observation":
@@ -301,23 +309,97 @@ def _nearest_reviewed(a: AuditedSpace, d: np.ndarray,
 
 
 def _parse(item: Any, kind: str) -> dict[str, Any]:
+    """An input checked against the model's kind (raises WorkstationError)."""
+    if kind == "observation":
+        return {"obs": _observation(item)}
     if isinstance(item, str):
         return {"response": item}
-    if isinstance(item, (list, tuple)):
-        return {"obs": [float(v) for v in item]}
     if not isinstance(item, dict):
-        raise WorkstationError("each input must be a JSON object, a string or a list of numbers")
-    if kind == "observation":
-        if "obs" not in item:
-            raise WorkstationError("an observation model needs inputs with 'obs'")
-        values = item["obs"]
-        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
-            raise WorkstationError("'obs' must be a list of finite numbers")
-        return item
-    if "response" in item or ("chosen" in item and "rejected" in item):
-        return item
-    raise WorkstationError("a text input needs 'response' (and optionally 'prompt'), "
-                           "or 'chosen' and 'rejected'")
+        raise WorkstationError("a text model takes a JSON object with 'response' (and "
+                               "optionally 'prompt') or 'chosen' and 'rejected', or a plain "
+                               f"string, not {_kind_of(item)}")
+    sides = ("chosen", "rejected") if "chosen" in item and "rejected" in item else \
+        ("response",) if "response" in item else None
+    if sides is None:
+        raise WorkstationError("a text input needs 'response' (and optionally 'prompt'), "
+                               "or 'chosen' and 'rejected'")
+    for key in sides + ("prompt",):
+        value = item.get(key)
+        if not isinstance(value, str) and not (key == "prompt" and value is None):
+            raise WorkstationError(f"'{key}' must be a string, not {_kind_of(value)}")
+    return item
+
+
+def _observation(item: Any) -> list[float]:
+    values = item.get("obs") if isinstance(item, dict) else item
+    if isinstance(item, dict) and "obs" not in item:
+        raise WorkstationError("an observation model needs inputs with 'obs'")
+    if not isinstance(values, list) or not values or not all(
+            type(v) in (int, float) and math.isfinite(v) for v in values):
+        raise WorkstationError("an observation model takes 'obs' (or a bare list): a "
+                               f"non-empty list of finite numbers, not {_kind_of(values)}")
+    return [float(v) for v in values]
+
+
+_KINDS = {str: "a string", bool: "true/false", int: "a number", float: "a number",
+          dict: "an object", list: "a list", type(None): "null"}
+
+
+def _kind_of(value: Any) -> str:
+    """What a JSON value is, for messages (a list says what it holds)."""
+    if isinstance(value, list) and value:
+        held = sorted({_KINDS.get(type(v), type(v).__name__) for v in value[:100]})
+        return "a list holding " + " and ".join(held)
+    return "an empty list" if value == [] else _KINDS.get(type(value), type(value).__name__)
+
+
+def read_queries(source: str) -> list[Any]:
+    """Queries from a file, or stdin for ``-``: JSON lines (objects, strings or
+    number lists) or plain text lines, as strict UTF-8. Refuses a malformed JSON
+    line, NaN/Infinity, JSON nested too deeply and a line over
+    ``MAX_QUERY_LINE_BYTES``, naming the line."""
+    import sys
+
+    if source == "-":
+        return _read_query_lines(sys.stdin.buffer, "stdin")
+    try:
+        stream = open(source, "rb")
+    except OSError as exc:
+        raise WorkstationError(f"cannot read {source}: {exc.strerror}") from None
+    with stream:
+        return _read_query_lines(stream, source)
+
+
+def _read_query_lines(stream: Any, source: str) -> list[Any]:
+    items, number = [], 0
+    while line := stream.readline(MAX_QUERY_LINE_BYTES + 1):
+        number += 1
+        if len(line) > MAX_QUERY_LINE_BYTES and not line.endswith(b"\n"):
+            raise WorkstationError(f"{source}, line {number}: longer than "
+                                   f"{MAX_QUERY_LINE_BYTES >> 20} MiB; refused")
+        try:
+            text = line.decode("utf-8").lstrip("\ufeff") if number == 1 else line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise WorkstationError(f"{source}, line {number}: not valid UTF-8 (byte "
+                                   f"{exc.start + 1} of the line)") from None
+        if text.strip():
+            items.append(_query_value(text, source, number))
+    return items
+
+
+def _query_value(text: str, source: str, number: int) -> Any:
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except RecursionError:
+        raise WorkstationError(f"{source}, line {number}: JSON nested too deeply") from None
+    except ValueError:
+        if text.lstrip().startswith(("{", "[")):
+            raise WorkstationError(f"{source}, line {number}: malformed JSON") from None
+        return text.rstrip("\r\n")  # plain text, e.g. a response that is not JSON
+
+
+def _no_constant(token: str) -> None:
+    raise ValueError(f"{token} is not a number the oracle accepts")
 
 
 def _plain(value: Any) -> Any:

@@ -4,10 +4,14 @@ Checks the review log's hash chain, that the cached review state follows from
 the log, the ledger's hash chain and every release signature, and that every
 stored artifact (ONNX models, tokenizers) still has the sha256 it is filed
 under. Names the first row or artifact that does not match.
+
+``content_hash`` digests the logical content (every table's rows, ordered),
+so that a command can be shown to have changed nothing.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 from workstation import releases, review
@@ -60,3 +64,38 @@ def verify_model_refs(ws: Workspace) -> str | None:
     if row:
         return f"model {row[0]}@{row[1]}: its ONNX artifact {row[2][:12]}… is missing"
     return None
+
+
+# Derived caches: recomputable from the rest, so not part of the logical content.
+CACHE_TABLES = frozenset({"embeddings"})
+
+
+def content_hash(ws: Workspace) -> str:
+    """sha256 of the workspace's logical content: every table's rows, ordered.
+
+    Two workspaces (or one before and after a command) with the same rows in
+    every table hash alike, whatever their file bytes; the ``embeddings``
+    cache is left out. Rows are streamed, so large tables are not held in memory.
+    """
+    digest = hashlib.sha256()
+    tables = [r[0] for r in ws.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
+        "AND table_type = 'BASE TABLE' ORDER BY table_name").fetchall()]
+    cur = ws.cursor()
+    for table in tables:
+        if table in CACHE_TABLES:
+            continue
+        digest.update(f"\x00table {table}\x00".encode())
+        cur.execute(f'SELECT * FROM "{table}" ORDER BY ALL')
+        while rows := cur.fetchmany(1024):
+            for row in rows:
+                digest.update(_row_bytes(row))
+    cur.close()
+    return digest.hexdigest()
+
+
+def _row_bytes(row: tuple) -> bytes:
+    """An unambiguous encoding of one row (blobs by their sha256)."""
+    parts = [sha256_bytes(v) if isinstance(v, (bytes, bytearray, memoryview)) else repr(v)
+             for v in row]
+    return ("\x1f".join(parts) + "\x1e").encode("utf-8", "surrogatepass")

@@ -7,7 +7,9 @@ the final observation (one more than the actions) has a NULL action.
 
 imitation-npz: keys ``obs, acts, indices, rews, terminal, infos``, loaded
 with ``numpy.load(allow_pickle=False)``; ``infos`` (a pickled object array in
-real files) is never read, and any other pickled array is refused. Only
+real files) is never read, and any other pickled array is refused, as is an
+array whose header declares more bytes than the archive holds for it (checked
+before numpy allocates room). Only
 ``obs`` and ``acts`` are required (no ``indices`` = one trajectory). Splits
 follow imitation: ``np.split(acts, indices)`` and
 ``np.split(obs, indices + arange(len(indices)) + 1)``. ``source_index`` is
@@ -103,8 +105,11 @@ def _npz_rows(obs32: np.ndarray, obs_shape: tuple, acts: np.ndarray, indices: np
 def _member(archive: Any, key: str, path: Path) -> np.ndarray:
     if key not in archive.files:
         raise InputError(str(path), "missing array", field=key)
+    _check_declared_size(archive, key, path)
     try:
         return archive[key]
+    except MemoryError:
+        raise InputError(str(path), "array too large to load into memory", field=key) from None
     except ValueError as exc:
         if "pickle" in str(exc).lower():
             raise InputError(str(path), "holds pickled Python objects; refused (never unpickled)",
@@ -114,6 +119,31 @@ def _member(archive: Any, key: str, path: Path) -> np.ndarray:
     except _UNREADABLE as exc:
         raise InputError(str(path), f"unreadable array; the file may be truncated ({exc})",
                          field=key) from None
+
+
+def _check_declared_size(archive: Any, key: str, path: Path) -> None:
+    """Refuse an array whose header declares more bytes than its zip member
+    holds, before numpy allocates room for it."""
+    fmt = np.lib.format
+    readers = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}
+    try:
+        info = archive.zip.getinfo(f"{key}.npy")
+        with archive.zip.open(info) as member:
+            reader = readers.get(fmt.read_magic(member))
+            if reader is None:
+                return  # other header versions: numpy's own checks apply
+            shape, _, dtype = reader(member)
+    except (*_UNREADABLE, KeyError):
+        return  # the real read reports a damaged member
+    if dtype.hasobject:
+        return  # refused as pickled when read
+    declared = dtype.itemsize
+    for dim in shape:
+        declared *= dim
+    if declared > info.file_size:
+        raise InputError(str(path), f"declares shape {tuple(shape)} of {dtype} "
+                         f"({declared:,} bytes) but holds {info.file_size:,} bytes; refused",
+                         field=key)
 
 
 def _numeric(path: Path, key: str, arr: np.ndarray, min_ndim: int) -> np.ndarray:

@@ -4,7 +4,8 @@ JSON documents, CSV and Parquet.
 Everything that can go wrong with a file becomes an ``InputError`` naming the
 file, the line or record, and the field: malformed or truncated JSON, NaN or
 infinite numbers (``NaN``/``Infinity`` tokens, or literals like ``1e999``
-that overflow), JSON nested too deeply, non-UTF-8 bytes, truncated gzip or
+that overflow), JSON nested too deeply, unpaired surrogate escapes
+(``\\ud800``: valid JSON, not text), non-UTF-8 bytes, truncated gzip or
 Parquet data, and over-long lines.
 
 Limits: a line (JSONL, CSV) may hold at most ``MAX_LINE_BYTES`` = 16 MiB; a
@@ -24,6 +25,7 @@ import gzip
 import json
 import math
 import os
+import re
 import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,6 +40,8 @@ MAX_DOCUMENT_BYTES = 512 * 1024 * 1024
 _GZIP_MAGIC = b"\x1f\x8b"
 _PROGRESS_BYTES = 1 << 20  # report progress about once per MiB
 _BOM = "\ufeff"
+# \ud800-\udfff escapes: valid JSON, but an unpaired one is not text.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
 @dataclass(frozen=True)
@@ -112,9 +116,10 @@ def _finite_float(text: str) -> float:
 
 
 def parse_json(text: str | bytes, loc: Location) -> Any:
-    """Parse one JSON value strictly: no NaN/Infinity, bounded nesting."""
+    """Parse one JSON value strictly: no NaN/Infinity, bounded nesting, no
+    unpaired surrogates."""
     try:
-        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except _NonFinite as exc:
         raise loc.error(f"non-finite number {exc} is not allowed") from None
     except json.JSONDecodeError as exc:
@@ -125,6 +130,33 @@ def parse_json(text: str | bytes, loc: Location) -> Any:
         raise loc.error("JSON is nested too deeply") from None
     except ValueError as exc:  # e.g. integers with thousands of digits
         raise loc.error(f"unreadable JSON value: {exc}") from None
+    if _may_hold_surrogates(text) and _has_lone_surrogate(value):
+        raise loc.error("a string holds an unpaired surrogate escape (\\ud800-\\udfff); "
+                        "it is not valid Unicode text")
+    return value
+
+
+def _may_hold_surrogates(text: str | bytes) -> bool:
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    return _SURROGATE_ESCAPE.search(text) is not None
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    stack = [value]
+    while stack:  # iterative: the value may be nested as deeply as JSON allows
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def read_json_document(path: Path, progress: Progress) -> Any:

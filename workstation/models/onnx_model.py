@@ -29,7 +29,10 @@ Input kinds (the CLI's ``--input``):
 
 Registration runs ``inspect_model``: it refuses what does not fit the kind
 with a one-line message saying what it expected and what it found, and runs
-the model once on a zero input to prove it loads.
+the model once on a zero input to prove it loads. Before that run it refuses
+any tensor whose fixed shape (declared, or inferred through the graph) needs
+more than ``MAX_DECLARED_BYTES``, and the run itself is stopped after
+``TEST_RUN_SECONDS`` (a Loop can run for ever).
 """
 
 from __future__ import annotations
@@ -49,13 +52,20 @@ DEFAULT_MAX_LENGTH = 512
 # A test run allocates the declared input; refuse declarations beyond this
 # many values (64 MB of float32) instead of exhausting memory.
 TEST_RUN_MAX_VALUES = 1 << 24
+# A test run that takes longer than this is stopped (a Loop can run forever).
+TEST_RUN_SECONDS = 30.0
+# No tensor of a self-contained .onnx file (protobuf's 2 GiB limit) can hold
+# more; one that declares or computes a bigger fixed shape is a memory bomb.
+MAX_DECLARED_BYTES = 1 << 31
 _TEST_BATCH = 2
 _TEST_SEQ = 8
 
 _FLOAT_TYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64,
                 "tensor(float16)": np.float16}
 _INT_TYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
-_ORT_LOGGING_ERRORS_ONLY = 3
+# Fatal only: errors reach the caller as exceptions; logged, they would add
+# lines to a one-line error on stderr.
+_ORT_LOGGING_FATAL_ONLY = 4
 
 
 @dataclass(frozen=True)
@@ -100,6 +110,7 @@ def describe_onnx(data: bytes, source: str) -> dict[str, Any]:
     if any(external_data_helper.uses_external_data(t) for t in graph.initializer):
         raise InputError(source, "the model keeps its weights in external data files; "
                                  "export it as one self-contained .onnx file")
+    check_declared_sizes(model, source)
     initializers = {t.name for t in graph.initializer}
     return {
         "producer_name": model.producer_name, "producer_version": model.producer_version,
@@ -110,6 +121,69 @@ def describe_onnx(data: bytes, source: str) -> dict[str, Any]:
         "outputs": [_value_info(v) for v in graph.output],
         "metadata_props": {p.key: p.value for p in model.metadata_props},
     }
+
+
+def check_declared_sizes(model: Any, source: str) -> None:
+    """Refuse a tensor whose fixed shape needs more than ``MAX_DECLARED_BYTES``:
+    an initializer or Constant that declares it (with no data behind it), or a
+    value that shape inference shows the graph would compute (ConstantOfShape,
+    Expand, ...), before onnxruntime allocates anything."""
+    from onnx import shape_inference
+
+    graphs = [model.graph]
+    try:
+        graphs = [shape_inference.infer_shapes(model, data_prop=True).graph]
+    except Exception:  # a graph inference cannot follow: onnxruntime judges it
+        pass
+    for graph in _subgraphs(graphs):
+        tensors = [(t.name, list(t.dims), t.data_type) for t in graph.initializer]
+        tensors += [(n.output[0] if n.output else n.name, list(a.t.dims), a.t.data_type)
+                    for n in graph.node for a in n.attribute if a.type == a.TENSOR]
+        tensors += [_static_shape(v) for v in list(graph.value_info) + list(graph.output)]
+        for name, dims, elem in tensors:
+            if dims is None:
+                continue
+            size = _prod(dims) * _itemsize(elem)
+            if size > MAX_DECLARED_BYTES:
+                raise InputError(source, f"tensor '{name}' has shape {_shape_text(dims)} "
+                                         f"({size:,} bytes), more than a self-contained model "
+                                         f"can hold; refused before running it")
+
+
+def _subgraphs(graphs: list[Any]) -> list[Any]:
+    found, stack = [], list(graphs)
+    while stack:
+        graph = stack.pop()
+        found.append(graph)
+        for node in graph.node:
+            for attr in node.attribute:
+                stack.extend([attr.g] if attr.HasField("g") else [])
+                stack.extend(attr.graphs)
+    return found
+
+
+def _static_shape(value: Any) -> tuple[str, list[int] | None, int]:
+    tensor = value.type.tensor_type if value.type.WhichOneof("value") == "tensor_type" else None
+    if tensor is None or not tensor.HasField("shape"):
+        return value.name, None, 0
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim]
+    return value.name, (None if None in dims else dims), tensor.elem_type
+
+
+def _prod(dims: Sequence[int]) -> int:
+    size = 1
+    for d in dims:
+        size *= max(int(d), 0)
+    return size
+
+
+def _itemsize(elem_type: int) -> int:
+    from onnx import helper
+
+    try:
+        return max(1, np.dtype(helper.tensor_dtype_to_np_dtype(elem_type)).itemsize)
+    except Exception:  # strings and unknown types: count a byte per value
+        return 1
 
 
 def _value_info(value: Any) -> dict[str, Any]:
@@ -149,7 +223,7 @@ def make_session(data: bytes, source: str = "<model>") -> Any:
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = _ORT_LOGGING_ERRORS_ONLY
+    options.log_severity_level = _ORT_LOGGING_FATAL_ONLY
     try:
         return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
     except Exception as exc:
@@ -266,9 +340,9 @@ def choose_output(outputs: Sequence[TensorSpec], output: str | None = None,
     against the declared shape (a dynamic width is checked by the test run)."""
     spec = _find_output(outputs, output, source)
     zipmap = spec.type.startswith("seq(map(")
-    if not zipmap and not spec.type.startswith("tensor("):
-        raise InputError(source, f"output '{spec.name}' is a {spec.type}; expected a tensor "
-                                 f"or a sequence of maps (zipmap)")
+    if not zipmap and (not spec.type.startswith("tensor(") or spec.type == "tensor(string)"):
+        raise InputError(source, f"output '{spec.name}' is a {spec.type}; expected a numeric "
+                                 f"tensor or a sequence of maps (zipmap)")
     if not zipmap:
         column = _tensor_column(spec, column, source)
     if score_type is None:
@@ -360,18 +434,37 @@ def test_run(session: Any, inputs: Sequence[TensorSpec], choice: OutputChoice,
     choice with a dynamic-width default column resolved."""
     feeds = zero_inputs(inputs, source)
     n = next(iter(feeds.values())).shape[0]
-    try:
-        raw = session.run([choice.output], feeds)[0]
-    except Exception as exc:
-        raise InputError(source, f"the model fails on a zero input of shape "
-                                 f"{_shape_text(next(iter(feeds.values())).shape)} "
-                                 f"({_one_line(exc)})") from None
+    raw = _bounded_run(session, choice.output, feeds, source)
     choice = _resolve_column(choice, raw, source)
     scores = to_scores(raw, choice)
     if scores.shape != (n,):
         raise InputError(source, f"expected output '{choice.output}' to give one score per row "
                                  f"({n}), found shape {list(np.shape(raw))}")
     return choice
+
+
+def _bounded_run(session: Any, output: str, feeds: dict[str, np.ndarray], source: str) -> Any:
+    """Run once; a run still going after ``TEST_RUN_SECONDS`` is stopped."""
+    import threading
+
+    import onnxruntime as ort
+
+    options = ort.RunOptions()
+    options.log_severity_level = _ORT_LOGGING_FATAL_ONLY
+    timer = threading.Timer(TEST_RUN_SECONDS, lambda: setattr(options, "terminate", True))
+    timer.daemon = True
+    timer.start()
+    try:
+        return session.run([output], feeds, options)[0]
+    except Exception as exc:
+        if options.terminate:
+            raise InputError(source, f"the model did not finish a test run on a zero input "
+                                     f"within {TEST_RUN_SECONDS:g} s; refused") from None
+        raise InputError(source, f"the model fails on a zero input of shape "
+                                 f"{_shape_text(next(iter(feeds.values())).shape)} "
+                                 f"({_one_line(exc)})") from None
+    finally:
+        timer.cancel()
 
 
 def _resolve_column(choice: OutputChoice, raw: Any, source: str) -> OutputChoice:
