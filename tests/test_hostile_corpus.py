@@ -10,7 +10,6 @@ proves best that nothing hangs.
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import re
@@ -36,8 +35,6 @@ BAD = [c for c in CASES if is_case(c)]
 BY_FILE = {c.file: c for c in BAD}
 # Oracle queries are read by oracle.read_queries once cli.cmd_oracle calls it;
 # until then the CLI's own reader lets these through as internal errors.
-ORACLE_READER_WIRED = "read_queries" in inspect.getsource(cli.cmd_oracle)
-NEEDS_READER = {"oracle_non_utf8.txt", "oracle_deep.jsonl", "oracle_50mb_line.txt"}
 # One of each kind of input, run as a real process (the Loop one proves the
 # test run is stopped rather than hanging).
 SUBPROCESS_SUBSET = ["pairs_deep_nesting.jsonl", "labels_non_utf8.csv",
@@ -163,13 +160,6 @@ def refuse_in_process(workspace: Path, args: list[str], expect: str, capfd) -> N
     assert logical(workspace) == before, "the workspace's logical content changed"
 
 
-def _reader_mark(name: str, run: bool = True) -> list:
-    if name in NEEDS_READER and not ORACLE_READER_WIRED:
-        return [pytest.mark.xfail(strict=True, run=run, reason="cli.cmd_oracle does not use "
-                                  "oracle.read_queries yet")]
-    return []
-
-
 # -- the corpus ----------------------------------------------------------------
 
 def test_corpus_on_disk_matches_the_table_and_manifest():
@@ -183,7 +173,7 @@ def test_corpus_on_disk_matches_the_table_and_manifest():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("case", [pytest.param(c, id=c.file, marks=_reader_mark(c.file))
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.file)
                                   for c in BAD if c.file not in SUBPROCESS_SUBSET])
 def test_bad_file_is_refused_in_one_line(workspace, case, capfd):
     refuse_in_process(workspace, command(case, CORPUS / case.file), case.expect, capfd)
@@ -227,7 +217,7 @@ def test_fifty_megabyte_csv_field(workspace, tmp_path, capfd):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [pytest.param(  # the old reader would encode 50 MB: not run
-    "oracle_50mb_line.txt", marks=_reader_mark("oracle_50mb_line.txt", run=False))])
+    "oracle_50mb_line.txt")])
 def test_fifty_megabyte_oracle_query(workspace, tmp_path, capfd, name):
     path = tmp_path / name
     path.write_text("hello\n" + _fifty_megabytes() + "\n")
@@ -334,8 +324,6 @@ def test_content_hash_sees_every_logical_change_and_ignores_the_cache(workspace,
 
 
 def test_content_hash_command(workspace, capfd):
-    if not hasattr(cli, "cmd_content_hash"):
-        pytest.skip("`workstation content-hash` is not wired into cli.py yet")
     code, out, err, _ = run_in_process(["--workspace", str(workspace), "content-hash",
                                         "--json"], capfd)
     assert code == 0, err

@@ -317,6 +317,14 @@ def cmd_verify(args, out: Output) -> None:
         _exit_failed(f"verification failed: {report.failures[0]}")
 
 
+def cmd_content_hash(args, out: Output) -> None:
+    from workstation.verify import content_hash
+
+    with open_workspace(args, read_only=True) as ws:
+        digest = content_hash(ws)
+    out.result({"content_hash": digest}, digest)
+
+
 def cmd_encoder_prepare(args, out: Output) -> None:
     from workstation.encoder import get_encoder, prepare_encoder
 
@@ -489,48 +497,20 @@ def cmd_patches(args, out: Output) -> None:
 
 
 def cmd_oracle(args, out: Output) -> None:
-    from workstation.oracle import Policy, SafetyOracle
+    from workstation.oracle import Policy, SafetyOracle, read_queries
 
     policy = Policy(block_below=args.block_below, max_uncertainty=args.max_uncertainty,
                     max_coverage=args.max_coverage)
-    items = _oracle_inputs(args.input)
+    items = read_queries(args.input)
     with open_workspace(args) as ws:
         oracle = SafetyOracle.from_workspace(ws, args.model, policy=policy)
     if args.save_bundle:
         oracle.save(args.save_bundle)
     out.done()
     for start in range(0, len(items), 256):  # answers stream out in batches
-        for answer in oracle.query(items[start:start + 256]):
+        for answer in oracle.query(items[start:start + 256], first=start + 1):
             print(json.dumps(answer, ensure_ascii=False))
         sys.stdout.flush()
-
-
-def _oracle_inputs(source: str) -> list[Any]:
-    """JSON lines (objects, strings or number lists) or plain text lines."""
-    stream = sys.stdin if source == "-" else _open_text(source)
-    items = []
-    with stream:
-        for number, line in enumerate(stream, 1):
-            if not line.strip():
-                continue
-            try:
-                items.append(json.loads(line, parse_constant=_no_constant))
-            except ValueError:
-                if line.lstrip().startswith(("{", "[")):
-                    raise WorkstationError(f"{source}, line {number}: malformed JSON") from None
-                items.append(line.rstrip("\n"))
-    return items
-
-
-def _no_constant(token: str) -> None:
-    raise ValueError(f"{token} is not a number the oracle accepts")
-
-
-def _open_text(path: str):
-    try:
-        return open(path, encoding="utf-8")
-    except OSError as exc:
-        raise WorkstationError(f"cannot read {path}: {exc.strerror}") from None
 
 
 def cmd_gui(args, out: Output) -> None:
@@ -674,6 +654,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--include-excluded", action="store_true", help="keep excluded examples")
 
     add("verify", cmd_verify, "recompute the review log chain and stored artifact hashes")
+    add("content-hash", cmd_content_hash,
+        "print a hash of the workspace's logical content (every table's rows, in order)")
 
     p = add("compare", cmd_compare,
             "compare two versions example by example and apply the release gate")
