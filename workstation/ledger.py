@@ -15,11 +15,11 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from workstation.chain import GENESIS, first_break
 from workstation.errors import WorkstationError
 from workstation.hashing import canonical_json, sha256_text
 from workstation.workspace import Workspace, default_analyst, now_iso
 
-GENESIS = "0" * 64
 
 # The kinds this package writes; other modules may add their own
 # (lower-case words joined by '-'), so the set is documented, not enforced.
@@ -101,17 +101,5 @@ def _decode(row: tuple) -> dict[str, Any]:
 
 def verify_ledger(ws: Workspace) -> str | None:
     """Recompute the chain; return a message naming the first bad row, or None."""
-    prev, expected = GENESIS, 1
-    cur = ws.cursor()
-    cur.execute(f"SELECT {', '.join(_COLUMNS)} FROM ledger ORDER BY seq")
-    while batch := cur.fetchmany(10_000):
-        for values in batch:
-            row = dict(zip(_COLUMNS, values))
-            if row["seq"] != expected:
-                return f"ledger row {expected} is missing (next row is {row['seq']})"
-            if row["prev_hash"] != prev:
-                return f"ledger row {row['seq']}: previous-hash link broken"
-            if entry_hash(row) != row["hash"]:
-                return f"ledger row {row['seq']} ({row['kind']}): content does not match its hash"
-            prev, expected = row["hash"], expected + 1
-    return None
+    return first_break(ws, "ledger", _COLUMNS, entry_hash, "ledger",
+                       describe=lambda row: f" ({row['kind']})")

@@ -503,7 +503,7 @@ def _get_release(ws: Workspace, release_id: int) -> Release:
     return _from_row(row)
 
 
-def _release_stack(ws: Workspace, model: str) -> list[int]:
+def release_stack(ws: Workspace, model: str) -> list[int]:
     """Release ids of ``model`` in force, oldest first: each rollback undoes the newest."""
     stack: list[int] = []
     for kind, payload in ws.execute(
@@ -518,7 +518,7 @@ def _release_stack(ws: Workspace, model: str) -> list[int]:
 
 def current_release(ws: Workspace, model: str) -> Release | None:
     """The release of ``model`` in force now, according to the ledger."""
-    stack = _release_stack(ws, model)
+    stack = release_stack(ws, model)
     return replace(_get_release(ws, stack[-1]), current=True) if stack else None
 
 
@@ -528,7 +528,7 @@ def list_releases(ws: Workspace, model: str | None = None) -> list[Release]:
     if model is not None:
         sql, params = sql + " WHERE model = ?", [model]
     found = [_from_row(r) for r in ws.execute(sql + " ORDER BY id", params).fetchall()]
-    current = {m: (_release_stack(ws, m) or [None])[-1] for m in {r.model for r in found}}
+    current = {m: (release_stack(ws, m) or [None])[-1] for m in {r.model for r in found}}
     return [replace(r, current=current[r.model] == r.id) for r in found]
 
 
@@ -538,7 +538,7 @@ def rollback(ws: Workspace, model: str, actor: str | None = None, reason: str = 
     if "@" in model:
         raise WorkstationError(f"rollback takes a model name, not a version ('{model}')")
     with ws.transaction():
-        stack = _release_stack(ws, model)
+        stack = release_stack(ws, model)
         if not stack:
             raise WorkstationError(f"model '{model}' has no release to roll back")
         undone = _get_release(ws, stack[-1])

@@ -17,11 +17,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Iterable
 
+from workstation.chain import GENESIS, first_break
 from workstation.errors import WorkstationError
 from workstation.hashing import canonical_json, sha256_text
 from workstation.workspace import Workspace, default_analyst, now_iso
 
-GENESIS = "0" * 64
 
 # field name -> the dataset kinds it applies to
 FIELDS: dict[str, tuple[str, ...]] = {
@@ -262,22 +262,7 @@ def _step(ws: Workspace, analyst: str | None, reason: str, action: str) -> Chang
 
 def verify_chain(ws: Workspace) -> str | None:
     """Recompute the hash chain; return a message naming the first bad row, or None."""
-    prev = GENESIS
-    expected_seq = 1
-    cur = ws.cursor()
-    cur.execute(f"SELECT {', '.join(_ENTRY_COLUMNS)} FROM review_log ORDER BY seq")
-    while batch := cur.fetchmany(10_000):
-        for row in batch:
-            entry = dict(zip(_ENTRY_COLUMNS, row))
-            if entry["seq"] != expected_seq:
-                return f"review log row {expected_seq} is missing (next row is {entry['seq']})"
-            if entry["prev_hash"] != prev:
-                return f"review log row {entry['seq']}: previous-hash link broken"
-            if entry_hash(entry) != entry["hash"]:
-                return f"review log row {entry['seq']}: content does not match its hash"
-            prev = entry["hash"]
-            expected_seq += 1
-    return None
+    return first_break(ws, "review_log", _ENTRY_COLUMNS, entry_hash, "review log")
 
 
 def verify_state(ws: Workspace) -> str | None:

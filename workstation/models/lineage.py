@@ -116,14 +116,9 @@ def rollback_target(ws: Workspace, model: str) -> tuple[int | None, int | None]:
 
     The ledger decides, by the rule ``releases.rollback`` applies: each
     release row pushes its release, each rollback row pops the newest."""
-    stack: list[int] = []
-    for kind, payload in ws.execute(
-            "SELECT kind, payload FROM ledger WHERE kind IN ('release', 'rollback') "
-            "AND json_extract_string(payload, '$.model') = ? ORDER BY seq", [model]).fetchall():
-        if kind == "release":
-            stack.append(int(json.loads(payload)["release_id"]))
-        elif stack:
-            stack.pop()
+    from workstation.releases import release_stack
+
+    stack = release_stack(ws, model)
     return (stack[-1] if stack else None), (stack[-2] if len(stack) > 1 else None)
 
 
