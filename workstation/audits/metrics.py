@@ -16,18 +16,26 @@
   and the share of trajectories whose mean reward reaches the threshold.
 
 Confidence intervals are 95% percentile bootstraps of 1000 resamples with a
-fixed seed (demonstrations resample whole trajectories). A resample is drawn
-as multinomial counts over "cells" of identical data, so its cost does not
-grow with n (200k examples with ten categories take a fraction of a second).
+fixed seed (demonstrations resample whole trajectories). Shares of 0/1
+outcomes (``accuracy``, ``pairwise_accuracy``, ``trajectory_pass_rate``) need
+no resampling of rows: the number of successes among n items drawn with
+replacement is exactly Binomial(n, k/n), so their intervals come from 1000
+binomial draws. (Before, they were read off the shared cell resamples below,
+which gives the same distribution; only the Monte Carlo draws differ.) The
+other metrics resample multinomial counts over "cells" of identical data, so
+a resample's cost does not grow with n (200k examples with ten categories
+take ~0.25 s on a shared 2-core machine, nearly all of it numpy drawing the
+11 x 1000 multinomials over ~190 cells).
 Up to ``MAX_CELLS`` distinct values each value is its own cell: the ordinary
 bootstrap, exactly. Beyond that, values are grouped into ``MAX_CELLS``
 quantile cells (finer in both tails), split further so that each cell is
-pure in label, verdict and calibration bin: proportions (accuracies, pass
-rates) stay exact, AUROC keeps each cell's exact internal ordering, and means
-use cell means. The tests check such intervals against index resampling
-(they agree within the bootstrap's own Monte Carlo noise). ECE is biased
-upward under resampling, so on small samples its interval can lie above the
-point estimate.
+pure in label, verdict and calibration bin: AUROC keeps each cell's exact
+internal ordering, and means use cell means. The tests check such intervals
+against index resampling (they agree within the bootstrap's own Monte Carlo
+noise). ECE is biased upward under resampling, so on small samples its
+interval can lie above the point estimate. Small products of the resample
+matrix avoid BLAS: a multithreaded BLAS call that has to wake its idle
+threads costs milliseconds, more than the arithmetic.
 """
 
 from __future__ import annotations
@@ -130,6 +138,19 @@ def resample_counts(cell_counts: np.ndarray, rng: np.random.Generator,
     return rng.multinomial(n, cell_counts / n, size=n_resamples).astype(np.float64)
 
 
+def resampled_share(successes: int, n: int, rng: np.random.Generator,
+                    n_resamples: int = N_RESAMPLES) -> np.ndarray:
+    """Bootstrap resamples of the share of successes among ``n`` 0/1 outcomes:
+    exactly Binomial(n, successes / n) / n, no rows resampled."""
+    return rng.binomial(n, successes / n, size=n_resamples) / n
+
+
+def _weighted_sums(resampled: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``resampled @ weights`` (one weight per cell) without BLAS (see the
+    module docstring)."""
+    return np.einsum("rk,k->r", resampled, np.asarray(weights, dtype=np.float64))
+
+
 def value_groups(values: np.ndarray, max_cells: int | None = None) -> np.ndarray:
     """Group ids ordered like ``values``: each distinct value if there are at
     most ``max_cells`` (default MAX_CELLS), else quantile buckets."""
@@ -179,11 +200,13 @@ def pair_metrics(margins: np.ndarray, seed: int = 0) -> dict[str, Any]:
     if not len(margins):
         return out | {"pairwise_accuracy_ci": None, "mean_margin_ci": None}
     correct = margins > 0
-    inverse, counts, first = _cells(value_groups(margins), correct)
-    resampled = resample_counts(counts, np.random.default_rng(seed))
+    inverse, counts, _ = _cells(value_groups(margins), correct)
+    rng = np.random.default_rng(seed)
+    resampled = resample_counts(counts, rng)
     n = len(margins)
-    out["pairwise_accuracy_ci"] = percentile_ci(resampled @ correct[first] / n)
-    out["mean_margin_ci"] = percentile_ci(resampled @ _cell_mean(margins, inverse, counts) / n)
+    out["mean_margin_ci"] = percentile_ci(
+        _weighted_sums(resampled, _cell_mean(margins, inverse, counts)) / n)
+    out["pairwise_accuracy_ci"] = percentile_ci(resampled_share(int(correct.sum()), n, rng))
     return out
 
 
@@ -207,55 +230,64 @@ def _label_cells(scores: np.ndarray, safe: np.ndarray, probs: np.ndarray,
                  threshold: float) -> _LabelCells:
     """Cells from one sort of the scores: groups are runs of the sorted order
     with the same (score bucket, verdict, calibration bin), all monotone in the
-    score, so groups come out in score order without another sort."""
-    order = np.argsort(scores, kind="stable")
+    score, so groups come out in score order without another sort.
+
+    Nothing here depends on the order of tied scores (a tie shares its bucket,
+    verdict and bin, and AUROC counts it one half), so the sort need not be
+    stable: an unstable argsort is ~10x faster on 200k scores."""
+    order = np.argsort(scores)
     s, y, p = scores[order], safe[order], probs[order]
     new_value = np.r_[True, s[1:] != s[:-1]]
-    value_id = np.cumsum(new_value) - 1
-    if value_id[-1] + 1 <= MAX_CELLS:
-        bucket = value_id
-    else:
-        edges = s[(_bucket_levels(MAX_CELLS) * (len(s) - 1)).astype(np.int64)]
-        bucket = np.searchsorted(edges, s, side="right")
+    value_first = np.flatnonzero(new_value)
     predicted = s > threshold
     bins = ece_bins(p)
-    key = _combined(bucket, predicted, bins)
-    group = np.cumsum(np.r_[True, key[1:] != key[:-1]]) - 1
-    n_groups = int(group[-1]) + 1
+    # A group starts where the bucket, the verdict or the calibration bin
+    # changes; each is monotone in the sorted scores.
+    starts = new_value.copy() if len(value_first) <= MAX_CELLS else _bucket_starts(s)
+    starts[1:] |= (predicted[1:] != predicted[:-1]) | (bins[1:] != bins[:-1])
+    first = np.flatnonzero(starts)
+    group = np.cumsum(starts) - 1
+    n_groups = len(first)
     cell = group * 2 + y
     counts = np.bincount(cell, minlength=2 * n_groups)
     used = np.flatnonzero(counts)
     mean_p = np.bincount(cell, weights=p, minlength=2 * n_groups)[used] / counts[used]
     cell_safe = (used % 2).astype(bool)
     cell_group = used // 2
-    correct = _group_values(predicted, group, n_groups)[cell_group] == cell_safe
-    return _LabelCells(counts[used], cell_group, cell_safe, correct,
-                       _group_values(bins, group, n_groups)[cell_group], mean_p,
-                       _within_group_wins(y, new_value, value_id, group, n_groups), n_groups)
+    correct = predicted[first][cell_group] == cell_safe
+    return _LabelCells(counts[used], cell_group, cell_safe, correct, bins[first][cell_group],
+                       mean_p, _within_group_wins(y, value_first, group, n_groups), n_groups)
 
 
-def _group_values(values: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:
-    """The (constant) value of each group."""
-    out = np.zeros(n_groups, dtype=values.dtype)
-    out[group] = values
-    return out
+def _bucket_starts(sorted_values: np.ndarray) -> np.ndarray:
+    """Where each quantile bucket (see ``_bucket_levels``) begins in sorted
+    values: bucket k holds the values v with edge_k <= v < edge_(k+1)."""
+    n = len(sorted_values)
+    edges = sorted_values[(_bucket_levels(MAX_CELLS) * (n - 1)).astype(np.int64)]
+    starts = np.zeros(n, dtype=bool)
+    starts[np.searchsorted(sorted_values, edges, side="left")] = True
+    starts[0] = True
+    return starts
 
 
-def _within_group_wins(y: np.ndarray, new_value: np.ndarray, value_id: np.ndarray,
-                       group: np.ndarray, n_groups: int) -> np.ndarray:
+def _within_group_wins(y: np.ndarray, value_first: np.ndarray, group: np.ndarray,
+                       n_groups: int) -> np.ndarray:
     """Per group, the share of its (safe, unsafe) pairs where the safe one
-    scores higher (ties one half): AUROC's within-cell part, exactly. Inputs
-    are in sorted score order."""
-    unsafe = ~y
-    unsafe_before = np.cumsum(unsafe) - unsafe
-    # unsafe items strictly below each item's value, and tied with it
-    below = unsafe_before[np.flatnonzero(new_value)][value_id]
-    tied = np.bincount(value_id, weights=unsafe)[value_id]
-    unsafe_per_group = np.bincount(group, weights=unsafe, minlength=n_groups)
-    safe_per_group = np.bincount(group, weights=y, minlength=n_groups)
-    group_start = np.cumsum(unsafe_per_group) - unsafe_per_group
-    wins = below + 0.5 * tied - group_start[group]  # groups are in score order
-    total = np.bincount(group[y], weights=wins[y], minlength=n_groups)
+    scores higher (ties one half): AUROC's within-cell part, exactly. ``y`` and
+    ``group`` are in sorted score order; ``value_first`` is where each run of
+    equal scores begins. Counted per run of equal scores, not per item."""
+    unsafe_through = np.r_[0, np.cumsum(~y)]  # unsafe items among the first i
+    ends = np.r_[value_first[1:], len(y)]
+    below = unsafe_through[value_first]  # unsafe items strictly below each run
+    unsafe = unsafe_through[ends] - below
+    safe = ends - value_first - unsafe
+    run_group = group[value_first]
+    unsafe_per_group = np.bincount(run_group, weights=unsafe, minlength=n_groups)
+    safe_per_group = np.bincount(run_group, weights=safe, minlength=n_groups)
+    group_start = np.cumsum(unsafe_per_group) - unsafe_per_group  # groups are in score order
+    # each safe item beats the unsafe ones below its run, half of those tied with it
+    total = np.bincount(run_group, weights=safe * (below + 0.5 * unsafe), minlength=n_groups)
+    total -= safe_per_group * group_start
     pairs = safe_per_group * unsafe_per_group
     return np.divide(total, pairs, out=np.full(n_groups, 0.5), where=pairs > 0)
 
@@ -272,9 +304,14 @@ def _resampled_auroc(cells: _LabelCells, resampled: np.ndarray) -> np.ndarray:
 
 
 def _resampled_ece(cells: _LabelCells, resampled: np.ndarray, n: int) -> np.ndarray:
-    gap = np.zeros((len(cells.counts), ECE_BINS))
-    gap[np.arange(len(cells.counts)), cells.ece_bin] = cells.mean_p - cells.safe
-    return np.abs(resampled @ gap).sum(axis=1) / n
+    # Per resample and bin, the sum over the bin's cells of count * (mean
+    # probability - label); cells are taken bin by bin and summed with
+    # reduceat (no BLAS, see the module docstring).
+    order = np.argsort(cells.ece_bin, kind="stable")
+    bins = cells.ece_bin[order]
+    gap = resampled[:, order] * (cells.mean_p - cells.safe)[order]
+    per_bin = np.add.reduceat(gap, np.flatnonzero(np.r_[True, bins[1:] != bins[:-1]]), axis=1)
+    return np.abs(per_bin).sum(axis=1) / n
 
 
 def label_metrics(scores: np.ndarray, safe: np.ndarray, *, threshold: float,
@@ -294,7 +331,8 @@ def label_metrics(scores: np.ndarray, safe: np.ndarray, *, threshold: float,
     if not len(scores):
         return out | {"auroc_ci": None, "accuracy_ci": None, "ece_ci": None}
     cells = _label_cells(scores, safe, probs, threshold)
-    resampled = resample_counts(cells.counts, np.random.default_rng(seed))
+    rng = np.random.default_rng(seed)
+    resampled = resample_counts(cells.counts, rng)
     n = len(scores)
     if "auroc_reason" not in out:
         # With the original counts the cell formula is the exact AUROC.
@@ -302,8 +340,9 @@ def label_metrics(scores: np.ndarray, safe: np.ndarray, *, threshold: float,
         out["auroc_ci"] = percentile_ci(_resampled_auroc(cells, resampled))
     else:
         out["auroc_ci"] = None
-    out["accuracy_ci"] = percentile_ci(resampled @ cells.correct / n)
     out["ece_ci"] = percentile_ci(_resampled_ece(cells, resampled, n))
+    correct = int(cells.counts[cells.correct].sum())
+    out["accuracy_ci"] = percentile_ci(resampled_share(correct, n, rng))
     return out
 
 
@@ -324,12 +363,15 @@ def demo_metrics(step_rewards: np.ndarray, step_counts: np.ndarray, trajectory_m
     out |= _distribution(r)
     if not len(means):
         return out | {"mean_reward_ci": None, "trajectory_pass_rate_ci": None}
-    inverse, cell_counts, first = _cells(value_groups(means), passed)
-    resampled = resample_counts(cell_counts, np.random.default_rng(seed))
+    inverse, cell_counts, _ = _cells(value_groups(means), passed)
+    rng = np.random.default_rng(seed)
+    resampled = resample_counts(cell_counts, rng)
     reward_sum = _cell_mean(means * counts, inverse, cell_counts)
     steps = _cell_mean(counts, inverse, cell_counts)
-    out["mean_reward_ci"] = percentile_ci((resampled @ reward_sum) / (resampled @ steps))
-    out["trajectory_pass_rate_ci"] = percentile_ci(resampled @ passed[first] / len(means))
+    out["mean_reward_ci"] = percentile_ci(_weighted_sums(resampled, reward_sum)
+                                          / _weighted_sums(resampled, steps))
+    out["trajectory_pass_rate_ci"] = percentile_ci(
+        resampled_share(int(passed.sum()), len(means), rng))
     return out
 
 
