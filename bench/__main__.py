@@ -39,7 +39,7 @@ class Line:
     baseline: str
     ratio: str
     target: str
-    verdict: str  # PASS, FAIL, or n/a (not measured, with the reason in ``note``)
+    verdict: str  # PASS, FAIL, info (no target), or n/a (not measured; reason in ``note``)
     note: str = ""
 
     def __str__(self) -> str:
@@ -97,23 +97,21 @@ def page(quick: bool, full: bool) -> list[Line]:
                  f"raw DuckDB with late text join {r['raw_late_ms']:.0f} ms")]
 
 
-TRAIN_TOLERANCE = 0.01  # held-out accuracy may trail scikit-learn's by this much
-
-
 def train(quick: bool, full: bool) -> list[Line]:
     from bench import bench_train
 
     if not bench_train.HH_RLHF.exists():
         return [_missing("reward head retraining vs scikit-learn", bench_train.HH_RLHF)]
     r = bench_train.run(2_000 if quick else bench_train.N_PAIRS)
-    passed = r["accuracy_delta"] >= -TRAIN_TOLERANCE
+    # The issue sets no target here (time and accuracy are reported beside
+    # scikit-learn's); its quality target is on the real HH-RLHF split, which
+    # tests/test_training_quality.py checks.
     return [Line(f"reward head retraining, {_size(r['n_pairs'])} cached pairs",
                  f"ours {r['ours_s']:.2f} s, held-out acc {r['ours_heldout_acc']:.4f}",
                  f"scikit-learn LogisticRegression {r['sklearn_s']:.2f} s (fit only), "
                  f"held-out acc {r['sklearn_heldout_acc']:.4f}",
                  f"time {r['time_ratio']:.2f}x, accuracy {r['accuracy_delta']:+.4f}",
-                 f"held-out accuracy >= scikit-learn's - {TRAIN_TOLERANCE} (time: reported, "
-                 f"no target)", _verdict(passed),
+                 "none (reported beside scikit-learn)", "info",
                  f"ours end to end: read cache, fit, ONNX export, parity check, register; "
                  f"Bayes accuracy {r['bayes_accuracy']:.4f}")]
 
