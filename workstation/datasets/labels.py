@@ -24,10 +24,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable
 
-from workstation.datasets.pairs import CSV_SUFFIXES, JSONL_SUFFIXES, PARQUET_SUFFIXES
+from workstation.datasets.pairs import register_table_formats
 from workstation.datasets.reading import (
-    Location, has_suffix, head_bytes, iter_csv_records, iter_jsonl_records,
-    iter_parquet_records, optional_str, read_json_document, require, require_str,
+    Location, has_suffix, head_bytes, optional_str, read_json_document, require, require_str,
     scalar_extras, source_id_of, type_name)
 from workstation.datasets.registry import Importer, ReadResult, Row, register_importer
 from workstation.progress import Progress
@@ -150,22 +149,8 @@ def _looks_like_jbb(path: Path) -> bool:
     return head.lstrip().startswith(b"{") and b'"jailbreaks"' in head
 
 
-def _suffix_sniffer(*suffixes: str):
-    return lambda path: path.is_file() and has_suffix(path, *suffixes)
-
-
-register_importer(Importer(
-    "labels-jsonl", "labels", _suffix_sniffer(*JSONL_SUFFIXES),
-    lambda path, progress: read_label_table(iter_jsonl_records(path, progress)),
-    "labeled responses JSONL (prompt, response, label, category), optionally gzip"))
-register_importer(Importer(
-    "labels-csv", "labels", _suffix_sniffer(*CSV_SUFFIXES),
-    lambda path, progress: read_label_table(iter_csv_records(path, progress)),
-    "labeled responses CSV with a header row (prompt, response, label, category)"))
-register_importer(Importer(
-    "labels-parquet", "labels", _suffix_sniffer(*PARQUET_SUFFIXES),
-    lambda path, progress: read_label_table(iter_parquet_records(path, progress)),
-    "labeled responses Parquet (prompt, response, label, category)"))
+register_table_formats("labels", "labels", read_label_table,
+                       "labeled responses (prompt, response, label, category)")
 register_importer(Importer(
     "jailbreakbench", "labels", sniff_jailbreakbench, read_jailbreakbench,
     "JailbreakBench artifact JSON, or a folder of them", directory_glob="*.json"))

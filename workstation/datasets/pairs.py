@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Callable, Iterable
 
 from workstation.datasets.reading import (
     Location, has_suffix, iter_csv_records, iter_jsonl_records, iter_lines,
@@ -125,18 +125,21 @@ def _suffix_sniffer(*suffixes: str):
     return lambda path: path.is_file() and has_suffix(path, *suffixes)
 
 
-register_importer(Importer(
-    "trl-jsonl", "pairs", _suffix_sniffer(*JSONL_SUFFIXES),
-    lambda path, progress: read_trl(iter_jsonl_records(path, progress)),
-    "TRL preference JSONL (prompt, chosen, rejected), optionally gzip"))
-register_importer(Importer(
-    "trl-csv", "pairs", _suffix_sniffer(*CSV_SUFFIXES),
-    lambda path, progress: read_trl(iter_csv_records(path, progress)),
-    "TRL preference CSV with a header row (prompt, chosen, rejected)"))
-register_importer(Importer(
-    "trl-parquet", "pairs", _suffix_sniffer(*PARQUET_SUFFIXES),
-    lambda path, progress: read_trl(iter_parquet_records(path, progress)),
-    "TRL preference Parquet (prompt, chosen, rejected)"))
+def register_table_formats(prefix: str, kind: str, read_table: Callable[[Iterable[Row]], Any],
+                           what: str) -> None:
+    """Register the JSONL, CSV and Parquet importers of one tabular layout
+    (``PREFIX-jsonl``, ``PREFIX-csv``, ``PREFIX-parquet``)."""
+    for fmt, suffixes, records, how in (
+            ("jsonl", JSONL_SUFFIXES, iter_jsonl_records, "JSONL, optionally gzip"),
+            ("csv", CSV_SUFFIXES, iter_csv_records, "CSV with a header row"),
+            ("parquet", PARQUET_SUFFIXES, iter_parquet_records, "Parquet")):
+        register_importer(Importer(
+            f"{prefix}-{fmt}", kind, _suffix_sniffer(*suffixes),
+            lambda path, progress, records=records: read_table(records(path, progress)),
+            f"{what} {how}"))
+
+
+register_table_formats("trl", "pairs", read_trl, "TRL preference (prompt, chosen, rejected)")
 register_importer(Importer(
     "hh-rlhf", "pairs", sniff_hh_rlhf, read_hh_rlhf,
     "Anthropic HH-RLHF JSONL(.gz): chosen/rejected whole transcripts"))
