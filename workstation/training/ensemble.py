@@ -22,7 +22,8 @@ from workstation.training.data import HELDOUT, LabelData, PairData, split_roles
 from workstation.training.export import TrainedHead
 from workstation.training.fit import FitReport, FitSettings, fit
 from workstation.training.heads import EnsembleHead, EnsembleScorer, standardiser
-from workstation.training.metrics import auroc, finite_or_none, mean_or_none
+from workstation.audits.metrics import auroc
+from workstation.training.metrics import finite_or_none, mean_or_none
 
 _PARITY_ROWS = 4096  # held-out rows the ONNX parity check runs on, at most
 
