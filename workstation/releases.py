@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from workstation import ledger, review
 from workstation.errors import WorkstationError
 from workstation.hashing import canonical_json, sha256_bytes
+from workstation.models.registry import ModelVersion, get_version, split_ref
 from workstation.workspace import Workspace, default_analyst, now_iso
 
 ALGORITHM = "ed25519"
@@ -120,50 +121,25 @@ class _Refused(Exception):
 
 # -- model versions --------------------------------------------------------
 
-@dataclass(frozen=True)
-class _Version:
-    id: int
-    model: str
-    version: int
-    sha256: str
-    input_kind: str
-    parent_id: int | None
-    manifest: dict[str, Any]
+def _version_by_id(ws: Workspace, version_id: int) -> ModelVersion | None:
+    try:
+        return get_version(ws, version_id)
+    except WorkstationError:
+        return None
 
 
-_VERSION_COLUMNS = "id, model, version, sha256, input_kind, parent_id, manifest"
-
-
-def _version_by_id(ws: Workspace, version_id: int) -> _Version | None:
-    row = ws.execute(f"SELECT {_VERSION_COLUMNS} FROM model_versions WHERE id = ?",
-                     [version_id]).fetchone()
-    return _Version(*row[:6], json.loads(row[6])) if row else None
-
-
-def _resolve_version(ws: Workspace, ref: str | int) -> _Version:
+def _resolve_version(ws: Workspace, ref: str | int) -> ModelVersion:
     """A model version from its id or NAME@VERSION (a release names its version exactly)."""
     if isinstance(ref, int):
-        found = _version_by_id(ws, ref)
-        if found is None:
-            raise WorkstationError(f"no model version with id {ref}")
-        return found
-    name, version = _split_ref(ref)
+        return get_version(ws, ref)
+    name, version = split_ref(ref)
     if version is None:
         raise WorkstationError(f"say which version of '{name}' to release: {name}@VERSION")
-    row = ws.execute(f"SELECT {_VERSION_COLUMNS} FROM model_versions WHERE model = ? AND version = ?",
-                     [name, version]).fetchone()
-    if row is None:
+    rows = ws.execute("SELECT id FROM model_versions WHERE model = ? AND version = ?",
+                      [name, version]).fetchall()
+    if not rows:
         raise WorkstationError(f"no model version {name}@{version}")
-    return _Version(*row[:6], json.loads(row[6]))
-
-
-def _split_ref(ref: str) -> tuple[str, int | None]:
-    name, at, version = str(ref).strip().rpartition("@")
-    if not at:
-        return version, None
-    if not name or not version.isdigit():
-        raise WorkstationError(f"'{ref}' is not a model reference: use NAME or NAME@VERSION")
-    return name, int(version)
+    return get_version(ws, int(rows[0][0]))
 
 
 def _blob(ws: Workspace, sha256: str, what: str) -> bytes:
@@ -373,7 +349,7 @@ def _review_seq(ws: Workspace, head: str, what: str) -> int:
     return int(row[0])
 
 
-def _label_edits(ws: Workspace, previous: Release | None, target: _Version) -> dict[str, Any]:
+def _label_edits(ws: Workspace, previous: Release | None, target: ModelVersion) -> dict[str, Any]:
     start = previous.batch["label_edits"]["head"] if previous else ""
     snapshot = _snapshot_head(target.manifest)
     end, basis = ((snapshot, "model-dataset-snapshot") if snapshot is not None
@@ -388,12 +364,12 @@ def _label_edits(ws: Workspace, previous: Release | None, target: _Version) -> d
     return {"basis": basis, "from_head": start, "head": end, "count": len(edits), "edits": edits}
 
 
-def _version_json(v: _Version) -> dict[str, Any]:
+def _version_json(v: ModelVersion) -> dict[str, Any]:
     return {"model_version_id": v.id, "model": v.model, "version": v.version,
             "sha256": v.sha256, "input_kind": v.input_kind, "parent_id": v.parent_id}
 
 
-def _governance_batch(ws: Workspace, release_id: int, target: _Version,
+def _governance_batch(ws: Workspace, release_id: int, target: ModelVersion,
                       previous: Release | None, report: dict[str, Any] | None,
                       gate: dict[str, Any], approver: str, notes: str) -> dict[str, Any]:
     from_version = None if previous is None else {
@@ -576,7 +552,7 @@ def export_release(ws: Workspace, model_ref: str, out: str | os.PathLike) -> Pat
 
 
 def _release_for(ws: Workspace, model_ref: str) -> Release:
-    name, version = _split_ref(model_ref)
+    name, version = split_ref(model_ref)
     if version is None:
         found = current_release(ws, name)
         if found is None:

@@ -221,7 +221,7 @@ def resolve(ws: Workspace, ref: str | int | ModelVersion) -> ModelVersion:
         return ref
     if isinstance(ref, int):
         return get_version(ws, ref)
-    name, version = _split_ref(ref)
+    name, version = split_ref(ref)
     sql = f"SELECT {', '.join(_COLUMNS)} FROM model_versions WHERE model = ? "
     if version is None:
         row = _one(ws, sql + "ORDER BY version DESC LIMIT 1", [name])
@@ -232,7 +232,8 @@ def resolve(ws: Workspace, ref: str | int | ModelVersion) -> ModelVersion:
     return _from_row(row)
 
 
-def _split_ref(ref: str) -> tuple[str, int | None]:
+def split_ref(ref: str) -> tuple[str, int | None]:
+    """NAME@VERSION -> (NAME, VERSION); NAME alone -> (NAME, None)."""
     name, sep, version = str(ref).rpartition("@")
     if not sep:
         return str(ref), None
