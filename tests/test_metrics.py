@@ -161,3 +161,25 @@ def test_per_category_uses_only_named_categories():
     out = m.per_category(compute, codes, ["A", "B"])
     assert out == {"A": {"n": 2}, "B": {"n": 1}}
     assert len(seen) == 2
+
+
+def test_category_bootstraps_on_threads_give_the_serial_figures(monkeypatch):
+    """Overall and per-category metrics run on a thread pool; each draws from
+    its own seeded generator, so the figures equal a one-thread run's."""
+    rng = np.random.default_rng(3)
+    n = 30_000
+    scores = rng.normal(size=n)
+    safe = rng.random(n) < 1 / (1 + np.exp(-2 * scores))
+    codes = rng.integers(-1, 6, n)
+
+    def compute(mask, seed):
+        return m.label_metrics(scores[mask], safe[mask], threshold=0.0, score_type="logit",
+                               seed=seed)
+    names = [f"C{k}" for k in range(6)]
+    threaded = m.overall_and_per_category(compute, codes, names, seed=5)
+    monkeypatch.setattr(m.os, "cpu_count", lambda: 1)
+    serial = m.overall_and_per_category(compute, codes, names, seed=5)
+    assert threaded == serial
+    assert set(threaded[1]) == set(names)
+    assert threaded[0]["n"] == n and threaded[1]["C0"]["n"] == int((codes == 0).sum())
+    assert threaded[0]["auroc_ci"] != threaded[1]["C0"]["auroc_ci"]

@@ -40,6 +40,8 @@ threads costs milliseconds, more than the arithmetic.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -392,13 +394,40 @@ def per_category(compute: Callable[[np.ndarray, int], dict[str, Any]], codes: np
                  names: list[str], seed: int = 0) -> dict[str, dict[str, Any]]:
     """``compute(mask, seed)`` for each named category present (uncategorized
     examples appear only in the overall metrics)."""
-    out = {}
+    return overall_and_per_category(compute, codes, names, seed, overall=False)[1]
+
+
+def overall_and_per_category(compute: Callable[[np.ndarray, int], dict[str, Any]],
+                             codes: np.ndarray, names: list[str], seed: int = 0,
+                             overall: bool = True
+                             ) -> tuple[dict[str, Any] | None, dict[str, dict[str, Any]]]:
+    """``compute`` over every example (None unless ``overall``) and for each
+    named category present, as ``per_category``.
+
+    The calls run on a small thread pool: their numpy work (the multinomial
+    draws above all, and the sorts) releases the GIL, so on two cores the
+    eleven bootstraps of ten categories take about half the time. Each call
+    draws from its own seeded generator, so the figures do not depend on the
+    threads."""
+    jobs: list[tuple[str | None, np.ndarray, int]] = []
+    if overall:
+        jobs.append((None, np.ones(len(codes), dtype=bool), seed))
     for code, name in enumerate(names):
         mask = codes == code
         if mask.any():
             # A seed per category keeps each one's interval reproducible on its own.
-            out[name] = compute(mask, seed * 1_000_003 + code + 1)
-    return out
+            jobs.append((name, mask, seed * 1_000_003 + code + 1))
+    results = _map_threads(lambda job: compute(job[1], job[2]), jobs)
+    everything = results.pop(0) if overall else None
+    return everything, {job[0]: r for job, r in zip(jobs[overall:], results)}
+
+
+def _map_threads(fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+    workers = min(len(items), os.cpu_count() or 1, 4)
+    if workers <= 1:
+        return [fn(item) for item in items]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="metrics") as pool:
+        return list(pool.map(fn, items))
 
 
 def _mean(values: np.ndarray) -> float | None:

@@ -176,12 +176,11 @@ def audit_metrics(result: ScoreResult, verdicts: Verdicts, seed: int = 0) -> dic
                                   result.score_type)
     else:
         compute = _demos_metrics(result, verdicts.threshold)
-    everything = np.ones(int(keep.sum()), dtype=bool)
-    out = compute(everything, seed)
+    out, per_category = m.overall_and_per_category(compute, codes, result.category_names, seed)
     out.update(kind=result.dataset_kind, score_type=result.score_type,
                threshold=verdicts.threshold, n_failures=int((verdicts.rank > 0).sum()),
                n_unlabeled=int((~keep).sum()))
-    out["per_category"] = m.per_category(compute, codes, result.category_names, seed)
+    out["per_category"] = per_category
     return out
 
 

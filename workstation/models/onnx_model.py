@@ -499,6 +499,14 @@ def to_scores(raw: Any, choice: OutputChoice) -> np.ndarray:
     return array.astype(np.float64, copy=False)
 
 
+# Rows per onnxruntime call for matrix inputs. Smaller runs keep a model's
+# intermediate activations in the CPU caches: an MLP 384->1024->2 over 200k rows
+# took 0.37 s in runs of 1024 rows, 0.54 s in runs of 8192 and 0.65 s in one
+# run (2 cores, best of 4); a logistic regression 0.033 s at 1024 vs 0.041 s in
+# one run, so the per-call overhead doesn't show.
+ROWS_PER_RUN = 1024
+
+
 class OnnxRunner:
     """A loaded model: runs batches and returns one score per row."""
 
@@ -526,7 +534,11 @@ class OnnxRunner:
         """Scores for a float matrix [N, width] (text-embedding and observation)."""
         spec = self.inputs[0]
         x = np.ascontiguousarray(x, dtype=_FLOAT_TYPES[spec.type])
-        return self._run({spec.name: x}, len(x))
+        if self.fixed_batch or len(x) <= ROWS_PER_RUN:
+            return self._run({spec.name: x}, len(x))
+        return np.concatenate([self._run({spec.name: x[start:start + ROWS_PER_RUN]},
+                                         len(x[start:start + ROWS_PER_RUN]))
+                               for start in range(0, len(x), ROWS_PER_RUN)])
 
     def score_tokens(self, prompts: Sequence[str | None], responses: Sequence[str]) -> np.ndarray:
         """Scores for (prompt, response) pairs through the model's own tokenizer."""

@@ -40,9 +40,8 @@ def category_deltas(kind: str, base_scores: np.ndarray, cand_scores: np.ndarray,
     else:
         metric = "pairwise_accuracy" if kind == "pairs" else "trajectory_pass_rate"
         compute = _verdict_compute(metric, base_passed, cand_passed, kind)
-    out = {ALL: compute(np.ones(len(codes), dtype=bool), seed)}
-    out.update(m.per_category(compute, codes, names, seed))
-    return out
+    everything, per_category = m.overall_and_per_category(compute, codes, names, seed)
+    return {ALL: everything, **per_category}
 
 
 def _record(baseline: float | None, candidate: float | None, samples: np.ndarray | None,
