@@ -83,7 +83,9 @@ def audit(quick: bool, full: bool) -> list[Line]:
                  f"onnxruntime alone {r['onnxruntime_s']:.2f} s",
                  f"{r['ratio']:.2f} (throughput)", f">= {r['target']}", _verdict(r["passed"]),
                  f"read + score alone {r['scoring_s']:.2f} s "
-                 f"(ratio {r['onnxruntime_s'] / r['scoring_s']:.2f})")]
+                 f"(ratio {r['onnxruntime_s'] / r['scoring_s']:.2f}); onnxruntime alone in "
+                 f"runs of the workstation's size {r['onnxruntime_runs_s']:.2f} s "
+                 f"(ratio {r['ratio_same_runs']:.2f})")]
 
 
 def page(quick: bool, full: bool) -> list[Line]:

@@ -9,18 +9,17 @@ metrics with bootstrap intervals, write 200k result rows) against
 onnxruntime's ``InferenceSession.run`` alone on the same float32 array held
 in memory. The ratio is throughput, workstation / onnxruntime (target >= 0.7).
 
-The ratio depends on how much work the model does per row, because the
-workstation's own work is fixed: reading ~300 MB of vectors through DuckDB
-(~0.5 s on a shared 2-core machine, where the read competes with inference
-for the cores instead of hiding behind it), metrics with 1000-resample
-bootstrap intervals overall and for each of 10 categories (~0.15-0.25 s,
-nearly all of it numpy drawing the multinomials) and the bulk write
-(~0.07 s). On that machine reading + scoring alone (score_dataset) reaches
-about 0.67 of onnxruntime alone, short of the 0.7 target before any metric
-is computed; the end-to-end audit reaches it only for models that take
-about 2 s or more per 200k rows. With a logistic regression (~30 ms in
-onnxruntime) no workspace-backed audit gets near it. The second line
-printed shows the split.
+The workstation feeds onnxruntime runs of ``ROWS_PER_RUN`` (1024) rows,
+which keeps the model's activations in the CPU caches; the baseline is the
+single run over the whole array that the issue names. Part of the margin comes
+from that choice, so the second line also prints onnxruntime alone in runs of
+the same size: that ratio isolates the workstation's own work, which is fixed
+per row: reading ~300 MB of vectors through DuckDB (~0.1 s, competing with
+inference for the two cores), the bootstrap intervals overall and for each of
+10 categories (~0.1 s on a thread pool, nearly all of it numpy drawing the
+multinomials) and the bulk write (~0.05 s). A model that does less per row
+than this MLP gets a lower ratio; with a logistic regression (~30 ms in
+onnxruntime) no workspace-backed audit gets near 0.7.
 
     .venv/bin/python bench/bench_audit.py [--n 200000] [--hidden 1024]
 """
@@ -42,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from workstation.audits import run_audit  # noqa: E402
 from workstation.hashing import sha256_text  # noqa: E402
 from workstation.models import add_model_bytes, score_dataset  # noqa: E402
-from workstation.models.onnx_model import make_session  # noqa: E402
+from workstation.models.onnx_model import ROWS_PER_RUN, make_session  # noqa: E402
 from workstation.workspace import Workspace  # noqa: E402
 
 N = 200_000
@@ -134,11 +133,15 @@ def run(n: int = N, hidden: int = HIDDEN, repeats: int = REPEATS) -> dict:
             session = make_session(mlp(hidden))
             session.run(["probabilities"], {"x": vectors[:64]})  # warm up
             encoder = CachedOnlyEncoder()
-            times: dict[str, list[float]] = {"alone": [], "audit": [], "scoring": []}
+            times: dict[str, list[float]] = {"alone": [], "audit": [], "scoring": [],
+                                             "alone_runs": []}
             runs = []
             for _ in range(repeats):
                 times["alone"].append(timed(
                     lambda: session.run(["probabilities"], {"x": vectors})))
+                times["alone_runs"].append(timed(lambda: [
+                    session.run(["probabilities"], {"x": vectors[i:i + ROWS_PER_RUN]})
+                    for i in range(0, len(vectors), ROWS_PER_RUN)]))
                 times["audit"].append(timed(lambda: runs.append(
                     run_audit(ws, "bench-mlp", "bench", encoder=encoder))))
                 # The read + score part alone, to show where the rest goes.
@@ -146,12 +149,14 @@ def run(n: int = N, hidden: int = HIDDEN, repeats: int = REPEATS) -> dict:
                     lambda: score_dataset(ws, "bench-mlp", "bench", encoder=encoder)))
         finally:
             ws.close()
-    alone, workstation, scoring = (statistics.median(times[k])
-                                   for k in ("alone", "audit", "scoring"))
+    alone, workstation, scoring, alone_runs = (
+        statistics.median(times[k]) for k in ("alone", "audit", "scoring", "alone_runs"))
     audit = runs[-1]
     ratio = alone / workstation
     return {"n": n, "hidden": hidden, "workstation_s": workstation, "onnxruntime_s": alone,
-            "scoring_s": scoring, "overhead_s": workstation - alone, "ratio": ratio,
+            "scoring_s": scoring, "onnxruntime_runs_s": alone_runs,
+            "ratio_same_runs": alone_runs / workstation, "overhead_s": workstation - alone,
+            "ratio": ratio,
             "target": TARGET, "passed": ratio >= TARGET, "n_failures": audit.n_failures,
             "auroc": audit.metrics["auroc"], "repeats": repeats}
 
@@ -167,10 +172,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"audit scoring {label}: workstation {r['workstation_s']:.2f} s, onnxruntime alone "
           f"{r['onnxruntime_s']:.2f} s, ratio (throughput) {r['ratio']:.2f} "
           f"(target >= {TARGET}) {'PASS' if r['passed'] else 'FAIL'}")
-    print(f"  model: MLP {DIM}->{r['hidden']}->2; workstation time beyond the model "
-          f"{r['overhead_s']:.2f} s, of which reading + scoring took {r['scoring_s']:.2f} s "
-          f"(ratio {r['onnxruntime_s'] / r['scoring_s']:.2f}); the rest is metrics with "
-          f"bootstrap intervals (overall + per category) and the bulk write")
+    print(f"  model: MLP {DIM}->{r['hidden']}->2; reading + scoring alone took "
+          f"{r['scoring_s']:.2f} s (ratio {r['onnxruntime_s'] / r['scoring_s']:.2f}), the rest "
+          f"is metrics with bootstrap intervals (overall + per category) and the bulk write; "
+          f"onnxruntime alone in runs of {ROWS_PER_RUN} rows, as the workstation feeds it: "
+          f"{r['onnxruntime_runs_s']:.2f} s (ratio {r['ratio_same_runs']:.2f})")
     return 0 if r["passed"] else 1
 
 
