@@ -126,3 +126,25 @@ def test_cli_oracle_refuses_bad_input_in_one_line(demos, tmp_path, capsys):
     assert main(["--workspace", str(path), "oracle", "--model", "obs@1", str(bad)]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "line 2" in err
+
+
+@pytest.mark.parametrize("bad, says", [
+    ('{"obs": [1, 2, 3, 4]}\n{"obs": [1, 2, 3]}\n', "input 2: the model takes 4-wide"),
+    ('{"obs": [1, 2, 3, 4]}\n"a string"\n', "input 2: an observation model takes"),
+])
+def test_cli_oracle_checks_every_input_before_touching_the_workspace(demos, tmp_path, capsys,
+                                                                     bad, says):
+    """The audit's coverage is recorded lazily, on the oracle's first use; a
+    refused query must not be that first use."""
+    ws, _ = demos
+    path = ws.path
+    assert ws.execute("SELECT count(*) FROM coverage_runs").fetchall()[0][0] == 0
+    ws.close()
+    queries = tmp_path / "bad.jsonl"
+    queries.write_text(bad)
+    assert main(["--workspace", str(path), "oracle", "--model", "obs@1", str(queries)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and says in err
+    from workstation.workspace import Workspace
+    with Workspace.open(path) as again:
+        assert again.execute("SELECT count(*) FROM coverage_runs").fetchall()[0][0] == 0

@@ -497,12 +497,17 @@ def cmd_patches(args, out: Output) -> None:
 
 
 def cmd_oracle(args, out: Output) -> None:
-    from workstation.oracle import Policy, SafetyOracle, read_queries
+    from workstation.models.registry import resolve
+    from workstation.oracle import Policy, SafetyOracle, check_queries, read_queries
 
     policy = Policy(block_below=args.block_below, max_uncertainty=args.max_uncertainty,
                     max_coverage=args.max_coverage)
     items = read_queries(args.input)
     with open_workspace(args) as ws:
+        # Every input is checked before the oracle is built, which records
+        # pending coverage runs in the workspace: a refused query writes nothing.
+        version = resolve(ws, args.model)
+        check_queries(items, version.input_kind, version.manifest["input"].get("obs_dim"))
         oracle = SafetyOracle.from_workspace(ws, args.model, policy=policy)
     if args.save_bundle:
         oracle.save(args.save_bundle)

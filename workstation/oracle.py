@@ -152,12 +152,8 @@ class SafetyOracle:
         ``chosen``/``rejected`` (a pair), or with ``obs``; a bare string is a
         response without a prompt; a list of numbers is an observation. An item
         that does not fit the model is refused as "input N", counting from ``first``."""
-        parsed = []
-        for number, item in enumerate(items, first):
-            try:
-                parsed.append(_parse(item, self.runner.input_kind))
-            except WorkstationError as exc:
-                raise WorkstationError(f"input {number}: {exc}") from None
+        parsed = check_queries(items, self.runner.input_kind,
+                               self.manifest["input"].get("obs_dim"), first)
         if not parsed:
             return []
         if self.runner.input_kind == "observation":
@@ -165,10 +161,7 @@ class SafetyOracle:
         return self._answer_texts(parsed)
 
     def _answer_observations(self, parsed: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        width = int(self.manifest["input"]["obs_dim"])
         obs = np.array([p["obs"] for p in parsed], dtype=np.float32)
-        if obs.ndim != 2 or obs.shape[1] != width:
-            raise WorkstationError(f"{self.version} takes {width}-wide observations")
         scores, extras = self._run(obs)
         near = self._near(obs)
         return [self._answer(scores[i], extras, i, obs[i:i + 1], near[i], {})
@@ -306,6 +299,24 @@ def _nearest_reviewed(a: AuditedSpace, d: np.ndarray,
         if len(out) == N_EVIDENCE:
             break
     return out
+
+
+def check_queries(items: Iterable[Any], input_kind: str, obs_dim: int | None = None,
+                  first: int = 1) -> list[dict[str, Any]]:
+    """The inputs checked against a model's input kind (and observation
+    width), before anything is scored; the first misfit is refused as
+    "input N", counting from ``first``."""
+    parsed = []
+    for number, item in enumerate(items, first):
+        try:
+            one = _parse(item, input_kind)
+            if obs_dim is not None and "obs" in one and len(one["obs"]) != int(obs_dim):
+                raise WorkstationError(f"the model takes {int(obs_dim)}-wide observations, "
+                                       f"this one has {len(one['obs'])} values")
+        except WorkstationError as exc:
+            raise WorkstationError(f"input {number}: {exc}") from None
+        parsed.append(one)
+    return parsed
 
 
 def _parse(item: Any, kind: str) -> dict[str, Any]:
