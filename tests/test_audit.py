@@ -401,3 +401,61 @@ def test_jailbreakbench_audit_metrics_match_sklearn(ws, jailbreakbench_dir):
     assert m["auroc_ci"][0] <= m["auroc"] <= m["auroc_ci"][1]
     assert sum(c["n"] for c in m["per_category"].values()) == 1637
     assert run.n_failures == int(((result.score > 0) != result.labels).sum())
+
+
+def input_dependent_loop(width: int = 4) -> bytes:
+    """sum(x) as the reward, passed through a Loop of max|x| * 1e15 no-op
+    iterations: a zero input (registration's test run) finishes at once, a
+    real observation would run for days."""
+    def value(name, shape, kind=TensorProto.FLOAT):
+        return helper.make_tensor_value_info(name, kind, shape)
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+         helper.make_node("Identity", ["v"], ["v_out"])], "body",
+        [value("i", [], TensorProto.INT64), value("cond_in", [], TensorProto.BOOL),
+         value("v", ["N", 1])],
+        [value("cond_out", [], TensorProto.BOOL), value("v_out", ["N", 1])])
+    nodes = [helper.make_node("ReduceSum", ["x", "axis"], ["total"], keepdims=1),
+             helper.make_node("Abs", ["x"], ["magnitude"]),
+             helper.make_node("ReduceMax", ["magnitude"], ["largest"], keepdims=0),
+             helper.make_node("Mul", ["largest", "scale"], ["scaled"]),
+             helper.make_node("Cast", ["scaled"], ["trips"], to=TensorProto.INT64),
+             helper.make_node("Loop", ["trips", "keep_going", "total"], ["reward"], body=body)]
+    graph = helper.make_graph(
+        nodes, "loop", [value("x", ["N", width])], [value("reward", ["N", 1])],
+        [numpy_helper.from_array(np.array([1], np.int64), "axis"),
+         numpy_helper.from_array(np.array(1e15, np.float32), "scale"),
+         numpy_helper.from_array(np.array(True), "keep_going")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
+def test_cancel_stops_a_model_stuck_inside_one_run(ws):
+    """Cancel is checked between batches, and a model can spend forever in one
+    onnxruntime run: the cancel must reach into the run too."""
+    import threading
+    import time
+
+    from tests.test_models import insert_dataset
+
+    add_model_bytes(ws, input_dependent_loop(), "slow", "observation")
+    insert_dataset(ws, "demos", [{"obs": [[0.5, 1.0, -1.0, 2.0]] * 3}], name="d")
+    progress = Progress()
+    outcome = {}
+
+    def audit():
+        try:
+            run_audit(ws, "slow", "d", progress=progress)
+        except BaseException as exc:  # noqa: BLE001 - reported to the test thread
+            outcome["error"] = exc
+    worker = threading.Thread(target=audit, daemon=True)
+    worker.start()
+    time.sleep(1.0)
+    assert worker.is_alive()  # stuck in the run, as the model intends
+    cancelled_at = time.monotonic()
+    progress.cancel()
+    worker.join(timeout=20)
+    assert not worker.is_alive(), "the audit did not stop after cancel"
+    assert time.monotonic() - cancelled_at < 5
+    assert isinstance(outcome.get("error"), Cancelled)
+    assert ws.execute("SELECT count(*) FROM audit_runs").fetchone()[0] == 0
+    assert ws.execute("SELECT count(*) FROM audit_results").fetchone()[0] == 0

@@ -25,10 +25,33 @@ class Progress:
     def __init__(self, callback: Callback | None = None) -> None:
         self._callback = callback
         self._cancel = threading.Event()
+        self._on_cancel: dict[int, Callable[[], None]] = {}
+        self._lock = threading.Lock()
         self.stage = ""
 
     def cancel(self) -> None:
-        self._cancel.set()
+        with self._lock:
+            self._cancel.set()
+            hooks = list(self._on_cancel.values())
+        for hook in hooks:
+            hook()
+
+    def on_cancel(self, hook: Callable[[], None]) -> Callable[[], None]:
+        """Call ``hook`` (in the cancelling thread) when cancellation is
+        requested, or at once if it already was: for work that cannot reach a
+        ``step`` soon, e.g. one long onnxruntime run. Returns the function that
+        removes the hook again."""
+        with self._lock:
+            key = id(hook)
+            self._on_cancel[key] = hook
+            already = self._cancel.is_set()
+        if already:
+            hook()
+
+        def remove() -> None:
+            with self._lock:
+                self._on_cancel.pop(key, None)
+        return remove
 
     @property
     def cancelled(self) -> bool:

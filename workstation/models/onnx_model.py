@@ -43,7 +43,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from workstation.errors import InputError, WorkstationError
+from workstation.errors import Cancelled, InputError, WorkstationError
+from workstation.progress import Progress
 
 INPUT_KINDS = ("text-embedding", "text-tokens", "observation")
 SCORE_TYPES = ("probability", "logit", "reward")
@@ -530,17 +531,19 @@ class OnnxRunner:
     def score_type(self) -> str:
         return self.choice.score_type
 
-    def score_matrix(self, x: np.ndarray) -> np.ndarray:
-        """Scores for a float matrix [N, width] (text-embedding and observation)."""
+    def score_matrix(self, x: np.ndarray, progress: Progress | None = None) -> np.ndarray:
+        """Scores for a float matrix [N, width] (text-embedding and observation).
+        A cancel of ``progress`` stops a run under way (see ``_session_run``)."""
         spec = self.inputs[0]
         x = np.ascontiguousarray(x, dtype=_FLOAT_TYPES[spec.type])
         if self.fixed_batch or len(x) <= ROWS_PER_RUN:
-            return self._run({spec.name: x}, len(x))
+            return self._run({spec.name: x}, len(x), progress)
         return np.concatenate([self._run({spec.name: x[start:start + ROWS_PER_RUN]},
-                                         len(x[start:start + ROWS_PER_RUN]))
+                                         len(x[start:start + ROWS_PER_RUN]), progress)
                                for start in range(0, len(x), ROWS_PER_RUN)])
 
-    def score_tokens(self, prompts: Sequence[str | None], responses: Sequence[str]) -> np.ndarray:
+    def score_tokens(self, prompts: Sequence[str | None], responses: Sequence[str],
+                     progress: Progress | None = None) -> np.ndarray:
         """Scores for (prompt, response) pairs through the model's own tokenizer."""
         if self.tokenizer is None:
             raise WorkstationError("this model takes tokens but has no tokenizer")
@@ -551,17 +554,39 @@ class OnnxRunner:
                    "token_type_ids": "type_ids"}
         feeds = {name: np.array([getattr(e, columns[name]) for e in encodings], dtype=dtype)
                  for name in self.input_info["names"]}
-        return self._run(feeds, len(items))
+        return self._run(feeds, len(items), progress)
 
-    def _run(self, feeds: dict[str, np.ndarray], n: int) -> np.ndarray:
+    def _run(self, feeds: dict[str, np.ndarray], n: int,
+             progress: Progress | None = None) -> np.ndarray:
         if n == 0:
             return np.zeros(0)
         if self.fixed_batch and n != self.fixed_batch:
-            return self._run_fixed(feeds, n)
-        raw = self.session.run([self.choice.output], feeds)[0]
-        return to_scores(raw, self.choice)
+            return self._run_fixed(feeds, n, progress)
+        return to_scores(self._session_run(feeds, progress), self.choice)
 
-    def _run_fixed(self, feeds: dict[str, np.ndarray], n: int) -> np.ndarray:
+    def _session_run(self, feeds: dict[str, np.ndarray], progress: Progress | None) -> Any:
+        """One onnxruntime run. With a ``progress``, its cancel sets the run's
+        terminate flag, so that a model stuck in a long run (a Loop whose trip
+        count comes from the input, say) stops within milliseconds and the
+        caller gets ``Cancelled``."""
+        if progress is None:
+            return self.session.run([self.choice.output], feeds)[0]
+        import onnxruntime as ort
+
+        options = ort.RunOptions()
+        options.log_severity_level = _ORT_LOGGING_FATAL_ONLY
+        remove = progress.on_cancel(lambda: setattr(options, "terminate", True))
+        try:
+            return self.session.run([self.choice.output], feeds, options)[0]
+        except Exception:
+            if progress.cancelled:
+                raise Cancelled() from None
+            raise
+        finally:
+            remove()
+
+    def _run_fixed(self, feeds: dict[str, np.ndarray], n: int,
+                   progress: Progress | None = None) -> np.ndarray:
         size = self.fixed_batch
         out = []
         for start in range(0, n, size):
@@ -570,7 +595,7 @@ class OnnxRunner:
             if rows < size:  # pad the last slice, drop the padding's scores
                 part = {k: np.concatenate([v, np.repeat(v[-1:], size - rows, axis=0)])
                         for k, v in part.items()}
-            raw = self.session.run([self.choice.output], part)[0]
+            raw = self._session_run(part, progress)
             out.append(to_scores(raw, self.choice)[:rows])
         return np.concatenate(out)
 

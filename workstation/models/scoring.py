@@ -254,7 +254,7 @@ def _read_embedded(ws: Workspace, version: ModelVersion, runner: OnnxRunner, dat
         if paired:
             prompt, responses = vectors[0], vectors[1:]
             vectors = [np.concatenate([prompt, r], axis=1) for r in responses]
-        cols.add(batch, **_score_sides(runner, kind, vectors))
+        cols.add(batch, **_score_sides(runner, kind, vectors, progress))
         done += batch.num_rows
         progress.step(done, total)
     return _finish(cols, version, runner, dataset_id, kind)
@@ -268,12 +268,13 @@ def _matrix(column: pa.Array) -> np.ndarray:
     return column.flatten().to_numpy(zero_copy_only=False).reshape(-1, width)
 
 
-def _score_sides(runner: OnnxRunner, kind: str, inputs: list[np.ndarray]) -> dict[str, np.ndarray]:
+def _score_sides(runner: OnnxRunner, kind: str, inputs: list[np.ndarray],
+                 progress: Progress) -> dict[str, np.ndarray]:
     if kind != "pairs":
-        return {"score": runner.score_matrix(inputs[0])}
+        return {"score": runner.score_matrix(inputs[0], progress)}
     n = len(inputs[0])
     # One call for both sides: fewer, larger onnxruntime runs.
-    both = runner.score_matrix(np.concatenate(inputs, axis=0))
+    both = runner.score_matrix(np.concatenate(inputs, axis=0), progress)
     chosen, rejected = both[:n], both[n:]
     return {"score_chosen": chosen, "score_rejected": rejected, "margin": chosen - rejected}
 
@@ -327,7 +328,7 @@ def _score_texts(runner: OnnxRunner, prompts: list[str | None], responses: list[
     for start in range(0, len(order), size):
         rows = order[start:start + size]
         out[rows] = runner.score_tokens([prompts[i] for i in rows],
-                                        [responses[i] or "" for i in rows])
+                                        [responses[i] or "" for i in rows], progress)
         progress.step(done, total)  # a cancel point between batches
     return out
 
@@ -368,7 +369,7 @@ def _step_rewards(ws: Workspace, runner: OnnxRunner, dataset_id: int, width: int
     progress.stage_start("scoring", total)
     rewards, owners, done = [], [], 0
     for batch in _stream(ws, sql, [dataset_id], size):
-        rewards.append(runner.score_matrix(_matrix_or_fail(batch.column("obs"))))
+        rewards.append(runner.score_matrix(_matrix_or_fail(batch.column("obs")), progress))
         owners.append(batch.column("example_id").to_numpy())
         done += batch.num_rows
         progress.step(done, total)
@@ -447,7 +448,8 @@ def score_texts(ws: Workspace, version: str | int | ModelVersion,
                             len(responses))
     if version.input_kind != "text-embedding":
         raise WorkstationError(f"model {version.ref} takes {version.input_kind}, not text")
-    return runner.score_matrix(text_features(ws, version, prompts, responses, encoder, progress))
+    return runner.score_matrix(text_features(ws, version, prompts, responses, encoder, progress),
+                               progress)
 
 
 def score_observations(ws: Workspace, version: str | int | ModelVersion,
