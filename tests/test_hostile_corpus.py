@@ -248,7 +248,7 @@ def _altered_signature(src: Path, dst: Path) -> Path:
     doc = json.loads((folder / "signature.json").read_text())
     text = doc["signature"]
     doc["signature"] = text[:10] + ("0" if text[10] != "0" else "1") + text[11:]
-    (folder / "signature.json").write_bytes(releases._json_file(doc))
+    (folder / "signature.json").write_bytes(releases.json_file(doc))
     return folder
 
 
@@ -256,7 +256,7 @@ def _altered_manifest(src: Path, dst: Path) -> Path:
     folder = _copy_folder(src, dst)
     manifest = json.loads((folder / "manifest.json").read_text())
     manifest["notes"] = "approved by nobody"
-    (folder / "manifest.json").write_bytes(releases._json_file(manifest))
+    (folder / "manifest.json").write_bytes(releases.json_file(manifest))
     return folder
 
 
@@ -278,10 +278,10 @@ def _resigned(src: Path, dst: Path) -> Path:
     folder = _copy_folder(src, dst)
     doc = json.loads((folder / "signature.json").read_text())
     attacker = Ed25519PrivateKey.generate()
-    doc["public_key_pem"] = releases._public_pem(attacker.public_key())
+    doc["public_key_pem"] = releases.public_pem_of(attacker.public_key())
     doc["key_id"] = doc["statement"]["key_id"] = releases.key_id_of(attacker.public_key())
     doc["signature"] = attacker.sign(releases.canonical_json(doc["statement"]).encode()).hex()
-    (folder / "signature.json").write_bytes(releases._json_file(doc))
+    (folder / "signature.json").write_bytes(releases.json_file(doc))
     return folder
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
+import textwrap
 import zipfile
 from pathlib import Path
 
@@ -432,11 +435,11 @@ def test_a_release_re_signed_with_another_key_is_refused_by_the_trusted_key(rele
     doc["statement"]["files"]["model.onnx"] = sha256_bytes(files["model.onnx"])
     doc["files"] = doc["statement"]["files"]
     attacker = Ed25519PrivateKey.generate()
-    doc["public_key_pem"] = releases._public_pem(attacker.public_key())
+    doc["public_key_pem"] = releases.public_pem_of(attacker.public_key())
     doc["key_id"] = doc["statement"]["key_id"] = releases.key_id_of(attacker.public_key())
     doc["signature"] = attacker.sign(
         releases.canonical_json(doc["statement"]).encode()).hex()
-    files["signature.json"] = releases._json_file(doc)
+    files["signature.json"] = releases.json_file(doc)
     assert releases.verify_release_files(files).reasons == [
         "governance.json does not describe the signed model.onnx"]
     for name, data in files.items():
@@ -452,7 +455,7 @@ def _with_signature(folder: Path, mutate) -> Path:
     path = folder / "signature.json"
     doc = json.loads(path.read_text())
     mutate(doc)
-    path.write_bytes(releases._json_file(doc))
+    path.write_bytes(releases.json_file(doc))
     return folder
 
 
@@ -601,3 +604,22 @@ def test_verify_workspace_catches_a_changed_manifest(released):
     ws.execute("UPDATE model_versions SET manifest = '{\"patches\": [\"sneaky\"]}' WHERE id = ?",
                [rel.model_version_id])
     assert any("signature does not match" in f for f in verify_workspace(ws).failures)
+
+
+def test_offline_verification_needs_neither_the_workspace_nor_duckdb(tmp_path, released):
+    """A verifier gets the release files and a public key, not a workspace."""
+    ws, _, folder = released
+    pub = releases.export_public_key(ws, tmp_path / "k.pub")
+    code = textwrap.dedent(f"""
+        import json, sys
+        sys.modules["duckdb"] = None      # importing it would fail
+        sys.modules["pyarrow"] = None
+        from workstation.offline_verify import verify_release
+        print(json.dumps(verify_release(r"{folder}", r"{pub}").to_json()))
+        assert "workstation.workspace" not in sys.modules
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["ok"] and result["key_trusted"], result
