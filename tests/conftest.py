@@ -26,6 +26,17 @@ def require_data(path: Path) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True, scope="session")
+def session_settings(tmp_path_factory) -> Path:
+    """The window's QSettings (recent workspaces, geometry, analyst name) go to
+    a file of this test session, never the developer's own; subprocesses
+    started by tests inherit it through the environment."""
+    path = tmp_path_factory.mktemp("settings") / "workstation.ini"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("WORKSTATION_SETTINGS", str(path))
+        yield path
+
+
 @pytest.fixture
 def hh_rlhf_path() -> Path:
     return require_data(HH_RLHF)

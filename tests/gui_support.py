@@ -119,14 +119,12 @@ def slow_encoder(delay: float = 0.05):
 # -- fixtures (imported by the GUI test modules) -------------------------------------
 
 @pytest.fixture(autouse=True)
-def own_settings(tmp_path):
-    """QSettings in a temporary folder, never the analyst's own."""
-    from PySide6.QtCore import QSettings
-
-    folder = str(tmp_path / "settings")
-    for fmt in (QSettings.Format.NativeFormat, QSettings.Format.IniFormat):
-        QSettings.setPath(fmt, QSettings.Scope.UserScope, folder)
-    yield folder
+def own_settings(tmp_path, monkeypatch) -> Path:
+    """Each test's QSettings in a file of its own (conftest already keeps the
+    whole session away from the analyst's own), so recent lists do not mix."""
+    path = tmp_path / "settings" / "workstation.ini"
+    monkeypatch.setenv("WORKSTATION_SETTINGS", str(path))
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -67,3 +67,11 @@ def test_cli_start_and_a_command_do_not_import_torch(tmp_path):
         f"assert main(['--workspace', r'{ws}', 'verify', '--json']) == 0")
     assert "torch" not in loaded
     assert "PySide6" not in loaded
+
+
+def test_the_window_makes_its_qsettings_in_one_place():
+    # AppContext.settings() honours $WORKSTATION_SETTINGS, which keeps tests
+    # away from the analyst's own settings; a QSettings made elsewhere would not.
+    makers = sorted(str(path.relative_to(REPO)) for path in (PACKAGE / "ui").rglob("*.py")
+                    if "QSettings(" in path.read_text())
+    assert makers == ["workstation/ui/context.py"]

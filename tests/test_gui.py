@@ -85,13 +85,13 @@ def test_opening_a_workspace_shows_the_newest_audit_of_the_first_dataset(window)
     assert window.recent()[0].endswith("ws.duckdb")
 
 
-def test_run_gui_opens_the_workspace_and_returns_when_the_window_closes(tmp_path, template):
+def test_run_gui_opens_the_workspace_and_returns_when_the_window_closes(tmp_path, template,
+                                                                        own_settings):
     # In a fresh process: after its event loop ends, a QApplication runs no more.
     path = copy_template(template, tmp_path / "run.duckdb")
+    real, real_before = _real_settings()
     script = textwrap.dedent(f"""
-        from PySide6.QtCore import QSettings, QTimer
-        QSettings.setPath(QSettings.Format.NativeFormat, QSettings.Scope.UserScope,
-                          r"{tmp_path}")
+        from PySide6.QtCore import QTimer
         from workstation.ui import app as gui
 
         def close_it():
@@ -110,12 +110,33 @@ def test_run_gui_opens_the_workspace_and_returns_when_the_window_closes(tmp_path
     shown, ended = result.stdout.strip().splitlines()[-2:]
     assert shown.startswith("run.duckdb — Workstation") and int(shown.split()[-1]) > 0
     assert ended == "0 0"
+    # The process inherited the test's settings file: the recent list went there.
+    assert str(path.resolve()) in own_settings.read_text()
+    assert _read(real) == real_before
+
+
+def test_recording_a_recent_workspace_never_touches_the_analysts_own_settings(
+        qtbot, tmp_path, template, own_settings):
+    from workstation.ui.main_window import MainWindow
+
+    real, before = _real_settings()
+    win = MainWindow()
+    qtbot.addWidget(win)
+    path = copy_template(template, tmp_path / "recent.duckdb")
+    assert win.open_workspace(str(path))
+    win.close()  # saves the geometry too
+    assert Path(win.ctx.settings().fileName()) == own_settings != real
+    assert own_settings.is_relative_to(tmp_path)
+    assert win.recent()[0] == str(path.resolve())
+    assert str(path.resolve()) in own_settings.read_text()
+    assert _read(real) == before
 
 
 def test_without_a_workspace_the_start_page_offers_recent_ones(qtbot, tmp_path, template):
     from workstation.ui.app import open_main_window
+    from workstation.ui.context import AppContext
 
-    QSettings("workstation", "workstation").setValue("recent/workspaces", [str(template)])
+    AppContext.settings().setValue("recent/workspaces", [str(template)])
     win = open_main_window(None)
     qtbot.addWidget(win)
     assert win.pages.currentWidget() is win.start_page
@@ -124,6 +145,122 @@ def test_without_a_workspace_the_start_page_offers_recent_ones(qtbot, tmp_path, 
     assert win.pages.currentWidget() is win.tabs and win.ctx.ws is not None
     wait_rows(qtbot, win.browser)
     win.close()
+
+
+# -- the demo workspace ---------------------------------------------------------------
+
+@pytest.fixture
+def start_window(qtbot, tmp_path, monkeypatch):
+    """A window on its start page; the save dialog answers ``chosen["path"]``
+    (and notes the path it proposed), and $HOME is a scratch folder."""
+    from PySide6.QtWidgets import QFileDialog
+
+    from workstation.ui.main_window import MainWindow
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    chosen: dict = {"path": str(tmp_path / "my-demo.duckdb")}
+
+    def save_dialog(parent, caption, default, *args, **kwargs):
+        chosen["proposed"] = default
+        return chosen["path"], ""
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", save_dialog)
+    win = MainWindow()
+    win.ctx.encoder = encoder()
+    win.chosen = chosen
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitExposed(win)
+    assert win.pages.currentWidget() is win.start_page
+    yield win
+    win.ctx.jobs.cancel_all()
+    win.ctx.jobs.wait(30_000)
+    win.close()
+
+
+@pytest.mark.slow
+def test_the_start_page_builds_the_demo_and_opens_it(qtbot, start_window, tmp_path):
+    win, page = start_window, start_window.start_page
+    win.ctx.encoder = slow_encoder(0.01)  # runs long enough to see it under load
+    qtbot.mouseClick(page.demo_button, Qt.MouseButton.LeftButton)
+    job = win.demo.job
+    assert job is not None and not page.demo_button.isEnabled()
+    # Proposed where `workstation demo` builds: ~/workstation-demo/demo.duckdb.
+    assert win.chosen["proposed"] == str(tmp_path / "home" / "workstation-demo" / "demo.duckdb")
+    # The status bar names the stage (torch's first import may stall the window).
+    qtbot.waitUntil(lambda: win.job_bar.isVisible() and win.job_bar.label.text().startswith(
+        "Building the demo workspace: "), timeout=30_000)
+    _save(qtbot, {"start_page_demo_building": win})
+    with qtbot.waitSignal(job.signals.ended, timeout=120_000):
+        pass
+    assert job.error is None, job.error
+    qtbot.waitUntil(lambda: win.pages.currentWidget() is win.tabs, timeout=5000)
+    box = win.browser.selection.dataset_box
+    assert [box.itemData(i) for i in range(box.count())] == \
+        ["demo-pairs", "demo-labels", "cliff-demos"]
+    assert win.windowTitle().startswith("my-demo.duckdb")
+    assert win.recent()[0] == str(tmp_path / "my-demo.duckdb")
+    assert "demo workspace ready" in win.statusBar().currentMessage()
+    assert sorted(p.name for p in tmp_path.glob("my-demo*")) == ["my-demo.duckdb"]
+    assert page.demo_button.isEnabled()
+
+
+def test_cancelling_the_demo_build_leaves_no_file_and_stays_on_the_start_page(
+        qtbot, start_window, tmp_path):
+    win, page = start_window, start_window.start_page
+    win.ctx.encoder = slow_encoder(0.2)  # long enough to cancel mid-way
+    win.build_demo()
+    job = win.demo.job
+    qtbot.waitUntil(win.job_bar.isVisible, timeout=30_000)
+    with qtbot.waitSignal(job.signals.cancelled, timeout=60_000):
+        qtbot.mouseClick(win.job_bar.cancel, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(page.demo_button.isEnabled, timeout=5000)
+    assert list(tmp_path.glob("*my-demo*")) == []
+    assert win.pages.currentWidget() is page and win.ctx.ws is None
+    assert "cancelled; nothing was changed" in win.statusBar().currentMessage()
+    assert page.demo_button.text().replace("&", "") == "Build demo workspace…"
+
+
+def test_a_demo_over_a_workspace_in_use_is_a_message_and_the_file_is_kept(
+        qtbot, start_window, tmp_path):
+    from tests.test_demo import held_open
+    from workstation.workspace import Workspace
+
+    win, target = start_window, tmp_path / "my-demo.duckdb"
+    Workspace.open(target).close()
+    before = target.read_bytes()
+    with held_open(target):
+        win.build_demo()  # the dialog confirmed replacing the file
+        with qtbot.waitSignal(win.demo.job.signals.ended, timeout=30_000):
+            pass
+        box = _message_box(qtbot)
+        assert box.text().startswith("Building the demo workspace failed: ")
+        assert "in use by another process" in box.text()
+        box.close()
+    assert target.read_bytes() == before
+    assert [p.name for p in tmp_path.glob("*my-demo*")] == ["my-demo.duckdb"]
+    assert win.pages.currentWidget() is win.start_page and win.start_page.demo_button.isEnabled()
+
+
+def test_the_demo_never_replaces_the_workspace_open_in_the_window(qtbot, window, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    open_path = str(window.ctx.ws.path)
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (open_path, ""))
+    window.actions["demo"].trigger()
+    box = _message_box(qtbot)
+    assert "is open in this window" in box.text()
+    box.close()
+    assert window.demo.job is None and window.ctx.jobs.running == []
+
+
+def test_alt_d_on_the_start_page_asks_where_to_build_the_demo(qtbot, start_window):
+    win = start_window
+    win.chosen["path"] = ""  # the analyst closes the dialog
+    win.activateWindow()
+    qtbot.keyClick(win, Qt.Key.Key_D, Qt.KeyboardModifier.AltModifier)
+    qtbot.waitUntil(lambda: "proposed" in win.chosen, timeout=2000)  # a mnemonic animates
+    assert win.demo.job is None and win.pages.currentWidget() is win.start_page
 
 
 def test_an_unopenable_workspace_is_a_readable_message_not_a_crash(qtbot, window):
@@ -713,6 +850,17 @@ def _big_labels(ws, n: int) -> None:
                    "response, label, category) SELECT ? + i, ?, 'big', i, 'prompt ' || i, "
                    "'response number ' || i, i % 2 = 0, 'c' || (i % 5) FROM range(?) t(i)",
                    [first, dataset_id, n])
+
+
+def _real_settings() -> tuple[Path, bytes | None]:
+    """The analyst's own settings file (where QSettings puts it without
+    $WORKSTATION_SETTINGS) and its bytes now, None when there is none."""
+    real = Path(QSettings("workstation", "workstation").fileName())
+    return real, _read(real)
+
+
+def _read(path: Path) -> bytes | None:
+    return path.read_bytes() if path.exists() else None
 
 
 def _env() -> dict:

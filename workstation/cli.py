@@ -526,9 +526,9 @@ def cmd_gui(args, out: Output) -> None:
 
 
 def cmd_demo(args, out: Output) -> None:
-    from workstation.demo import build_demo
+    from workstation.demo import build_demo, default_demo_path
 
-    path = args.workspace or os.environ.get("WORKSTATION_WORKSPACE") or _default_demo_path()
+    path = args.workspace or os.environ.get("WORKSTATION_WORKSPACE") or default_demo_path()
     report = build_demo(path, progress=out.progress(), overwrite=args.overwrite)
     out.result(report.to_json(), "demo workspace ready at " + str(report.path) + ": " +
                ", ".join(report.models) + (("; " + "; ".join(report.notes)) if report.notes else ""))
@@ -536,19 +536,6 @@ def cmd_demo(args, out: Output) -> None:
         from workstation.ui.app import run_gui
 
         raise SystemExit(run_gui(str(report.path)))
-
-
-def _default_demo_path() -> str:
-    from pathlib import Path
-
-    folder = Path.home() / "workstation-demo"
-    folder.mkdir(exist_ok=True)
-    path = folder / "demo.duckdb"
-    n = 1
-    while path.exists():
-        n += 1
-        path = folder / f"demo-{n}.duckdb"
-    return str(path)
 
 
 def _exit_failed(message: str) -> None:

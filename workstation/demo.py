@@ -11,14 +11,16 @@ it and runs the probes, so the first window already shows real failure cases.
 from __future__ import annotations
 
 import json
+import os
 import tempfile
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from workstation.errors import WorkstationError
+from workstation.errors import WorkspaceInUse, WorkstationError
 from workstation.progress import Progress
 from workstation.resources import resource_path
 from workstation.workspace import Workspace
@@ -107,33 +109,79 @@ def _cell(state: int, cols: int) -> list[float]:
 
 # -- the demo workspace ------------------------------------------------------
 
+def default_demo_path(home: Path | None = None) -> Path:
+    """Where a demo goes when nobody says: ``~/workstation-demo/demo.duckdb``,
+    or ``demo-2.duckdb``, ``demo-3.duckdb``... when taken (the folder is made)."""
+    folder = (home or Path.home()) / "workstation-demo"
+    folder.mkdir(exist_ok=True)
+    path = folder / "demo.duckdb"
+    n = 1
+    while path.exists():
+        n += 1
+        path = folder / f"demo-{n}.duckdb"
+    return path
+
+
 def build_demo(path: str | Path, *, progress: Progress | None = None, encoder: Any = None,
                seed: int = 0, overwrite: bool = False) -> DemoReport:
     """Create the demo workspace at ``path`` (refused if a file is there,
-    unless ``overwrite``)."""
+    unless ``overwrite``, and always if another process has it open).
+
+    It is built in a scratch file beside ``path`` and moved there only once
+    complete: a cancelled or failed build leaves nothing behind, and a file it
+    was to replace stays as it was."""
     path = Path(path)
-    if path.exists():
-        if not overwrite:
-            raise WorkstationError(f"{path} already exists; choose another path for the demo")
-        path.unlink()
+    _check_target(path, overwrite)
     progress = progress or Progress()
     report = DemoReport(path)
-    with Workspace.open(path) as ws:
-        _import_all(ws, report, progress, seed)
-        _train_and_audit(ws, report, progress, encoder, seed)
+    scratch = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.building")
+    try:
+        with Workspace.open(scratch) as ws:
+            _import_all(ws, report, progress, seed)
+            _train_and_audit(ws, report, progress, encoder, seed)
+        progress.check()  # a cancel that came during the last step still counts
+        os.replace(scratch, path)
+    finally:
+        _remove(scratch)
     return report
+
+
+def _check_target(path: Path, overwrite: bool) -> None:
+    if path.is_dir():
+        raise WorkstationError(f"{path} is a folder; choose a file name for the demo")
+    if not path.parent.is_dir():
+        raise WorkstationError(f"there is no folder {path.parent} for the demo")
+    if not path.exists():
+        return
+    if not overwrite:
+        raise WorkstationError(f"{path} already exists; choose another path for the demo")
+    try:  # replacing a workspace another process is writing would lose its work
+        Workspace.open(path, read_only=True, create=False).close()
+    except WorkspaceInUse:
+        raise
+    except WorkstationError:
+        pass  # not a workspace (or an older one): it is replaced all the same
+
+
+def _remove(scratch: Path) -> None:
+    """The scratch file and DuckDB's write-ahead log beside it, if still there."""
+    for leftover in (scratch, scratch.with_name(scratch.name + ".wal")):
+        leftover.unlink(missing_ok=True)
 
 
 def _import_all(ws: Workspace, report: DemoReport, progress: Progress, seed: int) -> None:
     from workstation.datasets import import_dataset
 
     progress.stage_start("importing demo data")
-    import_dataset(ws, "pairs", resource_path("demo", "pairs.jsonl"), "demo-pairs")
-    import_dataset(ws, "labels", resource_path("demo", "labels.jsonl"), "demo-labels")
+    import_dataset(ws, "pairs", resource_path("demo", "pairs.jsonl"), "demo-pairs",
+                   progress=progress)
+    import_dataset(ws, "labels", resource_path("demo", "labels.jsonl"), "demo-labels",
+                   progress=progress)
     with tempfile.TemporaryDirectory() as tmp:
         demos = Path(tmp) / "cliffwalking-expert.jsonl"
         demos.write_text("".join(json.dumps(t) + "\n" for t in expert_rollouts(seed=seed)))
-        import_dataset(ws, "demos", demos, "cliff-demos")
+        progress.check()
+        import_dataset(ws, "demos", demos, "cliff-demos", progress=progress)
     report.datasets += ["demo-pairs", "demo-labels", "cliff-demos"]
 
 

@@ -8,6 +8,7 @@ directly: they emit and listen to these signals, and call core functions
 
 from __future__ import annotations
 
+import os
 from typing import Any, Callable
 
 from PySide6.QtCore import QObject, QSettings, Signal
@@ -15,6 +16,10 @@ from PySide6.QtCore import QObject, QSettings, Signal
 from workstation.progress import Progress
 from workstation.ui.jobs import Job, JobRunner
 from workstation.workspace import Workspace
+
+# An INI file to keep the settings in instead of the user's own (tests, or a
+# second profile on a shared login).
+SETTINGS_FILE_ENV = "WORKSTATION_SETTINGS"
 
 
 class AppContext(QObject):
@@ -53,7 +58,11 @@ class AppContext(QObject):
 
     @staticmethod
     def settings() -> QSettings:
-        """The user's settings (organisation and application "workstation")."""
+        """The user's settings (organisation and application "workstation"),
+        or the INI file named by $WORKSTATION_SETTINGS."""
+        path = os.environ.get(SETTINGS_FILE_ENV)
+        if path:
+            return QSettings(path, QSettings.Format.IniFormat)
         return QSettings("workstation", "workstation")
 
     def analyst(self) -> str:

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QListWidget, QL
 from workstation.ui import dialogs
 from workstation.ui.browser import BrowserPanel
 from workstation.ui.context import AppContext
+from workstation.ui.demo_builder import DemoBuilder
 from workstation.ui.jobs import Job, JobRunner
 from workstation.ui.shortcuts import Reviewer, make_action
 
@@ -35,6 +36,10 @@ WARM_UP_AFTER_MS = 1000
 WARM_UP_MODULES = ("onnxruntime", "workstation.audits.runs", "workstation.models.scoring",
                    "workstation.probes.base", "workstation.examples")
 WORKSPACE_FILTER = "Workspaces (*.duckdb *.db);;All files (*)"
+DEMO_TEXT = "Build &demo workspace…"
+DEMO_HELP = ("A ready-made workspace to look around in: the shipped example datasets (a few "
+             "labels deliberately wrong), a first model of each, its audit and probe findings. "
+             "Takes about 20 seconds.")
 
 
 class JobBar(QWidget):
@@ -103,7 +108,7 @@ class JobBar(QWidget):
 
 
 class StartPage(QWidget):
-    """No workspace open: recent workspaces, Open and New."""
+    """No workspace open: recent workspaces, Open, New, and the demo."""
 
     def __init__(self, window: "MainWindow") -> None:
         super().__init__(window)
@@ -117,13 +122,19 @@ class StartPage(QWidget):
         self.recent = QListWidget()
         self.recent.itemActivated.connect(lambda item: window.open_workspace(
             item.data(Qt.ItemDataRole.UserRole), create=False))
-        open_button = QPushButton("Open workspace…")
-        new_button = QPushButton("New workspace…")
+        open_button = QPushButton("&Open workspace…")
+        new_button = QPushButton("&New workspace…")
         open_button.clicked.connect(window.choose_workspace)
         new_button.clicked.connect(window.new_workspace)
+        self.demo_button = QPushButton(DEMO_TEXT)
+        self.demo_button.setToolTip(DEMO_HELP)
+        self.demo_button.clicked.connect(window.build_demo)
+        window.demo.running_changed.connect(self._demo_running)
         buttons = QHBoxLayout()
         buttons.addWidget(open_button)
         buttons.addWidget(new_button)
+        buttons.addSpacing(16)
+        buttons.addWidget(self.demo_button)
         buttons.addStretch(1)
         self.recent_label = QLabel("Recent workspaces")
         self.recent.setMaximumHeight(240)
@@ -153,8 +164,13 @@ class StartPage(QWidget):
                 item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEnabled)
             self.recent.addItem(item)
         self.recent_label.setText("Recent workspaces (double-click to open)" if paths else
-                                  "No recent workspaces yet: open or create one.")
+                                  "No recent workspaces yet: open or create one, or build the "
+                                  "demo workspace to look around.")
         self.recent.setVisible(bool(paths))
+
+    def _demo_running(self, running: bool) -> None:
+        self.demo_button.setEnabled(not running)
+        self.demo_button.setText("Building the demo…" if running else DEMO_TEXT)
 
 
 class LazyTab(QWidget):
@@ -192,6 +208,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("Workstation")
         self.browser = BrowserPanel(self.ctx)
         self.reviewer = Reviewer(self.browser, self.ctx)
+        self.demo = DemoBuilder(self)
         self.start_page = StartPage(self)
         self.tabs = QTabWidget()
         self.tabs.setDocumentMode(True)
@@ -283,6 +300,10 @@ class MainWindow(QMainWindow):
         self._action(menu, "&Open workspace…", self.choose_workspace,
                      QKeySequence.StandardKey.Open, sp.SP_DialogOpenButton)
         self.recent_menu = menu.addMenu("Open &recent")
+        self.actions["demo"] = self._action(menu, DEMO_TEXT, self.build_demo)
+        self.actions["demo"].setStatusTip(DEMO_HELP)
+        self.demo.running_changed.connect(lambda running: self.actions["demo"].setEnabled(
+            not running))
         self._action(menu, "&Close workspace", self.close_workspace)
         menu.addSeparator()
         self.actions["import"] = self._action(menu, "&Import dataset…",
@@ -363,6 +384,16 @@ class MainWindow(QMainWindow):
                                               WORKSPACE_FILTER)
         if path:
             self.open_workspace(path, create=True)
+
+    def build_demo(self) -> None:
+        """Ask where to put the demo workspace (by default where `workstation
+        demo` would), then build it in the background and open it."""
+        from workstation.demo import default_demo_path
+
+        path, _ = QFileDialog.getSaveFileName(self, "Build demo workspace",
+                                              str(default_demo_path()), WORKSPACE_FILTER)
+        if path:  # the dialog has asked before an existing file is replaced
+            self.demo.start(path, overwrite=Path(path).exists())
 
     def close_workspace(self) -> None:
         self.browser.model.stop()
