@@ -7,6 +7,9 @@ each reports its own peak memory):
 * import: a labels JSONL file of that size (written untimed; prompts and
   responses are the real HH-RLHF texts, each response made unique with its row
   number, so lengths are realistic) timed through ``import_dataset``, once;
+  "import peak" is the process's peak memory right after it (which includes
+  the setup before it: ``setup_rss_mb`` in the JSON), "peak RSS" the peak at
+  the end, after the audit;
 * encode: the real encoder (``embed_texts`` into a scratch workspace, nothing
   cached) on the dataset's responses, only up to ``--encode-limit`` texts
   (10k by default: the encoder runs a few hundred texts/s on a laptop, so 1M
@@ -131,8 +134,10 @@ def point(n: int, repeats: int = REPEATS) -> dict[str, Any]:
         path = Path(tmp) / f"labels-{n}.jsonl"
         write_labels(path, n)
         with Workspace.open(Path(tmp) / "scale.duckdb") as ws:
+            out["setup_rss_mb"] = _peak_rss_mb()
             out["import"], _ = _timed(lambda: import_dataset(ws, "labels", path, "scale",
                                                              format="labels-jsonl"))
+            out["import_rss_mb"] = _peak_rss_mb()  # the peak so far: setup, then the import
             encoder = CachedOnlyEncoder()
             synthesise_embeddings(ws, encoder.id)
             add_model_bytes(ws, mlp(HIDDEN), "scale-mlp", "text-embedding", encoder=encoder)
@@ -145,8 +150,13 @@ def point(n: int, repeats: int = REPEATS) -> dict[str, Any]:
                 _timed(lambda: failure_page(ws, run.id, verdict="failed", order_by="rank",
                                             offset=middle, limit=100))[0]
                 for _ in range(PAGE_REPEATS))
-    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["peak_rss_mb"] = _peak_rss_mb()
     return out
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory so far (it never goes down)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _warm_up_import(folder: Path) -> None:
@@ -268,11 +278,11 @@ def _where(points: list[dict[str, Any]], column: str) -> str:
 def table(points: list[dict[str, Any]]) -> list[str]:
     """The printed table: one row per size, then the verdicts."""
     encode = _encode_cells(points)
-    widths = (8, 10, 26, 10, 10, 10)
-    head = ("size", "import", "encode", "audit", "page", "peak RSS")
+    widths = (8, 10, 26, 10, 10, 10, 12)
+    head = ("size", "import", "encode", "audit", "page", "peak RSS", "import peak")
     rows = [head] + [(_size(p["n"]), _seconds(p["import"]), encode[i], _seconds(p["audit"]),
-                      _seconds(p["page"]), f"{p['peak_rss_mb']:.0f} MB")
-                     for i, p in enumerate(points)]
+                      _seconds(p["page"]), f"{p['peak_rss_mb']:.0f} MB",
+                      f"{p['import_rss_mb']:.0f} MB") for i, p in enumerate(points)]
     lines = ["  " + "  ".join(f"{cell:<{w}}" for cell, w in zip(row, widths)).rstrip()
              for row in rows]
     return lines + ["growth (time per row, largest size vs smallest):"] + verdicts(points)

@@ -1,10 +1,12 @@
 """Dataset import and export: the public API.
 
 ``import_dataset`` reads a source file (or, for formats that allow it, a
-folder of files) with a registered importer, validates every record, and only
-then writes the examples, the demonstration steps, a ``sources`` row per file
-and a ``datasets`` row, in ONE transaction with bulk Arrow inserts: any error
-or a cancel leaves the workspace exactly as it was. Bad input raises
+folder of files) with a registered importer, validating every record, and
+writes the examples and the demonstration steps chunk by chunk as it reads
+(bulk Arrow inserts; see ``store``), then a ``sources`` row per file and a
+``datasets`` row, all in ONE transaction: memory stays bounded by the chunk,
+not the file, and any error or a cancel, even in the last record, rolls it
+all back and leaves the workspace exactly as it was. Bad input raises
 ``InputError`` naming the file, the line or record, and the field.
 
 Each example keeps its provenance: ``source_sha256`` (sha256 of its file),
@@ -31,7 +33,7 @@ import zlib
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from workstation.datasets import demos as _demos  # noqa: F401  (registers built-ins)
 from workstation.datasets import labels as _labels  # noqa: F401
@@ -74,10 +76,14 @@ class ImportReport:
 
 @dataclass
 class _Source:
+    """One file of the import, and what reading it gave."""
+
     path: Path
     sha256: str
     size: int
-    result: ReadResult | None = None
+    imported: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    notes: list[str] = field(default_factory=list)
 
 
 def detect_format(kind: str, path: Path) -> str:
@@ -113,15 +119,13 @@ def import_dataset(ws: Workspace, kind: str, path: str | Path, name: str,
     importer = _importer(kind, fmt)
     sources = [_hash(p) for p in _source_files(importer, path)]
     _refuse_repeats(sources)
-    _refuse_taken(ws, name, sources)
-    _read_all(importer, sources, progress)  # parse and validate everything first
-    if not any(s.result.rows for s in sources):
-        skipped = sum(sum(s.result.skipped.values()) for s in sources)
-        raise InputError(str(path), f"no importable records ({skipped} skipped)")
-    progress.stage_start(f"writing {name}", 1)
-    with ws.transaction():
+    with ws.transaction():  # everything below rolls back on any error or a cancel
         _refuse_taken(ws, name, sources)
-        report = _write(ws, kind, fmt, path, name, sources)
+        dataset_id = ws.next_id("datasets")
+        _read_all(ws, importer, path, dataset_id, sources, progress)
+        _refuse_nothing_imported(path, sources)
+        progress.stage_start(f"writing {name}", 1)
+        report = _write(ws, kind, fmt, path, name, dataset_id, sources)
         progress.step(1, 1)  # a cancel here still rolls back: never after the commit
     return report
 
@@ -210,32 +214,48 @@ def _raise_duplicate(source: _Source, dataset: str, others: int = 0) -> None:
                            f"(sha256 {source.sha256[:12]}); a file is not imported twice")
 
 
-def _read_all(importer: Importer, sources: list[_Source], progress: Progress) -> None:
+def _read_all(ws: Workspace, importer: Importer, path: Path, dataset_id: int,
+              sources: list[_Source], progress: Progress) -> None:
+    """Read every file, writing its examples chunk by chunk as they come."""
     total = sum(s.size for s in sources) or 1
     done = 0
+    next_id = ws.next_id("examples")
     progress.stage_start(f"reading {sources[0].path.name}" if len(sources) == 1
                          else f"reading {len(sources)} files", total)
     for s in sources:
-        s.result = _read_one(importer, s.path, _FileProgress(progress, done, s.size, total))
+        rows = _read_one(importer, s, _FileProgress(progress, done, s.size, total))
+        s.imported = store.write_rows(ws, importer.kind, path, rows, next_id, dataset_id,
+                                      s.sha256, progress)
+        next_id += s.imported
         done += s.size
         progress.step(done, total)
 
 
-def _read_one(importer: Importer, path: Path, progress: Progress) -> ReadResult:
+def _read_one(importer: Importer, source: _Source, progress: Progress) -> Iterator[Row]:
+    """The rows of one file, as the importer yields them; once they are all
+    out, ``source`` holds the skips and notes. Errors of an importer that did
+    not validate still become one readable line."""
+    path = source.path
     try:
         result = importer.read(path, progress)
         if not isinstance(result, ReadResult):
-            result = ReadResult(list(result))
-        return result
+            result = ReadResult(result)
+        yield from result.rows
     except (WorkstationError, Cancelled):
         raise
     except RecursionError:
         raise InputError(str(path), "data is nested too deeply") from None
     except (OSError, EOFError, ValueError, TypeError, KeyError, IndexError, UnicodeError,
             zlib.error) as exc:
-        # a third-party importer that did not validate; still one readable line
         raise InputError(str(path), f"{importer.name} could not read it "
                          f"({type(exc).__name__}: {exc})") from None
+    source.skipped, source.notes = result.skipped, result.notes
+
+
+def _refuse_nothing_imported(path: Path, sources: list[_Source]) -> None:
+    if not any(s.imported for s in sources):
+        skipped = sum(sum(s.skipped.values()) for s in sources)
+        raise InputError(str(path), f"no importable records ({skipped} skipped)")
 
 
 class _FileProgress(Progress):
@@ -254,23 +274,18 @@ class _FileProgress(Progress):
         self._outer.step(self._base + share, self._grand)
 
 
-def _write(ws: Workspace, kind: str, fmt: str, path: Path, name: str,
+def _write(ws: Workspace, kind: str, fmt: str, path: Path, name: str, dataset_id: int,
            sources: list[_Source]) -> ImportReport:
-    dataset_id = ws.next_id("datasets")
-    first_id = ws.next_id("examples")
-    rows: list[Row] = [r for s in sources for r in s.result.rows]
-    shas = [s.sha256 for s in sources for _ in s.result.rows]
-    store.insert_examples(ws, store.examples_table(path, rows, first_id, dataset_id, shas))
-    if kind == "demos":
-        store.insert_steps(ws, store.steps_table(path, rows, first_id))
-    report = _report(kind, fmt, path, name, dataset_id, sources, len(rows))
+    """The ``sources`` and ``datasets`` rows, once every example is in."""
+    imported = sum(s.imported for s in sources)
+    report = _report(kind, fmt, path, name, dataset_id, sources, imported)
     now = now_iso()
     ws.con.executemany(
         "INSERT INTO sources VALUES (?, ?, ?, ?, ?) ON CONFLICT (sha256) DO NOTHING",
         [[s.sha256, str(s.path.resolve()), s.size, fmt, now] for s in sources])
     ws.execute("INSERT INTO datasets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                [dataset_id, name, kind, fmt, report.source_sha256, str(path.resolve()), now,
-                len(rows), json.dumps(report.to_json(), ensure_ascii=False)])
+                imported, json.dumps(report.to_json(), ensure_ascii=False)])
     return report
 
 
@@ -279,8 +294,8 @@ def _report(kind: str, fmt: str, path: Path, name: str, dataset_id: int,
     reasons: Counter = Counter()
     notes: list[str] = []
     for s in sources:
-        reasons.update(s.result.skipped)
-        notes.extend(s.result.notes)
+        reasons.update(s.skipped)
+        notes.extend(s.notes)
     if path.is_dir():
         digest = sha256_text(canonical_json([[s.path.name, s.sha256] for s in sources]))
         notes.append(f"folder of {len(sources)} files; source_sha256 is the digest of their "
@@ -288,7 +303,7 @@ def _report(kind: str, fmt: str, path: Path, name: str, dataset_id: int,
     else:
         digest = sources[0].sha256
     listed = [{"path": str(s.path.resolve()), "sha256": s.sha256, "size_bytes": s.size,
-               "imported": len(s.result.rows), "skipped": sum(s.result.skipped.values())}
+               "imported": s.imported, "skipped": sum(s.skipped.values())}
               for s in sources]
     return ImportReport(dataset=name, dataset_id=dataset_id, kind=kind, format=fmt,
                         source_sha256=digest, imported=imported,

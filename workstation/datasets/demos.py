@@ -30,9 +30,8 @@ from __future__ import annotations
 
 import zipfile
 import zlib
-from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -202,32 +201,38 @@ def _check_finite(path: Path, key: str, arr2d: np.ndarray, bounds: np.ndarray) -
 # -- JSONL -----------------------------------------------------------------
 
 def read_demos_jsonl(path: Path, progress: Progress) -> ReadResult:
-    rows: list[Row] = []
-    widths: dict[str, int] = {}
+    return ReadResult(_demo_rows(path, progress))
+
+
+def _demo_rows(path: Path, progress: Progress) -> Iterator[Row]:
+    widths: dict[str, int] = {}  # one width per field across the whole file
     for loc, index, rec in iter_jsonl_records(path, progress):
-        obs, _, _ = _matrix(require(rec, "obs", loc), loc, "obs")
-        _same_width(widths, "obs", obs, loc)
-        acts, act_scalar, act_int = None, True, True
-        if rec.get("acts") is not None:
-            acts, act_scalar, act_int = _matrix(rec["acts"], loc, "acts", allow_empty=True)
-            _same_width(widths, "acts", acts, loc)
-            if len(acts) not in (len(obs) - 1, len(obs)):
-                raise loc.error(f"has {len(acts)} actions for {len(obs)} observations; expected "
-                                f"{len(obs) - 1} (or {len(obs)})", field="acts")
-        with np.errstate(over="ignore", invalid="ignore"):
-            obs32 = obs.astype(np.float32)
-        if not np.isfinite(obs32).all():
-            raise loc.error("a value is too large for float32", field="obs")
-        meta: dict[str, Any] = {"act_scalar": act_scalar, "act_int": act_int}
-        if type(rec.get("return")) in (int, float):  # what our own export writes
-            meta["return"] = float(rec["return"])
-        extra, _ = scalar_extras(rec, {"obs", "acts", "id", "return"})
-        if extra:
-            meta["extra"] = extra
-        rows.append({"source_index": index, "source_id": source_id_of(rec), "obs": obs32,
-                     "acts": acts, "n_steps": len(acts) if acts is not None else len(obs) - 1,
-                     "meta": meta})
-    return ReadResult(rows, Counter())
+        yield _demo_row(rec, index, loc, widths)
+
+
+def _demo_row(rec: dict, index: int, loc: Location, widths: dict[str, int]) -> Row:
+    """One trajectory as an examples row carrying its ``obs`` and ``acts``."""
+    obs, _, _ = _matrix(require(rec, "obs", loc), loc, "obs")
+    _same_width(widths, "obs", obs, loc)
+    acts, act_scalar, act_int = None, True, True
+    if rec.get("acts") is not None:
+        acts, act_scalar, act_int = _matrix(rec["acts"], loc, "acts", allow_empty=True)
+        _same_width(widths, "acts", acts, loc)
+        if len(acts) not in (len(obs) - 1, len(obs)):
+            raise loc.error(f"has {len(acts)} actions for {len(obs)} observations; expected "
+                            f"{len(obs) - 1} (or {len(obs)})", field="acts")
+    with np.errstate(over="ignore", invalid="ignore"):
+        obs32 = obs.astype(np.float32)
+    if not np.isfinite(obs32).all():
+        raise loc.error("a value is too large for float32", field="obs")
+    meta: dict[str, Any] = {"act_scalar": act_scalar, "act_int": act_int}
+    if type(rec.get("return")) in (int, float):  # what our own export writes
+        meta["return"] = float(rec["return"])
+    extra, _ = scalar_extras(rec, {"obs", "acts", "id", "return"})
+    if extra:
+        meta["extra"] = extra
+    return {"source_index": index, "source_id": source_id_of(rec), "obs": obs32, "acts": acts,
+            "n_steps": len(acts) if acts is not None else len(obs) - 1, "meta": meta}
 
 
 def _matrix(value: Any, loc: Location, field: str,

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
-from workstation.datasets.pairs import register_table_formats
+from workstation.datasets.pairs import note_dropped_extras, register_table_formats
 from workstation.datasets.reading import (
     Location, has_suffix, head_bytes, optional_str, read_json_document, require, require_str,
     scalar_extras, source_id_of, type_name)
@@ -70,21 +70,42 @@ def label_row(rec: dict, index: int, loc: Location) -> tuple[Row | None, int]:
 
 
 def read_label_table(records: Iterable[tuple[Location, int, dict]]) -> ReadResult:
-    rows, skipped, dropped = [], Counter(), 0
+    return ReadResult.lazy(lambda result: _label_rows(records, result))
+
+
+def _label_rows(records: Iterable[tuple[Location, int, dict]],
+                result: ReadResult) -> Iterator[Row]:
+    dropped = 0
     for loc, index, rec in records:
         row, n = label_row(rec, index, loc)
         if row is None:
-            skipped["null response"] += 1
+            result.skipped["null response"] += 1
             continue
-        rows.append(row)
         dropped += n > 0
-    notes = [f"{dropped} records had non-scalar extra fields that were not kept"] if dropped else []
-    return ReadResult(rows, skipped, notes)
+        yield row
+    note_dropped_extras(result, dropped)
 
 
 # -- JailbreakBench --------------------------------------------------------
 
 def read_jailbreakbench(path: Path, progress: Progress) -> ReadResult:
+    return ReadResult.lazy(lambda result: _jbb_rows(path, progress, result))
+
+
+def _jbb_rows(path: Path, progress: Progress, result: ReadResult) -> Iterator[Row]:
+    records, base = _jbb_document(path, progress)
+    from_goal = 0
+    for index, rec in enumerate(records):
+        row = _jbb_row(rec, index, Location(path, record=index), base, result.skipped)
+        if row is not None:
+            from_goal += row["meta"].get("prompt_from") == "goal"
+            yield row
+    if from_goal:
+        result.notes.append(f"{path.name}: {from_goal} records had no prompt; used goal")
+
+
+def _jbb_document(path: Path, progress: Progress) -> tuple[list, dict]:
+    """The artifact's records, and the meta every row of it carries."""
     doc = read_json_document(path, progress)
     top = Location(path)
     if not isinstance(doc, dict):
@@ -95,16 +116,8 @@ def read_jailbreakbench(path: Path, progress: Progress) -> ReadResult:
     params = doc.get("parameters") or {}
     if not isinstance(params, dict):
         raise top.error(f"expected an object, got {type_name(params)}", field="parameters")
-    base = {"file": path.name, "method": params.get("method"), "model": params.get("model")}
-    rows, skipped, from_goal = [], Counter(), 0
-    for index, rec in enumerate(records):
-        loc = Location(path, record=index)
-        row = _jbb_row(rec, index, loc, base, skipped)
-        if row is not None:
-            from_goal += row["meta"].get("prompt_from") == "goal"
-            rows.append(row)
-    notes = [f"{path.name}: {from_goal} records had no prompt; used goal"] if from_goal else []
-    return ReadResult(rows, skipped, notes)
+    return records, {"file": path.name, "method": params.get("method"),
+                     "model": params.get("model")}
 
 
 def _jbb_row(rec: Any, index: int, loc: Location, base: dict, skipped: Counter) -> Row | None:

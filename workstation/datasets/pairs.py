@@ -17,9 +17,8 @@ false}``) and counted in the report's notes.
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from workstation.datasets.reading import (
     Location, has_suffix, iter_csv_records, iter_jsonl_records, iter_lines,
@@ -58,13 +57,22 @@ def trl_row(rec: dict, index: int, loc: Location) -> tuple[Row, int]:
 
 
 def read_trl(records: Iterable[tuple[Location, int, dict]]) -> ReadResult:
-    rows, dropped = [], 0
+    return ReadResult.lazy(lambda result: _trl_rows(records, result))
+
+
+def _trl_rows(records: Iterable[tuple[Location, int, dict]], result: ReadResult) -> Iterator[Row]:
+    dropped = 0
     for loc, index, rec in records:
         row, n = trl_row(rec, index, loc)
-        rows.append(row)
         dropped += n > 0
-    notes = [f"{dropped} records had non-scalar extra fields that were not kept"] if dropped else []
-    return ReadResult(rows, Counter(), notes)
+        yield row
+    note_dropped_extras(result, dropped)
+
+
+def note_dropped_extras(result: ReadResult, dropped: int) -> None:
+    """Say in the report how many records lost non-scalar extra fields."""
+    if dropped:
+        result.notes.append(f"{dropped} records had non-scalar extra fields that were not kept")
 
 
 def split_transcripts(chosen: str, rejected: str) -> tuple[str, str, str] | None:
@@ -80,24 +88,35 @@ def split_transcripts(chosen: str, rejected: str) -> tuple[str, str, str] | None
 
 
 def read_hh_rlhf(path: Path, progress: Progress) -> ReadResult:
-    rows, whole = [], 0
+    return ReadResult.lazy(lambda result: _hh_rlhf_rows(path, progress, result))
+
+
+def _hh_rlhf_rows(path: Path, progress: Progress, result: ReadResult) -> Iterator[Row]:
+    whole = 0
     for loc, index, rec in iter_jsonl_records(path, progress):
-        chosen = pair_text(rec, "chosen", loc)
-        rejected = pair_text(rec, "rejected", loc)
-        row: Row = {"source_index": index, "source_id": source_id_of(rec)}
-        parts = split_transcripts(chosen, rejected)
-        if parts is None:
-            whole += 1
-            row.update(prompt="", chosen=chosen, rejected=rejected, meta={"split": False})
-        else:
-            row.update(prompt=parts[0], chosen=parts[1], rejected=parts[2])
-        extra, _ = scalar_extras(rec, {"chosen", "rejected", "id"})
-        if extra:
-            row["meta"] = {**row.get("meta", {}), "extra": extra}
-        rows.append(row)
-    notes = [f"{whole} records did not split into prompt/response at the last "
-             f"'\\n\\nAssistant:'; imported whole (prompt '', meta.split = false)"] if whole else []
-    return ReadResult(rows, Counter(), notes)
+        row = hh_rlhf_row(rec, index, loc)
+        whole += row.get("meta", {}).get("split") is False
+        yield row
+    if whole:
+        result.notes.append(f"{whole} records did not split into prompt/response at the last "
+                            f"'\\n\\nAssistant:'; imported whole (prompt '', meta.split = false)")
+
+
+def hh_rlhf_row(rec: dict, index: int, loc: Location) -> Row:
+    """One HH-RLHF record as an examples row, split at the last assistant turn
+    when both transcripts allow it, else whole with ``meta.split = false``."""
+    chosen = pair_text(rec, "chosen", loc)
+    rejected = pair_text(rec, "rejected", loc)
+    row: Row = {"source_index": index, "source_id": source_id_of(rec)}
+    parts = split_transcripts(chosen, rejected)
+    if parts is None:
+        row.update(prompt="", chosen=chosen, rejected=rejected, meta={"split": False})
+    else:
+        row.update(prompt=parts[0], chosen=parts[1], rejected=parts[2])
+    extra, _ = scalar_extras(rec, {"chosen", "rejected", "id"})
+    if extra:
+        row["meta"] = {**row.get("meta", {}), "extra": extra}
+    return row
 
 
 def first_jsonl_record(path: Path) -> dict | None:

@@ -115,11 +115,16 @@ def _finite_float(text: str) -> float:
     return value
 
 
+# one decoder for every record: json.loads with hooks would build one per call
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+
+
 def parse_json(text: str | bytes, loc: Location) -> Any:
     """Parse one JSON value strictly: no NaN/Infinity, bounded nesting, no
     unpaired surrogates."""
     try:
-        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+        text = _json_text(text)
+        value = _DECODER.decode(text)
     except _NonFinite as exc:
         raise loc.error(f"non-finite number {exc} is not allowed") from None
     except json.JSONDecodeError as exc:
@@ -136,10 +141,19 @@ def parse_json(text: str | bytes, loc: Location) -> Any:
     return value
 
 
-def _may_hold_surrogates(text: str | bytes) -> bool:
+def _json_text(text: str | bytes) -> str:
+    """What json.loads checks and decodes before it parses."""
     if isinstance(text, bytes):
-        text = text.decode("utf-8", "replace")
-    return _SURROGATE_ESCAPE.search(text) is not None
+        return text.decode(json.detect_encoding(text), "surrogatepass")
+    if text.startswith(_BOM):
+        raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+    return text
+
+
+def _may_hold_surrogates(text: str) -> bool:
+    # the substring tests are much faster than the regex, and almost always false
+    return (("\\ud" in text or "\\uD" in text)
+            and _SURROGATE_ESCAPE.search(text) is not None)
 
 
 def _has_lone_surrogate(value: Any) -> bool:
@@ -205,7 +219,7 @@ def iter_lines(path: Path, progress: Progress) -> Iterator[tuple[int, str]]:
     """
     require_nonempty(path)
     with _open_stream(path) as (stream, raw, size):
-        lineno, reported = 0, 0
+        lineno, unreported = 0, 0
         while True:
             try:
                 line = stream.readline(MAX_LINE_BYTES + 1)
@@ -226,10 +240,10 @@ def iter_lines(path: Path, progress: Progress) -> Iterator[tuple[int, str]]:
                                  line=lineno) from None
             if lineno == 1:
                 text = text.lstrip(_BOM)
-            pos = raw.tell()
-            if pos - reported >= _PROGRESS_BYTES:
-                progress.step(pos, size)
-                reported = pos
+            unreported += len(line)  # decompressed bytes: at least the raw ones
+            if unreported >= _PROGRESS_BYTES:
+                progress.step(raw.tell(), size)
+                unreported = 0
             yield lineno, text
         progress.step(size, size)
 

@@ -11,8 +11,12 @@ An importer's ``read(path, progress)`` parses ONE file and returns a
 ``prompt``, ``chosen``, ``rejected``, ``response``, ``label`` (True = safe),
 ``category``, ``meta`` (a JSON-able dict); demonstration rows carry ``obs``
 (2-D float array, one row per observation) and ``acts`` (2-D array or None)
-instead of text. ``read`` must validate everything and raise ``InputError``
-on bad input: nothing is written until every file has been read. It should
+instead of text.
+
+Rows may come lazily (a generator): the import writes them in chunks as they
+come, inside one transaction, so a big file never sits in memory whole.
+``read`` must validate every row and raise ``InputError`` on bad input, at
+any point: the transaction then rolls back and nothing is kept. It should
 call ``progress.step(done, total)`` now and then (any unit: bytes or
 records); the call raises ``Cancelled`` when the analyst cancels.
 """
@@ -22,7 +26,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from workstation.errors import WorkstationError
 from workstation.progress import Progress
@@ -34,11 +38,21 @@ Row = dict[str, Any]
 
 @dataclass
 class ReadResult:
-    """What an importer read from one file."""
+    """What an importer read from one file. ``rows`` may be lazy; then the
+    reader fills ``skipped`` and ``notes`` as it goes, and they are complete
+    once ``rows`` is exhausted."""
 
-    rows: list[Row]
+    rows: Iterable[Row]
     skipped: Counter = field(default_factory=Counter)  # reason -> count
     notes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def lazy(cls, rows_into: Callable[["ReadResult"], Iterator[Row]]) -> "ReadResult":
+        """A result whose rows come from the generator ``rows_into(result)``,
+        which tallies skips and notes into ``result`` as it goes."""
+        result = cls([])
+        result.rows = rows_into(result)
+        return result
 
 
 @dataclass(frozen=True)
