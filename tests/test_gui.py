@@ -205,6 +205,15 @@ def test_the_start_page_builds_the_demo_and_opens_it(qtbot, start_window, tmp_pa
     assert page.demo_button.isEnabled()
 
 
+def test_cancelling_the_demo_dialog_makes_nothing(start_window, tmp_path):
+    win = start_window
+    win.chosen["path"] = ""  # the analyst closes the save dialog
+    win.build_demo()
+    assert win.demo.job is None
+    assert win.chosen["proposed"].endswith("demo.duckdb")
+    assert not (tmp_path / "home" / "workstation-demo").exists()
+
+
 def test_cancelling_the_demo_build_leaves_no_file_and_stays_on_the_start_page(
         qtbot, start_window, tmp_path):
     win, page = start_window, start_window.start_page

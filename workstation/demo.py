@@ -109,11 +109,13 @@ def _cell(state: int, cols: int) -> list[float]:
 
 # -- the demo workspace ------------------------------------------------------
 
-def default_demo_path(home: Path | None = None) -> Path:
+def default_demo_path(home: Path | None = None, make_folder: bool = True) -> Path:
     """Where a demo goes when nobody says: ``~/workstation-demo/demo.duckdb``,
-    or ``demo-2.duckdb``, ``demo-3.duckdb``... when taken (the folder is made)."""
+    or ``demo-2.duckdb``, ``demo-3.duckdb``... when taken (the folder is made
+    unless ``make_folder`` is false: a path only proposed in a dialog)."""
     folder = (home or Path.home()) / "workstation-demo"
-    folder.mkdir(exist_ok=True)
+    if make_folder:
+        folder.mkdir(exist_ok=True)
     path = folder / "demo.duckdb"
     n = 1
     while path.exists():

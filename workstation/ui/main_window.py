@@ -390,10 +390,15 @@ class MainWindow(QMainWindow):
         demo` would), then build it in the background and open it."""
         from workstation.demo import default_demo_path
 
-        path, _ = QFileDialog.getSaveFileName(self, "Build demo workspace",
-                                              str(default_demo_path()), WORKSPACE_FILTER)
-        if path:  # the dialog has asked before an existing file is replaced
-            self.demo.start(path, overwrite=Path(path).exists())
+        proposed = default_demo_path(make_folder=False)
+        path, _ = QFileDialog.getSaveFileName(self, "Build demo workspace", str(proposed),
+                                              WORKSPACE_FILTER)
+        if not path:
+            return  # cancelled: nothing made, not even the proposed folder
+        if Path(path).parent == proposed.parent:
+            proposed.parent.mkdir(exist_ok=True)
+        # the dialog has asked before an existing file is replaced
+        self.demo.start(path, overwrite=Path(path).exists())
 
     def close_workspace(self) -> None:
         self.browser.model.stop()
