@@ -1,8 +1,9 @@
 """Reward models: the registry of versioned ONNX artifacts and scoring.
 
 See ``onnx_model`` for the conventions every model follows (higher score =
-safer; which output and column is the score), ``registry`` for registration
-and lookup, ``scoring`` for scoring a dataset.
+safer; which output and column is the score) and the runner, ``inspection``
+for what registration checks, ``registry`` for registration and lookup,
+``scoring`` for scoring a dataset.
 
 Names are imported on first use, so that ``onnx_model`` (which needs only
 onnxruntime and numpy) can be used without the workspace's database, e.g. by

@@ -32,7 +32,8 @@ from typing import Any
 
 from workstation.errors import WorkstationError
 from workstation.hashing import sha256_bytes
-from workstation.models.onnx_model import OnnxRunner, inspect_model
+from workstation.models.inspection import inspect_model
+from workstation.models.onnx_model import OnnxRunner
 from workstation.workspace import Workspace, default_analyst, now_iso
 
 _COLUMNS = ("id", "model", "version", "sha256", "input_kind", "manifest", "parent_id",
