@@ -62,12 +62,13 @@ class CachedOnlyEncoder:
         raise AssertionError(f"benchmark texts should all be cached; asked to encode {len(texts)}")
 
 
-def mlp(hidden: int, seed: int = 0) -> bytes:
-    """x [N, 384] -> relu(x W1 + b1) W2 + b2 -> softmax -> probabilities [N, 2]."""
+def mlp(hidden: int, seed: int = 0, width: int = DIM) -> bytes:
+    """x [N, width] -> relu(x W1 + b1) W2 + b2 -> softmax -> probabilities [N, 2]
+    (width 384: a response embedding; 768: prompt and response)."""
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(seed)
-    weights = {"W1": rng.standard_normal((DIM, hidden)) / np.sqrt(DIM),
+    weights = {"W1": rng.standard_normal((width, hidden)) / np.sqrt(width),
                "b1": np.zeros(hidden), "W2": rng.standard_normal((hidden, 2)) / np.sqrt(hidden),
                "b2": np.zeros(2)}
     nodes = [helper.make_node("MatMul", ["x", "W1"], ["h0"]),
@@ -77,7 +78,7 @@ def mlp(hidden: int, seed: int = 0) -> bytes:
              helper.make_node("Add", ["z0", "b2"], ["logits"]),
              helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1)]
     graph = helper.make_graph(
-        nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", DIM])],
+        nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", width])],
         [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 2])],
         [numpy_helper.from_array(v.astype(np.float32), k) for k, v in weights.items()])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],

@@ -31,6 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.bench_audit import mlp  # noqa: E402
 from workstation.models import add_model_bytes, load_onnx, load_runner  # noqa: E402
 from workstation.patching import SuppressionKernel, patched_scores  # noqa: E402
 from workstation.patching.graph import build_patched_model  # noqa: E402
@@ -49,28 +50,6 @@ class EncoderIdentity:
     """Registration only needs the encoder's id and width."""
 
     id, dim = "bench-encoder", DIM
-
-
-def mlp(hidden: int, seed: int = 0) -> bytes:
-    """x [N, 768] -> relu(x W1 + b1) W2 + b2 -> softmax -> probabilities [N, 2]."""
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(seed)
-    width = 2 * DIM
-    weights = {"W1": rng.standard_normal((width, hidden)) / np.sqrt(width),
-               "b1": np.zeros(hidden), "W2": rng.standard_normal((hidden, 2)) / np.sqrt(hidden),
-               "b2": np.zeros(2)}
-    nodes = [helper.make_node("MatMul", ["x", "W1"], ["h0"]),
-             helper.make_node("Add", ["h0", "b1"], ["h1"]),
-             helper.make_node("Relu", ["h1"], ["h2"]),
-             helper.make_node("MatMul", ["h2", "W2"], ["z0"]),
-             helper.make_node("Add", ["z0", "b2"], ["logits"]),
-             helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1)]
-    graph = helper.make_graph(
-        nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", width])],
-        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 2])],
-        [numpy_helper.from_array(v.astype(np.float32), k) for k, v in weights.items()])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
 
 
 def unit_pairs(n: int, seed: int = 1) -> np.ndarray:
@@ -100,7 +79,7 @@ def run(n: int = N, hidden: int = HIDDEN, n_kernels: int = KERNELS) -> dict:
     x = unit_pairs(n)
     kernels = kernels_on(x, n_kernels)
     with tempfile.TemporaryDirectory() as tmp, Workspace.open(Path(tmp) / "b.duckdb") as ws:
-        base = add_model_bytes(ws, mlp(hidden), "bench", "text-embedding",
+        base = add_model_bytes(ws, mlp(hidden, width=2 * DIM), "bench", "text-embedding",
                                encoder=EncoderIdentity())
         data = build_patched_model(load_onnx(ws, base), base.manifest, kernels, "bounded")
         patched = add_model_bytes(ws, data, "bench", "text-embedding", output="reward",

@@ -3,7 +3,6 @@ no torch at scoring time, and the one-time conversion's cache handling."""
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import shutil
@@ -14,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.bench_encoder import load_texts
 from workstation import encoder as enc_mod
 from workstation.encoder import Encoder, embed_texts, get_encoder, prepare_encoder
 from workstation.errors import Cancelled
@@ -21,17 +21,6 @@ from workstation.progress import Progress
 from workstation.workspace import Workspace
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def hh_responses(path: Path) -> list[str]:
-    """The last assistant turn of both sides of every HH-RLHF record."""
-    texts = []
-    with gzip.open(path, "rt", encoding="utf-8") as f:
-        for line in f:
-            record = json.loads(line)
-            for side in ("chosen", "rejected"):
-                texts.append(record[side].rsplit("\n\nAssistant:", 1)[-1].strip())
-    return texts
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +65,7 @@ def test_parity_with_sentence_transformers(hh_rlhf_path, encoder, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
     st = pytest.importorskip("sentence_transformers")
-    texts = hh_responses(hh_rlhf_path)
+    texts = load_texts(hh_rlhf_path)
     longest = sorted(texts, key=len, reverse=True)[:10]
     sample = texts[:190] + longest
     lengths = encoder.tokenize_padded(longest)["attention_mask"].sum(axis=1)

@@ -1,4 +1,4 @@
-"""Content hashes: files, bytes and canonical JSON."""
+"""Content hashes (files, bytes, canonical JSON) and JSON for numpy values."""
 
 from __future__ import annotations
 
@@ -28,3 +28,15 @@ def canonical_json(value: Any) -> str:
     """Deterministic JSON: sorted keys, no spaces, no NaN."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                       allow_nan=False)
+
+
+def json_default(value: Any) -> Any:
+    """``json.dumps(..., default=json_default)``: numpy arrays and numbers as
+    plain lists and numbers, anything else as its text."""
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)

@@ -40,6 +40,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from workstation.errors import WorkstationError
+from workstation.hashing import json_default
 from workstation.models.onnx_model import OnnxRunner, to_scores
 
 FIRED = 0.01
@@ -119,7 +120,7 @@ class SafetyOracle:
                 "policy": self.policy.to_json(), "tokenizer": self._tokenizer,
                 "space": a.space if a else None, "d_ref": a.d_ref if a else None,
                 "reviewed": {str(k): v for k, v in (a.reviewed if a else {}).items()}}
-        (folder / "oracle.json").write_text(json.dumps(meta, default=_plain))
+        (folder / "oracle.json").write_text(json.dumps(meta, default=json_default))
         arrays = {"points": a.points if a else np.zeros((0, 0), np.float32),
                   "example_ids": a.example_ids if a else np.zeros(0, np.int64)}
         if a is not None and a.scale is not None:
@@ -411,14 +412,6 @@ def _query_value(text: str, source: str, number: int) -> Any:
 
 def _no_constant(token: str) -> None:
     raise ValueError(f"{token} is not a number the oracle accepts")
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
 
 
 # -- from a workspace ---------------------------------------------------------

@@ -164,9 +164,9 @@ class OnnxRunner:
         x = np.ascontiguousarray(x, dtype=FLOAT_TYPES[spec.type])
         if self.fixed_batch or len(x) <= ROWS_PER_RUN:
             return self._run({spec.name: x}, len(x), progress)
-        return np.concatenate([self._run({spec.name: x[start:start + ROWS_PER_RUN]},
-                                         len(x[start:start + ROWS_PER_RUN]), progress)
-                               for start in range(0, len(x), ROWS_PER_RUN)])
+        parts = (x[start:start + ROWS_PER_RUN] for start in range(0, len(x), ROWS_PER_RUN))
+        return np.concatenate([self._run({spec.name: part}, len(part), progress)
+                               for part in parts])
 
     def score_tokens(self, prompts: Sequence[str | None], responses: Sequence[str],
                      progress: Progress | None = None) -> np.ndarray:

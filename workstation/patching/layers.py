@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from workstation.errors import WorkstationError
+from workstation.hashing import json_default
 from workstation.models.registry import ModelVersion, get_version, resolve
 from workstation.patching.kernels import SuppressionKernel
 from workstation.workspace import Workspace
@@ -93,8 +94,6 @@ def plain(value: Any) -> Any:
 def _default(value: Any) -> Any:
     import numpy as np
 
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
+    if isinstance(value, (np.ndarray, np.generic)):
+        return json_default(value)
     raise TypeError(f"{type(value).__name__} is not JSON")

@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterable, Protocol
 import numpy as np
 
 from workstation.errors import WorkstationError
+from workstation.hashing import json_default
 from workstation.models.registry import ModelVersion, resolve
 from workstation.probes.coverage import record_coverage
 from workstation.progress import Progress
@@ -204,14 +205,14 @@ def _store(ws: Workspace, run_id: int, version: ModelVersion, dataset_id: int,
         [run_id, RUN_KIND, version.id, dataset_id, now_iso(), analyst or default_analyst(),
          head_hash(ws), json.dumps({"probes": sorted({f.probe for f in findings}),
                                     "params": ctx.params, "seed": ctx.seed}, default=str),
-         json.dumps(summaries, default=_json_default), len({f.example_id for f in findings}),
+         json.dumps(summaries, default=json_default), len({f.example_id for f in findings}),
          len(findings)])
     ordered = sorted(findings, key=lambda f: (-f.severity, f.probe,
                                               -1 if f.example_id is None else f.example_id))
     rows = [(run_id, i + 1, f.probe, f.probe_version, f.example_id,
-             json.dumps(f.case, default=_json_default) if f.case is not None else None,
+             json.dumps(f.case, default=json_default) if f.case is not None else None,
              f.score_before, f.score_after, f.rule, f.severity, f.triage,
-             json.dumps(f.details, default=_json_default)) for i, f in enumerate(ordered)]
+             json.dumps(f.details, default=json_default)) for i, f in enumerate(ordered)]
     if rows:
         _insert_findings(ws, rows)
 
@@ -224,14 +225,6 @@ def _insert_findings(ws: Workspace, rows: list[tuple]) -> None:
     findings_arrow = pa.table({n: [r[i] for r in rows] for i, n in enumerate(names)})
     ws.con.execute(f"INSERT INTO findings ({', '.join(names)}) "
                    f"SELECT {', '.join(names)} FROM findings_arrow")
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return str(value)
 
 
 def findings_page(ws: Workspace, run_id: int, *, probe: str | None = None,
