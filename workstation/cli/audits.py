@@ -1,0 +1,111 @@
+"""Audits and probes: run them, list runs, list failure cases."""
+
+from __future__ import annotations
+
+
+from workstation.cli.common import (Commands, Output, fmt, open_workspace, param)
+
+
+def cmd_audit(args, out: Output) -> None:
+    from workstation.audits import run_audit
+
+    with open_workspace(args) as ws:
+        run = run_audit(ws, args.model, args.dataset, threshold=args.threshold,
+                        analyst=args.analyst, progress=out.progress())
+        payload = run.to_json()
+    payload.setdefault("run_id", run.id)
+    payload["failures"] = run.n_failures
+    headline = {k: v for k, v in run.metrics.items()
+                if isinstance(v, (int, float)) and not k.endswith("_ci")}
+    out.result(payload, f"audit run {run.id}: {run.n_examples} examples, "
+                        f"{run.n_failures} failures; " +
+               ", ".join(f"{k} {fmt(v)}" for k, v in headline.items()))
+
+
+def cmd_runs(args, out: Output) -> None:
+    from workstation.audits import list_runs
+
+    with open_workspace(args, read_only=True) as ws:
+        runs = list_runs(ws)
+    items = [r.to_json() for r in runs]
+    text = "\n".join(f"run {r['run_id']:<4} {r.get('model', '')} on {r.get('dataset', '')}: "
+                     f"{r.get('n_failures', '')} failures" for r in items) \
+        or "no audit runs yet: run `workstation audit`"
+    out.result({"runs": items}, text)
+
+
+def cmd_failures(args, out: Output) -> None:
+    from workstation.audits import list_failures
+
+    with open_workspace(args, read_only=True) as ws:
+        items = list_failures(ws, args.run, limit=args.limit, offset=args.offset)
+    out.result({"run_id": args.run, "failures": items}, lambda: _failures_text(items))
+
+
+def _failures_text(items: list[dict]) -> str:
+    if not items:
+        return "no failures"
+    lines = []
+    for f in items:
+        if "probe" in f:
+            lines.append(f"[{f['probe']}] severity {fmt(f['severity'])} example "
+                         f"{f.get('example_id')} (source index {f.get('source_index')}): "
+                         f"{f['rule']}; score {fmt(f.get('score_before'))} -> "
+                         f"{fmt(f.get('score_after'))}; suggested {f['triage']}")
+            continue
+        scores = ", ".join(f"{k} {fmt(f[k])}" for k in ("score", "margin", "score_chosen",
+                                                        "score_rejected") if f.get(k) is not None)
+        lines.append(f"#{f.get('rank', '')} example {f['example_id']} "
+                     f"(source index {f.get('source_index')}): {scores}; "
+                     f"label {f.get('label')}")
+    return "\n".join(lines)
+
+
+def cmd_probe(args, out: Output) -> None:
+    from workstation.probes import run_probes
+
+    params = dict(param(p) for p in args.param or [])
+    with open_workspace(args) as ws:
+        run = run_probes(ws, args.model, args.dataset, probes=args.probe, params=params,
+                         progress=out.progress(), analyst=args.analyst, seed=args.seed)
+    payload = run.to_json()
+    lines = [f"probe run {run.id}: {sum(run.counts.values())} findings"]
+    lines += [f"  {name:<20} {n}" for name, n in run.counts.items()]
+    lines += [f"  {name:<20} skipped: {why}" for name, why in run.skipped.items()]
+    lines.append(f"list them with: workstation failures --run {run.id}")
+    out.result(payload, "\n".join(lines))
+
+
+def cmd_probes(args, out: Output) -> None:
+    from workstation.probes import PROBES
+
+    items = [{"name": p.name, "version": p.version, "kinds": list(p.kinds),
+              "description": p.description} for p in PROBES.values()]
+    out.result({"probes": items}, "\n".join(f"{p['name']:<20} {'/'.join(p['kinds']):<18} "
+                                            f"{p['description']}" for p in items))
+
+
+def register(cli: Commands) -> None:
+    add = cli.add
+    p = add("audit", cmd_audit, "score a dataset with a model version and store the run")
+    p.add_argument("--model", required=True, help="NAME or NAME@VERSION")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--threshold", type=float, help="decision threshold (default: 0.5 on probabilities)")
+
+    add("runs", cmd_runs, "list audit runs")
+
+    p = add("failures", cmd_failures, "list an audit run's failure cases, most confident first")
+    p.add_argument("--run", type=int, required=True)
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--offset", type=int, default=0)
+
+    p = add("probe", cmd_probe, "run the automated probe suite on a dataset")
+    p.add_argument("--model", required=True, help="NAME or NAME@VERSION")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--probe", action="append", metavar="NAME",
+                   help="run only this probe (repeatable; default: all that apply)")
+    p.add_argument("--param", action="append", metavar="NAME=VALUE",
+                   help="a probe parameter, e.g. sample=500 (repeatable)")
+    p.add_argument("--seed", type=int, default=0)
+
+    add("probes", cmd_probes, "list the registered probes")

@@ -1,0 +1,83 @@
+"""The review log from the command line: label, undo, redo, log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from workstation.cli.common import (Commands, Output, open_workspace)
+from workstation.errors import WorkstationError
+
+
+def cmd_label(args, out: Output) -> None:
+    from workstation import review
+
+    field, value = _label_change(args)
+    with open_workspace(args) as ws:
+        if field == "flipped":
+            value = not review.current_values(ws, args.example_id)["flipped"]
+        elif field == "tags":
+            current = review.current_values(ws, args.example_id)["tags"]
+            value = sorted(set(current) | {value}) if args.tag else [t for t in current if t != value]
+        changes = review.apply(ws, [review.Edit(args.example_id, field, value, args.reason)],
+                               analyst=args.analyst)
+    payload = {"changes": [c.to_json() for c in changes]}
+    out.result(payload, "\n".join(f"example {c.example_id}: {c.field} {c.old!r} -> {c.new!r} "
+                                  f"(log row {c.seq})" for c in changes) or "nothing changed")
+
+
+def _label_change(args) -> tuple[str, Any]:
+    if args.flip:
+        return "flipped", None  # resolved below: flipping toggles the current state
+    for attr, field in (("set_label", "label"), ("category", "category"), ("note", "note")):
+        if getattr(args, attr) is not None:
+            return field, getattr(args, attr)
+    if args.tag is not None or args.untag is not None:
+        return "tags", args.tag if args.tag is not None else args.untag
+    return "excluded", bool(args.exclude)
+
+
+def cmd_undo_redo(args, out: Output) -> None:
+    from workstation import review
+
+    step = review.undo if args.command == "undo" else review.redo
+    with open_workspace(args) as ws:
+        change = step(ws, analyst=args.analyst)
+    if change is None:
+        raise WorkstationError(f"nothing to {args.command}")
+    out.result({"change": change.to_json()},
+               f"{args.command}: example {change.example_id} {change.field} "
+               f"{change.old!r} -> {change.new!r} (log row {change.seq})")
+
+
+def cmd_log(args, out: Output) -> None:
+    from workstation import review
+
+    with open_workspace(args, read_only=True) as ws:
+        items = review.entries(ws, example_id=args.example, limit=args.limit)
+    text = "\n".join(f"{e['seq']:>5} {e['time'][:19]} {e['analyst']}: example {e['example_id']} "
+                     f"{e['field']} {e['old']!r} -> {e['new']!r} [{e['action']}] {e['reason']}"
+                     for e in items) or "the review log is empty"
+    out.result({"entries": items}, text)
+
+
+def register(cli: Commands) -> None:
+    add = cli.add
+    p = add("label", cmd_label, "change an example's label, category, tags, note or exclusion")
+    p.add_argument("example_id", type=int)
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--flip", action="store_true", help="swap chosen and rejected (pairs)")
+    what.add_argument("--set-label", metavar="L", help="safe or unsafe (labeled responses)")
+    what.add_argument("--category", metavar="C")
+    what.add_argument("--tag", metavar="T", help="add a tag")
+    what.add_argument("--untag", metavar="T", help="remove a tag")
+    what.add_argument("--note", metavar="N")
+    what.add_argument("--exclude", action="store_true", help="leave out of audits, training, export")
+    what.add_argument("--restore", action="store_true", help="undo an exclusion")
+    p.add_argument("--reason", required=True, help="why (kept in the review log)")
+
+    add("undo", cmd_undo_redo, "undo the newest review change (logged, never deleted)")
+    add("redo", cmd_undo_redo, "redo the newest undone review change")
+
+    p = add("log", cmd_log, "show the review log")
+    p.add_argument("--example", type=int, help="only this example's history")
+    p.add_argument("--limit", type=int, help="only the newest N entries")
