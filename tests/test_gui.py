@@ -522,9 +522,9 @@ def test_labeled_responses_and_trajectories_in_detail(qtbot, window):
 def test_patch_kernels_are_drawn_on_the_landscape(qtbot, window, monkeypatch):
     import numpy as np
 
-    from workstation.ui import detail
+    from workstation.ui import trajectory
 
-    monkeypatch.setattr(detail, "patch_kernels",
+    monkeypatch.setattr(trajectory, "patch_kernels",
                         lambda ws, version: [(np.array([0.2, -0.3, 0.0, 0.0]), 0.25)])
     browser = window.browser
     browser.selection.select_dataset("cart")
@@ -705,9 +705,9 @@ def test_a_fault_in_a_job_offers_the_traceback(qtbot, window):
 
 
 def test_actions_of_parts_not_built_say_so(qtbot, window, monkeypatch):
-    from workstation.ui import main_window
+    from workstation.ui import flywheel
 
-    monkeypatch.setattr(main_window, "_available", lambda module: False)
+    monkeypatch.setattr(flywheel, "_available", lambda module: False)
     window.flywheel.retrain()
     box = _message_box(qtbot)
     assert "Retraining is not built into this workstation yet" in box.text()

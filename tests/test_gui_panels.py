@@ -48,7 +48,7 @@ from workstation import releases  # noqa: E402
 from workstation.audits import plot_data as pd  # noqa: E402
 from workstation.audits.runs import run_audit  # noqa: E402
 from workstation.models import add_model_bytes  # noqa: E402
-from workstation.ui import models_panel  # noqa: E402
+from workstation.ui import models_panel, version_jobs  # noqa: E402
 from workstation.ui.context import AppContext  # noqa: E402
 from workstation.ui.models_panel import ModelsPanel  # noqa: E402
 from workstation.ui.plots import EMPTY_TEXT, PlotsPanel  # noqa: E402
@@ -397,7 +397,7 @@ def test_a_failed_gate_needs_release_anyway_and_a_reason(qtbot, ctx, runs, answe
     shown, replies = answers
     failing = {"gate": {"pass": False, "reasons": ["accuracy fell 0.1 in Crime"]}, "fixed": 1,
                "broken": 9, "unchanged": 5, "baseline": {"ref": "rm@2"}}
-    monkeypatch.setattr(models_panel, "gate_report", lambda *a, **k: dict(failing))
+    monkeypatch.setattr(version_jobs, "gate_report", lambda *a, **k: dict(failing))
     panel = _models(qtbot, ctx)
     _select(panel, "rm@3")
     replies["confirm"] = False
@@ -456,7 +456,7 @@ def test_export_a_release_to_a_zip(qtbot, ctx, runs, answers, monkeypatch, tmp_p
 def test_retrain_says_when_training_is_missing(qtbot, ctx, runs, answers, monkeypatch):
     shown, _ = answers
     monkeypatch.setattr(models_panel, "choose_item", lambda *_a: "safety-labels")
-    monkeypatch.setattr(models_panel, "retrain", lambda *_a, **_k: models_panel.NOT_AVAILABLE)
+    monkeypatch.setattr(version_jobs, "retrain", lambda *_a, **_k: version_jobs.NOT_AVAILABLE)
     panel = _models(qtbot, ctx)
     _select(panel, "rm@3")
     panel.buttons["retrain"].click()

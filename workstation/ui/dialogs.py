@@ -21,7 +21,6 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, 
 
 from workstation.ui.shortcuts import help_rows
 
-DEFAULT_REASON = "reviewed in the workstation"
 KINDS = (("pairs", "Preference pairs"), ("labels", "Labeled responses"),
          ("demos", "Demonstrations (trajectories)"))
 

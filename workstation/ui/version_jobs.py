@@ -1,0 +1,68 @@
+"""The core calls the Models panel runs as background jobs (the release gate's
+regression report, a comparison of two versions, retraining), and the text of
+the release confirmation built from the gate's verdict.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from workstation.audits import plot_data as pd
+from workstation.models.lineage import VersionNode
+from workstation.progress import Progress
+from workstation.workspace import Workspace
+
+NOT_AVAILABLE = object()  # a core module that is not there yet
+
+
+def gate_report(ws: Workspace, version_id: int, progress: Progress,
+                encoder: Any = None) -> Any:
+    """The regression report a release of the version is gated on (None:
+    nothing to compare with; NOT_AVAILABLE: no regression module yet)."""
+    try:
+        from workstation.regression import gate_report_for_release
+    except ImportError:
+        return NOT_AVAILABLE
+    return gate_report_for_release(ws, version_id, progress, encoder=encoder)
+
+
+def compare_versions(ws: Workspace, candidate: int, baseline: int, progress: Progress,
+                     encoder: Any = None) -> Any:
+    try:
+        from workstation.regression import compare
+    except ImportError:
+        return NOT_AVAILABLE
+    return compare(ws, candidate, baseline, progress=progress, encoder=encoder).to_json()
+
+
+def retrain(ws: Workspace, dataset: str, node: VersionNode, progress: Progress,
+            encoder: Any = None) -> Any:
+    try:
+        from workstation.training import train
+    except ImportError:
+        return NOT_AVAILABLE
+    return train(ws, dataset, node.model, parent=node.ref, progress=progress, encoder=encoder)
+
+
+def release_text(node: VersionNode, current: str | None, report: Any) -> str:
+    """What the release confirmation says: from, to, and the gate's verdict."""
+    lines = [f"Release {node.ref}?", "",
+             f"From: {current or 'nothing (the first release of ' + node.model + ')'}",
+             f"To:   {node.ref}", ""]
+    return "\n".join(lines + gate_lines(report))
+
+
+def gate_lines(report: Any) -> list[str]:
+    if report is NOT_AVAILABLE:
+        return ["Regression gate: not available yet (no regression module); the release "
+                "records no regression evidence."]
+    if report is None:
+        return ["Regression gate: nothing to compare with (no release in force and no "
+                "parent); the release records no regression evidence."]
+    gate = report.get("gate") or {}
+    baseline = pd.report_ref(report.get("baseline"), "the baseline")
+    counts = (f"Against {baseline}: {report.get('fixed', 0):,} fixed, "
+              f"{report.get('broken', 0):,} broken, {report.get('unchanged', 0):,} unchanged.")
+    if gate.get("pass"):
+        return ["Regression gate: PASSED.", counts]
+    return ["Regression gate: FAILED.", counts, ""] + [f"• {r}" for r in gate.get("reasons", [])]

@@ -1,0 +1,150 @@
+"""Model versions as the Models panel lists them: the lineage tree (each
+version under its parent, with its status and audits) and one version's
+details (training metrics, latest audit metrics, manifest).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QHeaderView, QLabel, QPlainTextEdit, QSplitter, QTreeWidget,
+                               QTreeWidgetItem, QVBoxLayout, QWidget)
+
+from workstation.models import lineage
+from workstation.models.lineage import VersionNode
+
+
+class VersionTree(QTreeWidget):
+    """Model versions, each under its parent."""
+
+    version_chosen = Signal(object)  # version id
+
+    COLUMNS = ("Version", "Status", "Audits", "Created")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setHeaderLabels(self.COLUMNS)
+        self.setAlternatingRowColors(True)
+        self.header().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.items: dict[int, QTreeWidgetItem] = {}
+        self.currentItemChanged.connect(self._changed)
+
+    def fill(self, nodes: dict[int, VersionNode], audits: dict[int, list]) -> None:
+        chosen = self.chosen()
+        self.blockSignals(True)
+        self.clear()
+        self.items = {}
+        for root in lineage.roots(nodes):
+            self._add(root, nodes, audits, None)
+        self.expandAll()
+        self.blockSignals(False)
+        if chosen not in self.items:  # first fill: the release in force, else the newest
+            current = [n.id for n in nodes.values() if n.released]
+            chosen = (current or sorted(self.items))[-1] if self.items else None
+        if chosen is not None:
+            self.setCurrentItem(self.items[chosen])
+
+    def _add(self, node: VersionNode, nodes: dict[int, VersionNode], audits: dict[int, list],
+             parent: QTreeWidgetItem | None) -> None:
+        runs = audits.get(node.id, [])
+        failures = sum(a.n_failures for a in runs)
+        status = "current release" if node.released else ("released before"
+                                                          if node.ever_released else "")
+        item = QTreeWidgetItem([node.ref, status,
+                                f"{len(runs)} · {failures:,} failures" if runs else "none",
+                                node.created_at[:16].replace("T", " ")])
+        item.setData(0, Qt.ItemDataRole.UserRole, node.id)
+        if node.released:
+            font = item.font(0)
+            font.setBold(True)
+            item.setFont(0, font)
+            item.setFont(1, font)
+        (parent.addChild if parent is not None else self.addTopLevelItem)(item)
+        self.items[node.id] = item
+        for child in node.children:
+            self._add(nodes[child], nodes, audits, item)
+
+    def chosen(self) -> int | None:
+        item = self.currentItem()
+        return item.data(0, Qt.ItemDataRole.UserRole) if item is not None else None
+
+    def choose(self, version_id: int | None) -> None:
+        if version_id in self.items and version_id != self.chosen():
+            self.setCurrentItem(self.items[version_id])
+
+    def _changed(self, current: QTreeWidgetItem | None, _previous: Any) -> None:
+        self.version_chosen.emit(current.data(0, Qt.ItemDataRole.UserRole) if current else None)
+
+
+# -- details: metrics and manifest ----------------------------------------------------
+
+class VersionDetails(QWidget):
+    """A version's training metrics, latest audit metrics and manifest."""
+
+    run_chosen = Signal(object)  # audit run id (double-click an audit)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.title = QLabel()
+        self.title.setTextFormat(Qt.TextFormat.PlainText)
+        self.metrics = QTreeWidget()
+        self.metrics.setHeaderLabels(("Metric", "Value"))
+        self.metrics.header().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        self.metrics.itemDoubleClicked.connect(self._double_clicked)
+        self.manifest = QPlainTextEdit(readOnly=True)
+        self.manifest.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(self.metrics)
+        split.addWidget(self.manifest)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.title)
+        layout.addWidget(split, 1)
+
+    def show_version(self, node: VersionNode | None, audits: list) -> None:
+        self.metrics.clear()
+        if node is None:
+            self.title.setText("Select a model version.")
+            self.manifest.setPlainText("")
+            return
+        parent = node.parent_ref or "none"
+        self.title.setText(f"{node.ref} · parent {parent} · by {node.created_by}")
+        self._section("Training", node.training_metrics or {"(none recorded)": ""}, None)
+        for audit in audits:
+            self._section(f"Audit of {audit.dataset} (run {audit.run_id})", audit.headline(),
+                          audit.run_id)
+        self.metrics.expandAll()
+        self.manifest.setPlainText(json.dumps(node.manifest, indent=2, ensure_ascii=False))
+
+    def _section(self, title: str, values: dict[str, Any], run_id: int | None) -> None:
+        head = QTreeWidgetItem([title, "double-click to plot" if run_id else ""])
+        head.setData(0, Qt.ItemDataRole.UserRole, run_id)
+        for key, value in _flat(values):
+            head.addChild(QTreeWidgetItem([key, _fmt(value)]))
+        self.metrics.addTopLevelItem(head)
+        head.setFirstColumnSpanned(False)
+
+    def _double_clicked(self, item: QTreeWidgetItem, _column: int) -> None:
+        while item.parent() is not None:
+            item = item.parent()
+        run_id = item.data(0, Qt.ItemDataRole.UserRole)
+        if run_id is not None:
+            self.run_chosen.emit(run_id)
+
+
+def _flat(values: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """Nested metrics as dotted keys (one level of nesting is common in training metrics)."""
+    out = []
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out += _flat(value, f"{prefix}{key}.")
+        elif not isinstance(value, list):
+            out.append((f"{prefix}{key}", value))
+    return out
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
