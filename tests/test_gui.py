@@ -11,13 +11,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from PySide6.QtCore import QSettings, Qt
+from PySide6.QtWidgets import QApplication, QLabel, QMessageBox
 
-pytest.importorskip("pytestqt")
-
-from PySide6.QtCore import QSettings, Qt  # noqa: E402
-from PySide6.QtWidgets import QApplication, QLabel, QMessageBox  # noqa: E402
-
-from tests.gui_support import (copy_template, encoder, own_settings,  # noqa: E402,F401
+from tests.gui_support import (copy_template, encoder, own_settings,  # noqa: F401
                                slow_encoder, template)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -94,13 +91,18 @@ def test_run_gui_opens_the_workspace_and_returns_when_the_window_closes(tmp_path
         from PySide6.QtCore import QTimer
         from workstation.ui import app as gui
 
-        def close_it():
-            window = gui._windows[-1]
+        def close_it():  # once the window shows its first rows
+            window = gui._windows[-1] if gui._windows else None
+            if window is None or window.browser.model.rowCount() == 0:
+                return
+            timer.stop()
             print(window.windowTitle(), window.browser.model.rowCount())
             window.close()
             app.quit()
         app = gui.make_app([])
-        QTimer.singleShot(1500, close_it)
+        timer = QTimer()
+        timer.timeout.connect(close_it)
+        timer.start(20)
         code = gui.run_gui(r"{path}")
         print(code, len(gui._windows))
     """)
@@ -704,23 +706,16 @@ def test_a_fault_in_a_job_offers_the_traceback(qtbot, window):
     box.close()
 
 
-def test_actions_of_parts_not_built_say_so(qtbot, window, monkeypatch):
-    from workstation.ui import flywheel
+def test_the_plots_and_models_tabs_build_their_panels_when_first_shown(window):
+    from workstation.ui.models_panel import ModelsPanel
+    from workstation.ui.plots import PlotsPanel
 
-    monkeypatch.setattr(flywheel, "_available", lambda module: False)
-    window.flywheel.retrain()
-    box = _message_box(qtbot)
-    assert "Retraining is not built into this workstation yet" in box.text()
-    box.close()
-
-
-def test_a_panel_not_built_yet_shows_a_placeholder(qtbot, window):
-    from workstation.ui.main_window import LazyTab
-
-    tab = LazyTab("workstation.ui.not_there_yet", "Panel", "future", window.ctx)
-    qtbot.addWidget(tab)
-    tab.build()
-    assert "being built" in tab.panel.text()
+    plots, models = window.lazy_tabs
+    assert plots.panel is None and models.panel is None  # start-up stays light
+    window.tabs.setCurrentWidget(plots)
+    window.tabs.setCurrentWidget(models)
+    assert isinstance(plots.panel, PlotsPanel) and isinstance(models.panel, ModelsPanel)
+    assert models.panel.tree.topLevelItemCount() == 2  # rm and irl
 
 
 # -- start-up ------------------------------------------------------------------------

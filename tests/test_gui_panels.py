@@ -12,19 +12,26 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PySide6.QtCore import QCoreApplication, QPointF, Qt
+from PySide6.QtGui import QColor, QPalette
+from PySide6.QtTest import QTest
 
-pytest.importorskip("pytestqt")
-pg = pytest.importorskip("pyqtgraph")
-
-from PySide6.QtCore import QCoreApplication, QPointF, Qt  # noqa: E402
-from PySide6.QtGui import QColor, QPalette  # noqa: E402
-from PySide6.QtTest import QTest  # noqa: E402
+from tests.gui_support import own_settings  # noqa: F401 (settings of each test's own)
+from tests.test_models import DIM, HashEncoder, insert_dataset, reward_mlp
+from workstation import releases
+from workstation.audits import plot_data as pd
+from workstation.audits.runs import run_audit
+from workstation.models import add_model_bytes
+from workstation.ui import models_panel, version_jobs
+from workstation.ui.context import AppContext
+from workstation.ui.models_panel import ModelsPanel
+from workstation.ui.plots import EMPTY_TEXT, PlotsPanel
 
 
 def _pyside_drops_none_references() -> bool:
     """PySide6 6.12.0 on Python < 3.12 releases a reference to None on every
     call that returns nothing, so a GUI session aborts after a few thousand
-    calls ("deallocating None"). Pin pyside6-essentials < 6.12 there."""
+    calls ("deallocating None"). pyproject pins pyside6-essentials < 6.12."""
     if sys.version_info >= (3, 12):
         return False  # None is immortal
     from PySide6.QtWidgets import QApplication
@@ -36,31 +43,16 @@ def _pyside_drops_none_references() -> bool:
     return sys.getrefcount(None) < before - 25
 
 
-if _pyside_drops_none_references():
+def test_the_installed_pyside_keeps_its_references_to_none():
     import PySide6
 
-    pytest.skip(f"PySide6 {PySide6.__version__} drops references to None on Python "
-                f"{sys.version_info.major}.{sys.version_info.minor} (GUI would abort); "
-                "install pyside6-essentials<6.12", allow_module_level=True)
+    assert not _pyside_drops_none_references(), (
+        f"PySide6 {PySide6.__version__} drops references to None on Python "
+        f"{sys.version_info.major}.{sys.version_info.minor}: the GUI would abort; install "
+        "pyside6-essentials<6.12")
 
-from tests.test_models import DIM, HashEncoder, insert_dataset, reward_mlp  # noqa: E402
-from workstation import releases  # noqa: E402
-from workstation.audits import plot_data as pd  # noqa: E402
-from workstation.audits.runs import run_audit  # noqa: E402
-from workstation.models import add_model_bytes  # noqa: E402
-from workstation.ui import models_panel, version_jobs  # noqa: E402
-from workstation.ui.context import AppContext  # noqa: E402
-from workstation.ui.models_panel import ModelsPanel  # noqa: E402
-from workstation.ui.plots import EMPTY_TEXT, PlotsPanel  # noqa: E402
 
 SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
-try:
-    import workstation.regression  # noqa: F401
-    HAS_REGRESSION = True
-except ImportError:
-    HAS_REGRESSION = False
-needs_regression = pytest.mark.skipif(not HAS_REGRESSION,
-                                      reason="workstation.regression is not there yet")
 WORDS = ("the a model safe harm help cannot will steal lock bread tool code kill sorry yes "
          "no").split()
 CATEGORIES = ("Crime", "Self-harm", "Privacy", "Violence", "Fraud")
@@ -335,7 +327,6 @@ def test_models_panel_lists_versions_with_lineage(qtbot, ctx, runs):
     shot(panel, "models-details")
 
 
-@needs_regression
 def test_compare_two_versions_shows_fixed_and_broken(qtbot, ctx, runs):
     panel = _models(qtbot, ctx)
     _select(panel, "rm@2")
@@ -357,7 +348,6 @@ def test_compare_two_versions_shows_fixed_and_broken(qtbot, ctx, runs):
     shot(panel, "models-compare")
 
 
-@needs_regression
 def test_release_and_roll_back_from_the_panel(qtbot, ctx, runs, answers):
     shown, replies = answers
     panel = _models(qtbot, ctx)
@@ -407,9 +397,12 @@ def test_a_failed_gate_needs_release_anyway_and_a_reason(qtbot, ctx, runs, answe
     assert "gate failed" in title and accept == "Release anyway…"
     assert "FAILED" in text and "accuracy fell 0.1 in Crime" in text
     replies["confirm"], replies["ask"] = True, "   "
+    jobs = []
+    ctx.jobs.started.connect(jobs.append)
     panel.buttons["release"].click()
     qtbot.waitUntil(lambda: len(shown["ask"]) == 1, timeout=WAIT)
-    qtbot.wait(200)
+    # The release job would start as the answer came back: none did.
+    assert [j.title for j in jobs] == ["Regression gate for rm@3"]
     assert releases.current_release(ctx.ws, "rm") is None  # no reason: nothing released
     replies["ask"] = "hotfix approved by the safety board"
     panel.buttons["release"].click()
@@ -453,22 +446,52 @@ def test_export_a_release_to_a_zip(qtbot, ctx, runs, answers, monkeypatch, tmp_p
     assert not panel.buttons["export"].isEnabled()  # never released
 
 
-def test_retrain_says_when_training_is_missing(qtbot, ctx, runs, answers, monkeypatch):
+def _finished(qtbot, ctx, jobs: list) -> None:
+    """Until every job started so far has ended."""
+    qtbot.waitUntil(lambda: jobs and not ctx.jobs.running, timeout=120_000)
+
+
+@pytest.mark.slow
+def test_retrain_from_the_models_panel_records_the_windows_analyst(qtbot, ctx, runs, answers,
+                                                                   monkeypatch):
+    from workstation.models import resolve
+
     shown, _ = answers
+    ctx.settings().setValue("review/analyst", "dr-lee")  # Preferences ▸ Analyst name
     monkeypatch.setattr(models_panel, "choose_item", lambda *_a: "safety-labels")
-    monkeypatch.setattr(version_jobs, "retrain", lambda *_a, **_k: version_jobs.NOT_AVAILABLE)
+    jobs = []
+    ctx.jobs.started.connect(jobs.append)
     panel = _models(qtbot, ctx)
     _select(panel, "rm@3")
     panel.buttons["retrain"].click()
-    qtbot.waitUntil(lambda: bool(shown["inform"]), timeout=WAIT)
-    assert shown["inform"][-1] == ("Retrain", "Training is not available yet.", False)
+    _finished(qtbot, ctx, jobs)
+    assert jobs[0].error is None, jobs[0].error
+    assert shown["inform"][-1] == ("Retrain", "Trained rm@4 on safety-labels.", True)
+    version = resolve(ctx.ws, "rm@4")
+    assert version.created_by == "dr-lee"  # not the login name
+    assert version.parent_id == resolve(ctx.ws, "rm@3").id
 
 
-def test_compare_says_so_plainly_without_the_regression_module(qtbot, ctx, runs, monkeypatch):
-    monkeypatch.setitem(sys.modules, "workstation.regression", None)  # import fails
+@pytest.mark.parametrize("cause", ["an error", "no regression module"])
+def test_no_release_without_the_regression_report(qtbot, ctx, runs, answers, monkeypatch, cause):
+    import workstation.regression as regression
+    from workstation.errors import WorkstationError
+
+    shown, _ = answers
+
+    def cannot(*_a, **_k):
+        raise WorkstationError("cannot score hh-pairs: the encoder is missing")
+    if cause == "an error":
+        monkeypatch.setattr(regression, "gate_report_for_release", cannot)
+    else:
+        monkeypatch.setitem(sys.modules, "workstation.regression", None)  # import fails
+    jobs = []
+    ctx.jobs.started.connect(jobs.append)
     panel = _models(qtbot, ctx)
     _select(panel, "rm@2")
-    panel.compare_view.compare_button.click()
-    qtbot.waitUntil(lambda: "not available yet" in panel.compare_view.verdict.text(),
-                    timeout=WAIT)
-    assert panel.compare_view.fixed.count() == 0
+    panel.buttons["release"].click()
+    _finished(qtbot, ctx, jobs)
+    [job] = jobs
+    assert job.title == "Regression gate for rm@2"
+    assert ("encoder is missing" if cause == "an error" else "import of workstation.regression") in job.error
+    assert shown["confirm"] == [] and releases.current_release(ctx.ws, "rm") is None

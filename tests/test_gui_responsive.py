@@ -16,9 +16,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("pytestqt")
-
-from tests.gui_support import own_settings, template  # noqa: E402,F401
+from tests.gui_support import own_settings, template  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 HEARTBEAT_MS = 20

@@ -16,7 +16,6 @@ from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QListWidget, QLis
 from workstation.audits import plot_data as pd
 from workstation.models.lineage import VersionNode
 from workstation.ui.plots import semantic_colour
-from workstation.ui.version_jobs import NOT_AVAILABLE
 from workstation.ui.widgets import compact
 
 REASONS_SHOWN = 3  # gate reasons in the verdict line; the tooltip holds them all
@@ -101,10 +100,6 @@ class CompareView(QWidget):
         for widget in (self.fixed, self.broken):
             widget.clear()
         self.deltas.setRowCount(0)
-        if report is NOT_AVAILABLE:
-            self.verdict.setText("Comparison is not available yet: the regression module is "
-                                 "not part of this workstation.")
-            return
         self.report = report
         self.verdict.setText(self._verdict_html(report))
         self._fill_lists(report)

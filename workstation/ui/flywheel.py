@@ -1,7 +1,6 @@
 """The window's flywheel actions (import, export, register, audit, probes,
 retrain, patch): a dialog collects the choices, then the core call runs as a
 background job (``ctx.run_job``); on success the browser shows what changed.
-A part of the core that is not built yet says so instead.
 """
 
 from __future__ import annotations
@@ -55,10 +54,6 @@ class Flywheel:
         with self.browser.quiet():
             self.ctx.data_changed.emit(changes)
         self.ctx.status.emit(message)
-
-    def _not_built(self, what: str) -> None:
-        dialogs.show_info(self.window, f"{what} is not built into this workstation yet; "
-                                       "everything else works.")
 
     # -- import and export -------------------------------------------------------
     def import_dataset(self) -> None:
@@ -180,9 +175,6 @@ class Flywheel:
     def retrain(self) -> None:
         if not self._ready():
             return
-        if not _available("workstation.training"):
-            self._not_built("Retraining")
-            return
         model, dataset = self._current()
         dialog = dialogs.RetrainDialog(self._datasets(), self._models(), dataset, model,
                                        self.window)
@@ -205,9 +197,6 @@ class Flywheel:
 
     def patch_selected(self) -> None:
         if not self._ready():
-            return
-        if not _available("workstation.patching"):
-            self._not_built("Patching")
             return
         run = self.browser.selection.run
         rows = [self.browser.model.row_values(r) for r in self.browser.selected_rows()]
@@ -236,12 +225,6 @@ class Flywheel:
             self._announce({"models"}, f"patched: {result.version.ref} (patch "
                            f"{result.patch_id}, {len(result.kernels)} kernels{refused})")
         return self.ctx.run_job(f"Patching {run.model}", work, done)
-
-
-def _available(module: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(module) is not None
 
 
 def _version_ref(result: Any) -> str:

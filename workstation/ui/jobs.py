@@ -12,7 +12,7 @@ import time
 import traceback
 from typing import Any, Callable
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, QTimer, Signal
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
 from workstation.errors import Cancelled, WorkstationError
 from workstation.progress import Progress
@@ -112,7 +112,3 @@ class JobRunner(QObject):
 
     def wait(self, msecs: int = -1) -> bool:
         return self.pool.waitForDone(msecs)
-
-
-def call_later(msecs: int, fn: Callable[[], None]) -> None:
-    QTimer.singleShot(msecs, fn)

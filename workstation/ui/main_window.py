@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
-from PySide6.QtWidgets import (QFileDialog, QLabel, QMainWindow, QStackedWidget, QStyle,
+from PySide6.QtWidgets import (QFileDialog, QMainWindow, QStackedWidget, QStyle,
                                QTabWidget, QVBoxLayout, QWidget)
 
 from workstation.ui import dialogs
@@ -38,12 +38,12 @@ WORKSPACE_FILTER = "Workspaces (*.duckdb *.db);;All files (*)"
 
 
 class LazyTab(QWidget):
-    """A tab whose panel is built the first time it is shown (its module may
-    be heavy, or not built yet)."""
+    """A tab whose panel is built the first time it is shown (its module
+    loads pyqtgraph, which start-up does without)."""
 
-    def __init__(self, module: str, cls: str, what: str, ctx: AppContext) -> None:
+    def __init__(self, module: str, cls: str, ctx: AppContext) -> None:
         super().__init__()
-        self.module, self.cls, self.what, self.ctx = module, cls, what, ctx
+        self.module, self.cls, self.ctx = module, cls, ctx
         self.panel: QWidget | None = None
         QVBoxLayout(self).setContentsMargins(0, 0, 0, 0)
 
@@ -52,14 +52,8 @@ class LazyTab(QWidget):
             return
         import importlib
 
-        try:
-            panel_class = getattr(importlib.import_module(self.module), self.cls)
-            self.panel = panel_class(self.ctx)
-        except ModuleNotFoundError as exc:
-            if exc.name != self.module:
-                raise
-            self.panel = QLabel(f"The {self.what} panel is being built; it will appear here.")
-            self.panel.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        panel_class = getattr(importlib.import_module(self.module), self.cls)
+        self.panel = panel_class(self.ctx)
         self.layout().addWidget(self.panel)
 
 
@@ -78,9 +72,8 @@ class MainWindow(QMainWindow):
         self.tabs = QTabWidget()
         self.tabs.setDocumentMode(True)
         self.tabs.addTab(self.browser, "Browser")
-        self.lazy_tabs = [LazyTab("workstation.ui.plots", "PlotsPanel", "plots", self.ctx),
-                          LazyTab("workstation.ui.models_panel", "ModelsPanel", "models",
-                                  self.ctx)]
+        self.lazy_tabs = [LazyTab("workstation.ui.plots", "PlotsPanel", self.ctx),
+                          LazyTab("workstation.ui.models_panel", "ModelsPanel", self.ctx)]
         self.tabs.addTab(self.lazy_tabs[0], "Plots")
         self.tabs.addTab(self.lazy_tabs[1], "Models")
         self.tabs.currentChanged.connect(self._tab_changed)

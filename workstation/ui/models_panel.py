@@ -4,7 +4,8 @@ ledger and workspace verification.
 
 Everything here shows core state and calls core functions through jobs:
 ``models.lineage`` (what is shown), and through ``version_jobs`` the
-regression report (compare, the release gate) and training; ``releases``
+regression report (compare, the release gate; no release without it) and
+training; ``releases``
 (release, rollback, export) and ``verify``. The tree and details are in
 ``versions``, the comparison in ``compare_view``. The small dialog functions
 at the top are module functions so that tests can answer them.
@@ -215,10 +216,10 @@ class ModelsPanel(QWidget):
             lineage.rollback_target(self.ctx.ws, model)[1] is not None
 
     def _encoder(self) -> Any:
-        return getattr(self.ctx, "encoder", None)
+        return self.ctx.encoder
 
-    def _analyst(self) -> str | None:
-        return self.ctx.analyst() if hasattr(self.ctx, "analyst") else None
+    def _analyst(self) -> str:
+        return self.ctx.analyst()
 
     # -- compare -----------------------------------------------------------------------
     def compare(self, candidate: int, baseline: int) -> None:
@@ -340,11 +341,10 @@ class ModelsPanel(QWidget):
         if not dataset:
             return
 
-        def done(result: Any) -> None:
-            if result is version_jobs.NOT_AVAILABLE:
-                inform(self, "Retrain", "Training is not available yet.", ok=False)
-            else:
-                inform(self, "Retrain", f"Trained {result.version.ref} on {dataset}.")
+        analyst = self._analyst()
         self.ctx.run_job(f"Retrain {node.model} on {dataset}",
-                         lambda ws, p: version_jobs.retrain(ws, dataset, node, p, self._encoder()),
-                         done, {"models"})
+                         lambda ws, p: version_jobs.retrain(ws, dataset, node, p, self._encoder(),
+                                                            analyst),
+                         lambda result: inform(self, "Retrain", f"Trained {result.version.ref} "
+                                                                f"on {dataset}."),
+                         {"models"})

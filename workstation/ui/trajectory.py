@@ -252,11 +252,9 @@ def landscape_for(ws: Any, version: int, dataset: str,
 
 def patch_kernels(ws: Any, version: int) -> list[tuple[Any, float]]:
     """(center, bandwidth) of every suppression kernel the version carries."""
-    try:
-        from workstation.models import resolve
-        from workstation.patching.layers import current_layer
-    except ImportError:  # patching not built into this workstation
-        return []
+    from workstation.models import resolve
+    from workstation.patching.layers import current_layer
+
     return [(k.center, k.bandwidth) for k in current_layer(ws, resolve(ws, version)).kernels()]
 
 

@@ -12,36 +12,33 @@ from workstation.models.lineage import VersionNode
 from workstation.progress import Progress
 from workstation.workspace import Workspace
 
-NOT_AVAILABLE = object()  # a core module that is not there yet
-
 
 def gate_report(ws: Workspace, version_id: int, progress: Progress,
-                encoder: Any = None) -> Any:
+                encoder: Any = None) -> dict[str, Any] | None:
     """The regression report a release of the version is gated on (None:
-    nothing to compare with; NOT_AVAILABLE: no regression module yet)."""
-    try:
-        from workstation.regression import gate_report_for_release
-    except ImportError:
-        return NOT_AVAILABLE
+    nothing to compare with). An error here fails the job: no release
+    without the report."""
+    from workstation.regression import gate_report_for_release
+
     return gate_report_for_release(ws, version_id, progress, encoder=encoder)
 
 
 def compare_versions(ws: Workspace, candidate: int, baseline: int, progress: Progress,
-                     encoder: Any = None) -> Any:
-    try:
-        from workstation.regression import compare
-    except ImportError:
-        return NOT_AVAILABLE
+                     encoder: Any = None) -> dict[str, Any]:
+    """``regression.compare`` of two versions, as its JSON report."""
+    from workstation.regression import compare
+
     return compare(ws, candidate, baseline, progress=progress, encoder=encoder).to_json()
 
 
 def retrain(ws: Workspace, dataset: str, node: VersionNode, progress: Progress,
-            encoder: Any = None) -> Any:
-    try:
-        from workstation.training import train
-    except ImportError:
-        return NOT_AVAILABLE
-    return train(ws, dataset, node.model, parent=node.ref, progress=progress, encoder=encoder)
+            encoder: Any = None, analyst: str | None = None) -> Any:
+    """The next version of ``node``'s model, trained on ``dataset`` with
+    ``node`` as its parent and ``analyst`` as its author."""
+    from workstation.training import train  # torch loads here, and only here
+
+    return train(ws, dataset, node.model, parent=node.ref, progress=progress, encoder=encoder,
+                 analyst=analyst)
 
 
 def release_text(node: VersionNode, current: str | None, report: Any) -> str:
@@ -52,10 +49,8 @@ def release_text(node: VersionNode, current: str | None, report: Any) -> str:
     return "\n".join(lines + gate_lines(report))
 
 
-def gate_lines(report: Any) -> list[str]:
-    if report is NOT_AVAILABLE:
-        return ["Regression gate: not available yet (no regression module); the release "
-                "records no regression evidence."]
+def gate_lines(report: dict[str, Any] | None) -> list[str]:
+    """The gate's verdict, the counts and the reasons, one line each."""
     if report is None:
         return ["Regression gate: nothing to compare with (no release in force and no "
                 "parent); the release records no regression evidence."]
