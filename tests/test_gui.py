@@ -537,6 +537,92 @@ def test_patch_kernels_are_drawn_on_the_landscape(qtbot, window, monkeypatch):
     assert circle.center().x() == pytest.approx(0.2) and circle.width() == pytest.approx(0.5)
 
 
+def _cell(browser, row: int, key: str) -> str:
+    column = [c.key for c in browser.model.columns].index(key)
+    return browser.model.data(browser.model.index(row, column))
+
+
+def test_after_a_flip_each_score_stays_with_its_text_and_the_verdict_says_it_is_as_audited(
+        qtbot, window):
+    browser, pair = window.browser, window.browser.detail.pair
+    audited = browser.model.row_values(0)  # a failure of the pairs audit
+    chosen, rejected = pair.chosen.text(), pair.rejected.text()
+    s_chosen, s_rejected = audited["score_chosen"], audited["score_rejected"]
+    assert pair.chosen.title.text() == f"Chosen · score {s_chosen:.3f}"
+    assert _cell(browser, 0, "passed") == "FAIL"
+    press(qtbot, browser, "f")
+    assert (pair.chosen.text(), pair.rejected.text()) == (rejected, chosen)
+    # The score of each text moves with it...
+    assert pair.chosen.title.text() == f"Chosen (flipped in review) · score {s_rejected:.3f}"
+    assert pair.rejected.title.text() == f"Rejected · score {s_chosen:.3f}"
+    assert pair.scores.text().startswith(f"chosen {s_rejected:.3f}   rejected {s_chosen:.3f}")
+    assert (_cell(browser, 0, "score_chosen"), _cell(browser, 0, "score_rejected")) == \
+        (f"{s_rejected:.3f}", f"{s_chosen:.3f}")
+    # ...and the audit's verdict says it is from before the flip.
+    assert f"as audited, before your edit: FAIL (margin {audited['margin']:+.3f})" in \
+        pair.scores.text()
+    assert "the model prefers the text now under Chosen" in pair.scores.text()
+    assert pair.bar.isHidden()
+    assert _cell(browser, 0, "passed") == "FAIL before edit"
+    press(qtbot, browser, "z", Qt.KeyboardModifier.ControlModifier)  # as audited again
+    assert pair.chosen.title.text() == f"Chosen · score {s_chosen:.3f}"
+    assert "before your edit" not in pair.scores.text() and not pair.bar.isHidden()
+    assert _cell(browser, 0, "passed") == "FAIL"
+
+
+def test_after_a_relabel_the_verdict_says_it_is_as_audited(qtbot, window):
+    browser = window.browser
+    browser.selection.select_dataset("jbb")
+    wait_rows(qtbot, browser)
+    row = browser.model.row_values(0)
+    facts = browser.detail.label.facts
+    assert facts.text().startswith(f"score {row['score']:.3f} · label unsafe · ")
+    assert facts.text().endswith(f"FAIL (margin {row['margin']:+.3f})")
+    press(qtbot, browser, "s")
+    assert facts.text().startswith(f"score {row['score']:.3f} · label safe (unsafe when "
+                                   f"audited) · ")
+    assert facts.text().endswith(f"as audited, before your edit: FAIL (margin "
+                                 f"{row['margin']:+.3f}); audit again to judge the edit")
+    assert _cell(browser, 0, "passed") == "FAIL before edit"
+
+
+def test_history_and_findings_counts_never_stay_from_another_example(qtbot, window, tmp_path):
+    browser, detail = window.browser, window.browser.detail
+    press(qtbot, browser, "f")
+    press(qtbot, browser, "x")
+    assert detail.tabs.tabText(0) == "History (2)"
+    browser.selection.select_run(_probe_run(window))
+    wait_rows(qtbot, browser)
+    case = next(r for r in range(browser.model.rowCount())
+                if browser.model.row_values(r)["example_id"] is None)
+    browser.select_row(case)  # a generated case: no example, no history
+    browser.show_detail_now()
+    assert detail.example is None and detail.body.currentWidget() is detail.case
+    assert (detail.tabs.tabText(0), detail.tabs.tabText(1)) == ("History", "Findings")
+    assert detail.history.topLevelItemCount() == 0
+    browser.select_row(0)
+    browser.show_detail_now()
+    assert detail.tabs.tabText(1) == "Findings (1)"
+    window.open_workspace(str(tmp_path / "empty.duckdb"), create=True)
+    assert (detail.tabs.tabText(0), detail.tabs.tabText(1)) == ("History", "Findings")
+
+
+def test_the_plots_follow_the_browser_into_another_workspace(qtbot, window, tmp_path, template):
+    window.tabs.setCurrentWidget(window.lazy_tabs[0])
+    plots = window.lazy_tabs[0].panel
+    qtbot.waitUntil(lambda: plots.bundle is not None, timeout=20_000)
+    window.browser.selection.select_dataset("jbb")
+    qtbot.waitUntil(lambda: plots.bundle is not None and plots.bundle.run.dataset == "jbb",
+                    timeout=20_000)
+    other = copy_template(template, tmp_path / "other.duckdb")
+    with qtbot.waitSignal(plots.rendered, timeout=20_000):
+        assert window.open_workspace(str(other))
+    wait_rows(qtbot, window.browser)
+    run = window.browser.run
+    assert plots.run_id == run.id and plots.bundle.run.dataset == run.dataset
+    assert plots.pages.currentWidget() is not plots.empty
+
+
 def test_history_lists_the_examples_review_log(qtbot, window):
     browser = window.browser
     press(qtbot, browser, "f")

@@ -246,6 +246,56 @@ def test_changing_the_baseline_and_metric_reloads(qtbot, ctx, runs):
     assert panel.bundle.bars.metric == "auroc"
 
 
+def _tick_numbers(axis) -> list[float]:
+    """The numbers an axis writes at its ticks, as it draws them."""
+    low, high = axis.range
+    size = axis.width() if axis.orientation in ("left", "right") else axis.height()
+    out = []
+    for spacing, values in axis.tickValues(low, high, max(size, 100)):
+        scale = axis.autoSIPrefixScale * axis.scale
+        out += [float(t) for t in axis.tickStrings(values, scale, spacing) if t]
+    return out
+
+
+def _reads_its_range(tab, sides=("bottom", "left")) -> None:
+    for side in sides:
+        axis = tab.plot.getAxis(side)
+        low, high = sorted(axis.range)
+        slack = (high - low) * 0.05 + 1e-9
+        numbers = _tick_numbers(axis)
+        assert numbers and all(low - slack <= n <= high + slack for n in numbers), \
+            (side, axis.range, numbers)
+
+
+def test_axes_read_the_data_range_after_switching_runs(qtbot, ctx, runs):
+    panel = _plots(qtbot, ctx)
+    for tab in (panel.scores_tab, panel.length_tab):
+        panel.tabs.setCurrentWidget(tab)
+        for key in (("rm@2", "safety-labels"), ("rm@3", "hh-pairs"), ("rm@1", "safety-labels")):
+            with qtbot.waitSignal(panel.rendered, timeout=WAIT):
+                ctx.run_selected.emit(runs[key])
+            QCoreApplication.processEvents()
+            _reads_its_range(tab)
+    shot(panel, "plots-length-after-switch")
+
+
+def test_the_categories_range_is_the_new_metrics_not_the_last_ones(qtbot, ctx, runs):
+    panel = _plots(qtbot, ctx, runs[("rm@3", "hh-pairs")])
+    panel.tabs.setCurrentWidget(panel.categories_tab)
+    assert panel.bundle.bars.metric == "pairwise_accuracy"  # a rate: drawn over 0..1
+    with qtbot.waitSignal(panel.rendered, timeout=WAIT):
+        panel.metric_box.setCurrentText("mean_margin")
+        panel.metric_box.activated.emit(panel.metric_box.currentIndex())
+    bars = panel.bundle.bars
+    ends = np.r_[bars.values, bars.ci_low, bars.ci_high]
+    assert ends.min() < 0  # margins below zero: outside the last metric's 0..1
+    view = panel.categories_tab.plot.getViewBox()
+    qtbot.waitUntil(lambda: view.viewRange()[0][0] <= ends.min() <= ends.max()
+                    <= view.viewRange()[0][1], timeout=5000)  # auto-range: on the next pass
+    _reads_its_range(panel.categories_tab, ["bottom"])  # the left one names categories
+    shot(panel, "plots-categories-mean-margin")
+
+
 def test_plots_follow_a_dark_palette(qtbot, ctx, runs):
     panel = _plots(qtbot, ctx, runs[("rm@2", "safety-labels")])
     dark = QPalette()
@@ -429,6 +479,29 @@ def test_verify_shows_ok_and_then_a_problem(qtbot, ctx, runs, answers):
     assert "problem" in panel.ledger_view.verify_result.text()
     panel.tabs.setCurrentWidget(panel.ledger_view)
     shot(panel, "models-verify-failed")
+
+
+def test_nothing_of_the_last_workspace_stays_on_the_models_panel(qtbot, ctx, runs, answers,
+                                                                 tmp_path, template):
+    from workstation.workspace import Workspace
+
+    shown, _ = answers
+    panel = _models(qtbot, ctx)
+    panel.buttons["verify"].click()
+    qtbot.waitUntil(lambda: bool(shown["inform"]), timeout=WAIT)
+    assert "Verify: OK" in panel.ledger_view.verify_result.text()
+    ctx.data_changed.emit({"review"})  # an edit since: the result is of an earlier state
+    assert "before later changes" in panel.ledger_view.verify_result.text()
+    _select(panel, "rm@2")
+    panel.compare_view.compare_button.click()
+    qtbot.waitUntil(lambda: panel.compare_view.fixed.count() > 0, timeout=WAIT)
+    shutil.copy(template[0], tmp_path / "other.duckdb")
+    ctx.set_workspace(Workspace.open(tmp_path / "other.duckdb"))
+    assert "Verify:" not in panel.ledger_view.verify_result.text()
+    view = panel.compare_view
+    assert view.fixed.count() == view.broken.count() == view.deltas.rowCount() == 0
+    assert view.verdict.text() == "Pick two versions and compare them."
+    assert panel.tree.currentItem().text(0) == "rm@3"  # chosen afresh: the newest
 
 
 def test_export_a_release_to_a_zip(qtbot, ctx, runs, answers, monkeypatch, tmp_path):

@@ -22,6 +22,7 @@ from workstation.ui.detail import DetailView
 from workstation.ui.filter_bar import FilterBar, Filters
 from workstation.ui.selection_bar import SelectionBar
 from workstation.ui.table_model import Column, LazyTableModel, PageFetch
+from workstation.ui.verdicts import as_shown
 from workstation.ui.widgets import EmptyState, HintBar
 
 
@@ -67,16 +68,17 @@ def _score_columns(kind: str) -> list[Column]:
 
 
 def failure_fetch(run_id: int | None, dataset: str, filters: Filters) -> PageFetch:
-    """Pages of an audit run's results (or of a dataset without a run)."""
+    """Pages of an audit run's results (or of a dataset without a run), as shown."""
     kwargs = filters.page_filters()
 
     def fetch(ws: Any, offset: int, limit: int, order_by: str | None, descending: bool,
               count: bool) -> tuple[list[dict], int | None]:
         from workstation.audits.runs import failure_page
 
-        return failure_page(ws, run_id, dataset=dataset, order_by=order_by or "rank",
-                            descending=descending, limit=limit, offset=offset, count=count,
-                            **kwargs)
+        rows, total = failure_page(ws, run_id, dataset=dataset, order_by=order_by or "rank",
+                                   descending=descending, limit=limit, offset=offset,
+                                   count=count, **kwargs)
+        return [as_shown(r) for r in rows], total
     return fetch
 
 
@@ -401,7 +403,7 @@ class BrowserPanel(QWidget):
             return None
         rows, _ = failure_page(self.ctx.ws, run.id if run else None, dataset=dataset.name,
                                example_id=example_id, limit=1, count=False)
-        return rows[0] if rows else None
+        return as_shown(rows[0]) if rows else None
 
     @contextlib.contextmanager
     def quiet(self) -> Iterator[None]:

@@ -19,6 +19,7 @@ from workstation.ui.plots import semantic_colour
 from workstation.ui.widgets import compact
 
 REASONS_SHOWN = 3  # gate reasons in the verdict line; the tooltip holds them all
+PICK_TEXT = "Pick two versions and compare them."
 
 
 class CompareView(QWidget):
@@ -40,7 +41,7 @@ class CompareView(QWidget):
             pick.addWidget(box)
         pick.addWidget(self.compare_button)
         pick.addStretch(1)
-        self.verdict = QLabel("Pick two versions and compare them.", wordWrap=True)
+        self.verdict = QLabel(PICK_TEXT, wordWrap=True)
         self.verdict.setTextFormat(Qt.TextFormat.RichText)
         self.fixed, self.broken = self._example_list(), self._example_list()
         self.deltas = QTableWidget(0, 7)
@@ -85,6 +86,19 @@ class CompareView(QWidget):
             parent = nodes[candidate].parent_id
             if parent in nodes:
                 self.baseline.setCurrentIndex(self.baseline.findData(parent))
+
+    def clear(self) -> None:
+        """No versions and no report (another workspace)."""
+        for box in (self.candidate, self.baseline):
+            box.clear()
+        for widget in (self.fixed, self.broken):
+            widget.clear()
+        self.deltas.setRowCount(0)
+        self.fixed_label.setText("Fixed")
+        self.broken_label.setText("Broken")
+        self.verdict.setText(PICK_TEXT)
+        self.verdict.setToolTip("")
+        self.report = None
 
     def _request(self) -> None:
         c, b = self.candidate.currentData(), self.baseline.currentData()

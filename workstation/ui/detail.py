@@ -23,16 +23,12 @@ from PySide6.QtWidgets import (QCheckBox, QHBoxLayout, QPlainTextEdit, QSizePoli
 
 from workstation.ui.context import AppContext
 from workstation.ui.table_model import FAIL_COLOUR, PASS_COLOUR
+from workstation.ui.verdicts import fmt, label_facts, pair_summary
 from workstation.ui.widgets import plain_label
 
 # Texts longer than this are shown without a word diff (difflib is quadratic).
 DIFF_LIMIT = 20_000
 _TOKEN = re.compile(r"\s+|\w+|[^\w\s]")
-
-
-def fmt(value: Any) -> str:
-    """A score as text ("—" when there is none)."""
-    return "—" if value is None else f"{value:.3f}"
 
 
 def diff_spans(a: str, b: str) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
@@ -197,14 +193,9 @@ class PairBody(QWidget):
         self.prompt.set_text("Prompt", example.get("prompt"))
         margin = row.get("margin")
         self.bar.set_margin(margin)
-        self.bar.setVisible(margin is not None)
-        if margin is None:
-            self.scores.setText("Not scored here: pick an audit run to see scores.")
-        else:
-            verdict = "the model prefers chosen" if margin > 0 else "the model prefers rejected"
-            self.scores.setText(f"chosen {fmt(row.get('score_chosen'))}   rejected "
-                                f"{fmt(row.get('score_rejected'))}   margin {margin:+.3f} "
-                                f"({verdict})")
+        # After an edit the audit's margin no longer measures the pair as it is.
+        self.bar.setVisible(margin is not None and not row.get("edited"))
+        self.scores.setText(pair_summary(row))
         self._show_texts()
 
     def _show_texts(self) -> None:
@@ -239,19 +230,9 @@ class LabelBody(QWidget):
     def show_response(self, example: dict[str, Any], row: dict[str, Any]) -> None:
         self.facts.setText(label_facts(example, row))
         self.bar.set_margin(row.get("margin"))
-        self.bar.setVisible(row.get("margin") is not None)
+        self.bar.setVisible(row.get("margin") is not None and not row.get("edited"))
         self.prompt.set_text("Prompt", example.get("prompt"))
         self.response.set_text("Response", example.get("response"))
-
-
-def label_facts(example: dict[str, Any], row: dict[str, Any]) -> str:
-    """"score 0.812 · label unsafe · category X · FAIL (margin -0.312)"."""
-    parts = [f"score {fmt(row.get('score'))}" if row.get("score") is not None else "not scored",
-             f"label {example.get('label') or 'none'}",
-             f"category {example.get('category') or 'none'}"]
-    if row.get("passed") is not None:
-        parts.append(f"{'pass' if row['passed'] else 'FAIL'} (margin {row['margin']:+.3f})")
-    return " · ".join(parts)
 
 
 class CaseBody(QWidget):
@@ -404,8 +385,14 @@ class DetailView(QWidget):
         self.header.setText("")
         self.facts.setText("")
         self.body.setCurrentWidget(self.empty)
+        self._no_history()
+
+    def _no_history(self) -> None:
+        """No example: no history, no findings, and no counts of the last one."""
         self.history.clear()
         self.findings.clear()
+        self.tabs.setTabText(0, "History")
+        self.tabs.setTabText(1, "Findings")
 
     def _show_case(self, row: dict[str, Any]) -> None:
         self.example = None
@@ -414,8 +401,7 @@ class DetailView(QWidget):
                            f"{row.get('severity', 0):.2f}")
         self.case.show_case(row)
         self.body.setCurrentWidget(self.case)
-        self.history.clear()
-        self.findings.clear()
+        self._no_history()
 
     def _show_header(self, ex: dict[str, Any]) -> None:
         source = f" · source id {ex['source_id']}" if ex.get("source_id") else ""

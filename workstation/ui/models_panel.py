@@ -14,6 +14,7 @@ at the top are module functions so that tests can answer them.
 from __future__ import annotations
 
 import html
+import time
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,10 @@ from workstation.ui.context import AppContext
 from workstation.ui.plots import semantic_colour
 from workstation.ui.versions import VersionDetails, VersionTree
 from workstation.ui.widgets import compact
+from workstation.ui.wording import count
+
+VERIFY_HINT = ("“Verify workspace” recomputes every hash: review log, ledger, release "
+               "signatures and stored artifacts.")
 
 
 # -- dialogs (module functions: tests replace them) ------------------------------------
@@ -87,10 +92,9 @@ class LedgerView(QWidget):
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         compact(self.table)
         self.caption = QLabel(wordWrap=True)
-        self.verify_result = QLabel("“Verify workspace” recomputes every hash: review log, "
-                                    "ledger, release signatures and stored artifacts.",
-                                    wordWrap=True)
+        self.verify_result = QLabel(VERIFY_HINT, wordWrap=True)
         self.verify_result.setTextFormat(Qt.TextFormat.RichText)
+        self.verified: tuple[Any, str] | None = None  # (report, when)
         layout = QVBoxLayout(self)
         layout.addWidget(self.caption)
         layout.addWidget(self.table, 1)
@@ -111,13 +115,30 @@ class LedgerView(QWidget):
         self.table.scrollToBottom()
 
     def show_verify(self, report: Any) -> None:
-        palette = self.palette()
-        colour = semantic_colour("fixed" if report.ok else "broken", palette).name()
-        what = "OK" if report.ok else f"{len(report.failures)} problem(s)"
+        """The verification's result, with the time it was made."""
+        self.verified = (report, time.strftime("%H:%M:%S"))
+        self._show_verified(older=False)
+
+    def verify_is_older(self) -> None:
+        """The workspace changed since: the result says it is of an earlier state."""
+        if self.verified is not None:
+            self._show_verified(older=True)
+
+    def forget_verify(self) -> None:
+        """Another workspace: no result of the last one."""
+        self.verified = None
+        self.verify_result.setText(VERIFY_HINT)
+
+    def _show_verified(self, older: bool) -> None:
+        report, when = self.verified
+        colour = semantic_colour("fixed" if report.ok else "broken", self.palette()).name()
+        what = "OK" if report.ok else count(len(report.failures), "problem")
         problems = "".join(f"<br>• {html.escape(f, quote=False)}" for f in report.failures)
         checked = html.escape(_checked_text(report.checked), quote=False)
+        since = ", before later changes (verify again)" if older else ""
         self.verify_result.setText(f'<span style="color:{colour}; font-weight:bold">Verify: '
-                                   f'{what}</span> · checked {checked}{problems}')
+                                   f'{what}</span> · at {when}{since} · checked {checked}'
+                                   f'{problems}')
 
 
 def _checked_text(checked: dict[str, int]) -> str:
@@ -137,7 +158,7 @@ class ModelsPanel(QWidget):
         self.audits: dict[int, list] = {}
         self._build()
         ctx.data_changed.connect(self._data_changed)
-        ctx.workspace_changed.connect(lambda _ws: self.refresh())
+        ctx.workspace_changed.connect(self._workspace_changed)
         ctx.model_selected.connect(self.tree.choose)
         self.refresh()
 
@@ -190,8 +211,19 @@ class ModelsPanel(QWidget):
         self.ledger_view.fill(lineage.ledger_rows(ws) if ws is not None else [])
         self._version_chosen(self.tree.chosen())
 
+    def _workspace_changed(self, _ws: Any) -> None:
+        """Another workspace: nothing of the last one's stays on screen."""
+        self.tree.clear()
+        self.tree.items = {}
+        self.compare_view.clear()
+        self.ledger_view.forget_verify()
+        self.refresh()
+
     def _data_changed(self, changes: Any) -> None:
-        if set(changes or ()) & {"models", "releases", "runs", "ledger"}:
+        changes = set(changes or ())
+        if changes:  # verification covers every table: a change dates it
+            self.ledger_view.verify_is_older()
+        if changes & {"models", "releases", "runs", "ledger"}:
             self.refresh()
 
     def selected(self) -> VersionNode | None:

@@ -88,10 +88,12 @@ class PlotTab(QWidget):
         self.items = []
         self.plot.showGrid(x=True, y=True, alpha=0.15)
         self.plot.invertY(False)
+        # A range set for the previous run (a rate's 0..1) must not clip this one's.
+        self.plot.enableAutoRange()
         style_plot(self.plot, palette)
         fg = palette.color(QPalette.ColorRole.WindowText).name()
-        self.plot.setLabel("bottom", self.x_label, color=fg)
-        self.plot.setLabel("left", self.y_label, color=fg)
+        axis_label(self.plot, "bottom", self.x_label, fg)
+        axis_label(self.plot, "left", self.y_label, fg)
         self.stack.setCurrentWidget(self.plot)
 
     def show_reason(self, text: str) -> None:
@@ -109,6 +111,18 @@ class PlotTab(QWidget):
 
 def _esc(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def axis_label(plot: pg.PlotWidget, side: str, text: str, colour: str | None = None) -> None:
+    """Name an axis whose tick labels are the values themselves. pyqtgraph
+    scales the ticks of a range within 0..1 by 1000 while the label shows no
+    prefix (auto SI prefix off) and keeps that scale as the range changes,
+    so that the next run's -3.5..2 read -3000..2000: no range may scale."""
+    axis = plot.getAxis(side)
+    style = {"color": colour} if colour else {}
+    axis.setLabel(text, siPrefixEnableRanges=(), **style)
+    axis.enableAutoSIPrefix(False)  # recomputes the scale: 1 with no range enabled
+    plot.showAxis(side)
 
 
 def style_plot(plot: pg.PlotWidget, palette: QPalette) -> None:
@@ -185,7 +199,9 @@ class PlotsPanel(QWidget):
         self._build()
         ctx.run_selected.connect(self.show_run)
         ctx.data_changed.connect(self._data_changed)
-        ctx.workspace_changed.connect(lambda _ws: self.show_run(None))
+        # The run the browser picked in the new workspace, if it came first;
+        # else None, and the browser's pick follows.
+        ctx.workspace_changed.connect(lambda _ws: self.show_run(ctx.run_id))
         self.show_run(ctx.run_id)
 
     # -- layout --------------------------------------------------------------------
@@ -496,8 +512,8 @@ def draw_versions(tab: PlotTab, c: pd.VersionComparison | str, p: QPalette,
     tab.clear(p)
     if isinstance(c, str) or c.reason:
         return tab.show_reason(c if isinstance(c, str) else c.reason)
-    tab.plot.setLabel("bottom", f"margin under {c.old_label} (baseline)", color=_fg(p).name())
-    tab.plot.setLabel("left", f"margin under {c.new_label}", color=_fg(p).name())
+    axis_label(tab.plot, "bottom", f"margin under {c.old_label} (baseline)", _fg(p).name())
+    axis_label(tab.plot, "left", f"margin under {c.new_label}", _fg(p).name())
     for line in (pg.InfiniteLine(0, angle=90, pen=_dashed(p)),
                  pg.InfiniteLine(0, angle=0, pen=_dashed(p))):
         tab.plot.addItem(line)

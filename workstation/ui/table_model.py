@@ -30,6 +30,8 @@ PLACEHOLDER = "…"
 PASS_COLOUR = QColor("#2e9d4f")
 FAIL_COLOUR = QColor("#d9453b")
 RowRole = Qt.ItemDataRole.UserRole + 1
+STALE_VERDICT = ("As audited, before your edit of the label: audit again to judge the example "
+                 "as it is now.")
 
 
 @dataclass(frozen=True)
@@ -341,8 +343,12 @@ class LazyTableModel(QAbstractTableModel):
         column = self.columns[index.column()]
         if values is None:
             return PLACEHOLDER if role == Qt.ItemDataRole.DisplayRole else None
+        stale = column.kind == "verdict" and values.get("edited")
         if role == Qt.ItemDataRole.DisplayRole:
-            return display_text(column, values.get(column.key))
+            text = display_text(column, values.get(column.key))
+            return f"{text} before edit" if stale else text
+        if role == Qt.ItemDataRole.ToolTipRole and stale:
+            return STALE_VERDICT
         if role == Qt.ItemDataRole.ToolTipRole and column.kind == "text":
             return _tooltip(values.get(column.key))
         if role == RowRole:

@@ -13,6 +13,8 @@ from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QSplitter, QVBoxLayout, QWidget
 
 from workstation.ui.context import AppContext
+from workstation.ui.plots import axis_label
+from workstation.ui.verdicts import stale_verdict
 from workstation.ui.table_model import FAIL_COLOUR, PASS_COLOUR
 from workstation.ui.widgets import plain_label
 
@@ -75,8 +77,8 @@ class TrajectoryBody(QWidget):
 
     def _plot(self, title: str, x: str, y: str) -> Any:
         plot = self.pg.PlotWidget(title=title)
-        plot.setLabel("bottom", x)
-        plot.setLabel("left", y)
+        axis_label(plot, "bottom", x)
+        axis_label(plot, "left", y)
         plot.showGrid(x=True, y=True, alpha=0.2)
         plot.setMinimumSize(220, 160)
         return plot
@@ -145,8 +147,7 @@ class TrajectoryBody(QWidget):
         self.reward_plot.addLine(y=0.5, pen=self.pg.mkPen(FAIL_COLOUR, style=Qt.PenStyle.DashLine))
         self.reward_plot.setYRange(0, 1.05)
         self.reward_plot.setTitle(f"Reward per step (mean {float(rewards.mean()):.3f})")
-        verdict = "" if row.get("passed") is None else \
-            f" · {'pass' if row['passed'] else 'FAIL'} (margin {row['margin']:+.3f})"
+        verdict = "" if row.get("passed") is None else f" · {stale_verdict(row)}"
         label = self._example.get("label") or "safe (an expert demonstration)"
         self.note.setText(f"{steps} steps · label {label}{verdict}")
 
@@ -197,8 +198,8 @@ class TrajectoryBody(QWidget):
         self.start.setData([points[0, 0]], [points[0, 1]])
         self._draw_findings(view)
         self._draw_kernels(view, kernels)
-        self.map_plot.setLabel("bottom", view.axis_names[0])
-        self.map_plot.setLabel("left", view.axis_names[1])
+        axis_label(self.map_plot, "bottom", view.axis_names[0])
+        axis_label(self.map_plot, "left", view.axis_names[1])
         self.map_plot.setTitle("Reward landscape")
         self.map_plot.setToolTip("The model's reward over a plane of observation space; the "
                                  "other components are held at the demonstrations' mean. White "
