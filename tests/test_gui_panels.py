@@ -566,5 +566,6 @@ def test_no_release_without_the_regression_report(qtbot, ctx, runs, answers, mon
     _finished(qtbot, ctx, jobs)
     [job] = jobs
     assert job.title == "Regression gate for rm@2"
-    assert ("encoder is missing" if cause == "an error" else "import of workstation.regression") in job.error
+    expected = "encoder is missing" if cause == "an error" else "import of workstation.regression"
+    assert expected in job.error
     assert shown["confirm"] == [] and releases.current_release(ctx.ws, "rm") is None

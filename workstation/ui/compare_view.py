@@ -15,7 +15,7 @@ from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QListWidget, QLis
 
 from workstation.audits import plot_data as pd
 from workstation.models.lineage import VersionNode
-from workstation.ui.plots import semantic_colour
+from workstation.ui.colours import semantic_colour
 from workstation.ui.widgets import compact
 
 REASONS_SHOWN = 3  # gate reasons in the verdict line; the tooltip holds them all

@@ -27,9 +27,9 @@ from workstation import releases
 from workstation.models import lineage
 from workstation.models.lineage import VersionNode
 from workstation.ui import version_jobs
+from workstation.ui.colours import semantic_colour
 from workstation.ui.compare_view import CompareView
 from workstation.ui.context import AppContext
-from workstation.ui.plots import semantic_colour
 from workstation.ui.versions import VersionDetails, VersionTree
 from workstation.ui.widgets import compact
 from workstation.ui.wording import count

@@ -13,9 +13,9 @@ from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QSplitter, QVBoxLayout, QWidget
 
 from workstation.ui.context import AppContext
-from workstation.ui.plots import axis_label
-from workstation.ui.verdicts import stale_verdict
+from workstation.ui.plot_tab import axis_label
 from workstation.ui.table_model import FAIL_COLOUR, PASS_COLOUR
+from workstation.ui.verdicts import stale_verdict
 from workstation.ui.widgets import plain_label
 
 MAX_COMPONENTS = 8   # observation components drawn as curves
