@@ -377,6 +377,21 @@ def test_models_panel_lists_versions_with_lineage(qtbot, ctx, runs):
     shot(panel, "models-details")
 
 
+def test_compare_never_defaults_to_the_candidate_as_its_own_baseline(qtbot, ctx, runs):
+    panel = _models(qtbot, ctx)
+    view = panel.compare_view
+    _select(panel, "rm@2")
+    assert (view.candidate.currentText(), view.baseline.currentText()) == ("rm@2", "rm@1")
+    _select(panel, "rm@1")  # no parent: the newest other version
+    assert (view.candidate.currentText(), view.baseline.currentText()) == ("rm@1", "rm@3")
+    releases.release(ctx.ws, "rm@2")
+    ctx.data_changed.emit({"releases"})
+    assert (view.candidate.currentText(), view.baseline.currentText()) == ("rm@1", "rm@3")
+    _select(panel, "rm@3")
+    _select(panel, "rm@1")  # chosen again: now the release in force
+    assert (view.candidate.currentText(), view.baseline.currentText()) == ("rm@1", "rm@2")
+
+
 def test_compare_two_versions_shows_fixed_and_broken(qtbot, ctx, runs):
     panel = _models(qtbot, ctx)
     _select(panel, "rm@2")

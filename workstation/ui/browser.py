@@ -113,7 +113,7 @@ class BrowserPanel(QWidget):
         self.detail = DetailView(ctx)
         self._build()
         self._own_change = False
-        self._choice: tuple[Any, Any] = (None, None)
+        self._choice: tuple[Any, ...] | None = None  # (dataset, run, model) shown
         self._pending_row = -1
         self._detail_timer = QTimer(self, singleShot=True, interval=30)
         self._detail_timer.timeout.connect(self._show_detail)
@@ -179,12 +179,16 @@ class BrowserPanel(QWidget):
         self.view.selectionModel().currentRowChanged.connect(self._row_changed)
         self.empty.action.connect(self._empty_action)
         self.hint.action.connect(self.request_action.emit)
-        self.ctx.workspace_changed.connect(lambda _ws: self.refresh())
+        self.ctx.workspace_changed.connect(self._workspace_changed)
         self.ctx.workspace_closing.connect(self.model.stop)
         self.ctx.data_changed.connect(self._data_changed)
         self.ctx.example_selected.connect(self._example_selected_elsewhere)
 
     # -- choices ---------------------------------------------------------------
+    def _workspace_changed(self, _ws: Any) -> None:
+        self._choice = None  # whatever it shows in the new workspace is a new choice
+        self.refresh()
+
     def refresh(self, select_run: int | None = None, dataset: str | None = None) -> None:
         """Re-read the workspace's datasets, models and runs."""
         self.selection.refresh(select_run, dataset)
@@ -196,15 +200,16 @@ class BrowserPanel(QWidget):
     def _choice_changed(self) -> None:
         dataset, run = self.selection.dataset, self.selection.run
         self.outer.setCurrentIndex(0 if dataset is not None or self.ctx.ws is None else 1)
-        self.ctx.dataset_selected.emit(dataset.name if dataset else None)
-        self.ctx.model_selected.emit(run.model_version_id if run
-                                     else self.selection.model_version_id)
-        self.ctx.run_selected.emit(run.id if run and run.kind == "audit" else None)
-        self.mode = "findings" if run and run.kind == "probe" else "run" if run else "browse"
-        self.kind = dataset.kind if dataset else "pairs"
-        choice = (dataset.name if dataset else None, run.id if run else None)
+        model = run.model_version_id if run else self.selection.model_version_id
+        choice = (dataset.name if dataset else None, run.id if run else None, model)
         same = choice == self._choice
         self._choice = choice
+        if not same:  # a refresh that keeps the choice moves no other panel
+            self.ctx.dataset_selected.emit(choice[0])
+            self.ctx.model_selected.emit(model)
+            self.ctx.run_selected.emit(run.id if run and run.kind == "audit" else None)
+        self.mode = "findings" if run and run.kind == "probe" else "run" if run else "browse"
+        self.kind = dataset.kind if dataset else "pairs"
         kept = self.filter_bar.filters()
         self._fill_filters(dataset, run)
         self._show_hint()

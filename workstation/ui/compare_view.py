@@ -22,6 +22,24 @@ REASONS_SHOWN = 3  # gate reasons in the verdict line; the tooltip holds them al
 PICK_TEXT = "Pick two versions and compare them."
 
 
+def default_baseline(nodes: dict[int, VersionNode], candidate: int | None) -> int | None:
+    """What to compare ``candidate`` with: its parent, else its model's
+    release in force, else its model's newest older version, else the newest
+    other version; never itself (None when there is no other)."""
+    others = {i: n for i, n in nodes.items() if i != candidate}
+    if candidate not in nodes or not others:
+        return max(others) if others else None
+    node = nodes[candidate]
+    if node.parent_id in others:
+        return node.parent_id
+    same = [n for n in others.values() if n.model == node.model]
+    released = [n.id for n in same if n.released]
+    if released:
+        return released[0]
+    older = [n for n in same if n.version < node.version]
+    return max(older, key=lambda n: n.version).id if older else max(others)
+
+
 class CompareView(QWidget):
     """Pick a candidate and a baseline, compare, and read the report: the gate's
     verdict, fixed and broken examples (click one to open it) and the
@@ -74,18 +92,22 @@ class CompareView(QWidget):
             lambda item: self.example_clicked.emit(item.data(Qt.ItemDataRole.UserRole)))
         return widget
 
-    def set_versions(self, nodes: dict[int, VersionNode], candidate: int | None) -> None:
+    def set_versions(self, nodes: dict[int, VersionNode], candidate: int | None = None) -> None:
+        """Offer ``nodes``; compare ``candidate`` with its default baseline when
+        given (the analyst chose it), else keep the pair picked here."""
+        kept = self.candidate.currentData(), self.baseline.currentData()
         for box in (self.candidate, self.baseline):
-            keep = box.currentData()
             box.clear()
             for node in nodes.values():
                 box.addItem(node.ref, node.id)
-            box.setCurrentIndex(max(box.findData(keep), 0))
-        if candidate in nodes:
-            self.candidate.setCurrentIndex(self.candidate.findData(candidate))
-            parent = nodes[candidate].parent_id
-            if parent in nodes:
-                self.baseline.setCurrentIndex(self.baseline.findData(parent))
+        chosen = candidate if candidate in nodes else kept[0] if kept[0] in nodes else None
+        if chosen is None and nodes:
+            chosen = max(nodes)
+        baseline = kept[1] if candidate not in nodes and kept[1] in nodes else None
+        if baseline is None or baseline == chosen:
+            baseline = default_baseline(nodes, chosen)
+        self.candidate.setCurrentIndex(max(self.candidate.findData(chosen), 0))
+        self.baseline.setCurrentIndex(max(self.baseline.findData(baseline), 0))
 
     def clear(self) -> None:
         """No versions and no report (another workspace)."""

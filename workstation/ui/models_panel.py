@@ -206,10 +206,12 @@ class ModelsPanel(QWidget):
         self.nodes = lineage.version_tree(ws) if ws is not None else {}
         self.audits = {vid: lineage.latest_audits(ws, vid) for vid in self.nodes} \
             if ws is not None else {}
-        self.tree.fill(self.nodes, self.audits)
-        self.compare_view.set_versions(self.nodes, self.tree.chosen())
+        self.tree.fill(self.nodes, self.audits)  # keeps the analyst's choice
+        self.compare_view.set_versions(self.nodes)  # keeps the pair picked there
         self.ledger_view.fill(lineage.ledger_rows(ws) if ws is not None else [])
-        self._version_chosen(self.tree.chosen())
+        node = self.selected()
+        self.details.show_version(node, self.audits.get(self.tree.chosen(), []))
+        self._enable(node)
 
     def _workspace_changed(self, _ws: Any) -> None:
         """Another workspace: nothing of the last one's stays on screen."""
@@ -230,6 +232,7 @@ class ModelsPanel(QWidget):
         return self.nodes.get(self.tree.chosen())
 
     def _version_chosen(self, version_id: int | None) -> None:
+        """The analyst chose a version (here, or a run of it elsewhere)."""
         node = self.nodes.get(version_id)
         self.details.show_version(node, self.audits.get(version_id, []))
         if node is not None:

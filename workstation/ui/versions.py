@@ -32,19 +32,24 @@ class VersionTree(QTreeWidget):
         self.currentItemChanged.connect(self._changed)
 
     def fill(self, nodes: dict[int, VersionNode], audits: dict[int, list]) -> None:
+        """Show ``nodes``, keeping the chosen version (the first time: the
+        release in force, else the newest). Filling is no choice of the
+        analyst's: it emits nothing."""
         chosen = self.chosen()
         self.blockSignals(True)
-        self.clear()
-        self.items = {}
-        for root in lineage.roots(nodes):
-            self._add(root, nodes, audits, None)
-        self.expandAll()
-        self.blockSignals(False)
-        if chosen not in self.items:  # first fill: the release in force, else the newest
-            current = [n.id for n in nodes.values() if n.released]
-            chosen = (current or sorted(self.items))[-1] if self.items else None
-        if chosen is not None:
-            self.setCurrentItem(self.items[chosen])
+        try:
+            self.clear()
+            self.items = {}
+            for root in lineage.roots(nodes):
+                self._add(root, nodes, audits, None)
+            self.expandAll()
+            if chosen not in self.items:
+                current = [n.id for n in nodes.values() if n.released]
+                chosen = (current or sorted(self.items))[-1] if self.items else None
+            if chosen is not None:
+                self.setCurrentItem(self.items[chosen])
+        finally:
+            self.blockSignals(False)
 
     def _add(self, node: VersionNode, nodes: dict[int, VersionNode], audits: dict[int, list],
              parent: QTreeWidgetItem | None) -> None:
