@@ -777,9 +777,9 @@ def test_retrain_runs_as_a_job_and_registers_a_version(qtbot, window):
 
 
 def test_dialogs_collect_choices_and_refuse_incomplete_ones(qtbot):
-    from workstation.ui import dialogs
+    from workstation.ui import forms
 
-    form = dialogs.ImportDialog({"pairs": ["trl-jsonl", "hh-rlhf"]})
+    form = forms.ImportDialog({"pairs": ["trl-jsonl", "hh-rlhf"]})
     qtbot.addWidget(form)
     assert form.problem() == "Choose the file to import."
     form.path.edit.setText("/data/harmless-base.jsonl.gz")
@@ -787,14 +787,14 @@ def test_dialogs_collect_choices_and_refuse_incomplete_ones(qtbot):
     form.format.setCurrentIndex(2)
     assert form.values() == {"path": "/data/harmless-base.jsonl.gz", "kind": "pairs",
                              "name": "harmless-base", "format": "hh-rlhf"}
-    probes = dialogs.ProbeDialog([("rm@1", 1)], [("hh", "pairs"), ("cart", "demos")],
+    probes = forms.ProbeDialog([("rm@1", 1)], [("hh", "pairs"), ("cart", "demos")],
                                  [("length-bias", "longer scores higher", ("pairs",)),
                                   ("unsafe-states", "", ("demos",))])
     qtbot.addWidget(probes)
     assert probes.values() == {"model": 1, "dataset": "hh", "probes": ["length-bias"]}
     probes.dataset.setCurrentIndex(1)
     assert probes.chosen() == ["unsafe-states"]
-    audit = dialogs.AuditDialog([], [("hh", "pairs")])
+    audit = forms.AuditDialog([], [("hh", "pairs")])
     qtbot.addWidget(audit)
     assert "Register a model first" in audit.problem()
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from PySide6.QtWidgets import QWidget
 
-from workstation.ui import dialogs
+from workstation.ui import dialogs, forms
 from workstation.ui.browser import BrowserPanel
 from workstation.ui.context import AppContext
 from workstation.ui.jobs import Job
@@ -64,7 +64,7 @@ class Flywheel:
         formats: dict[str, list[str]] = {}
         for importer in IMPORTERS.values():
             formats.setdefault(importer.kind, []).append(importer.name)
-        dialog = dialogs.ImportDialog(formats, self.window)
+        dialog = forms.ImportDialog(formats, self.window)
         if dialog.exec():
             self.start_import(**dialog.values())
 
@@ -85,7 +85,7 @@ class Flywheel:
             return
         from workstation.datasets import EXPORT_FORMATS
 
-        dialog = dialogs.ExportDialog(self._datasets(), list(EXPORT_FORMATS),
+        dialog = forms.ExportDialog(self._datasets(), list(EXPORT_FORMATS),
                                       self._current()[1], self.window)
         if dialog.exec():
             self.start_export(**dialog.values())
@@ -108,7 +108,7 @@ class Flywheel:
         from workstation.models import INPUT_KINDS
 
         names = sorted({v.ref for v in catalog.model_versions(self.ctx.ws)})
-        dialog = dialogs.RegisterModelDialog(list(INPUT_KINDS), names, self.window)
+        dialog = forms.RegisterModelDialog(list(INPUT_KINDS), names, self.window)
         if dialog.exec():
             self.start_register(**dialog.values())
 
@@ -128,7 +128,7 @@ class Flywheel:
         if not self._ready():
             return
         model, dataset = self._current()
-        dialog = dialogs.AuditDialog(self._models(), self._datasets(), model, dataset,
+        dialog = forms.AuditDialog(self._models(), self._datasets(), model, dataset,
                                      self.window)
         if dialog.exec():
             self.start_audit(**dialog.values())
@@ -155,7 +155,7 @@ class Flywheel:
         probes = [(p.name, getattr(p, "description", ""), tuple(p.kinds))
                   for p in PROBES.values()]
         model, dataset = self._current()
-        dialog = dialogs.ProbeDialog(self._models(), self._datasets(), probes, model, dataset,
+        dialog = forms.ProbeDialog(self._models(), self._datasets(), probes, model, dataset,
                                      self.window)
         if dialog.exec():
             self.start_probes(**dialog.values())
@@ -176,7 +176,7 @@ class Flywheel:
         if not self._ready():
             return
         model, dataset = self._current()
-        dialog = dialogs.RetrainDialog(self._datasets(), self._models(), dataset, model,
+        dialog = forms.RetrainDialog(self._datasets(), self._models(), dataset, model,
                                        self.window)
         if dialog.exec():
             self.start_retrain(**dialog.values())
