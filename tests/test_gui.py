@@ -787,16 +787,70 @@ def test_dialogs_collect_choices_and_refuse_incomplete_ones(qtbot):
     form.format.setCurrentIndex(2)
     assert form.values() == {"path": "/data/harmless-base.jsonl.gz", "kind": "pairs",
                              "name": "harmless-base", "format": "hh-rlhf"}
-    probes = forms.ProbeDialog([("rm@1", 1)], [("hh", "pairs"), ("cart", "demos")],
-                                 [("length-bias", "longer scores higher", ("pairs",)),
-                                  ("unsafe-states", "", ("demos",))])
+    models = [("rm@1", 1, ("pairs", "labels")), ("irl@1", 2, ("demos",))]
+    probes = forms.ProbeDialog(models, [("hh", "pairs"), ("cart", "demos")],
+                               [("length-bias", "longer scores higher", ("pairs",)),
+                                ("unsafe-states", "", ("demos",))])
     qtbot.addWidget(probes)
     assert probes.values() == {"model": 1, "dataset": "hh", "probes": ["length-bias"]}
-    probes.dataset.setCurrentIndex(1)
-    assert probes.chosen() == ["unsafe-states"]
+    assert [probes.dataset.itemData(i) for i in range(probes.dataset.count())] == ["hh"]
+    probes.model.setCurrentIndex(1)  # an observation model: demonstrations only
+    assert probes.dataset.currentData() == "cart" and probes.chosen() == ["unsafe-states"]
     audit = forms.AuditDialog([], [("hh", "pairs")])
     qtbot.addWidget(audit)
     assert "Register a model first" in audit.problem()
+
+
+def _opened(monkeypatch, form_class) -> list:
+    """Forms of ``form_class`` the window opens, each cancelled at once."""
+    opened = []
+
+    def cancel(form):
+        opened.append(form)
+        return False
+    monkeypatch.setattr(form_class, "exec", cancel)
+    return opened
+
+
+def _version_id(window, ref: str) -> int:
+    from workstation.models import resolve
+
+    return resolve(window.ctx.ws, ref).id
+
+
+def _offered(box) -> list:
+    return [box.itemData(i) for i in range(box.count())]
+
+
+def test_retrain_offers_what_the_chosen_model_learns_from(qtbot, window, monkeypatch):
+    from workstation.ui import forms
+
+    opened = _opened(monkeypatch, forms.RetrainDialog)
+    window.browser.selection.select_dataset("cart")  # the browser shows demonstrations
+    wait_rows(qtbot, window.browser)
+    window.ctx.model_selected.emit(_version_id(window, "rm@1"))  # chosen in the Models list
+    window.actions["retrain"].trigger()
+    form = opened[-1]
+    assert form.parent_version.currentText() == "rm@1"
+    assert _offered(form.dataset) == ["hh", "jbb"] and form.dataset.currentData() == "hh"
+    assert form.name.text() == "rm" and form.problem() is None
+    form.parent_version.setCurrentIndex(form.parent_version.findText("irl@1"))
+    assert _offered(form.dataset) == ["cart"] and form.name.text() == "irl"
+    form.parent_version.setCurrentIndex(0)  # a new model: any dataset, named after it
+    assert _offered(form.dataset) == ["hh", "jbb", "cart"]
+
+
+def test_audit_defaults_to_the_chosen_model_and_what_it_can_score(qtbot, window, monkeypatch):
+    from workstation.ui import forms
+
+    opened = _opened(monkeypatch, forms.AuditDialog)
+    window.ctx.model_selected.emit(_version_id(window, "irl@1"))  # the browser shows hh
+    window.actions["audit"].trigger()
+    form = opened[-1]
+    assert form.model.currentText() == "irl@1"
+    assert _offered(form.dataset) == ["cart"] and form.problem() is None
+    form.model.setCurrentIndex(form.model.findText("rm@1"))
+    assert _offered(form.dataset) == ["hh", "jbb"]
 
 
 def test_a_failing_job_shows_its_one_line_message(qtbot, window):

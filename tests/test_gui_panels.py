@@ -545,8 +545,10 @@ def test_retrain_from_the_models_panel_records_the_windows_analyst(qtbot, ctx, r
     from workstation.models import resolve
 
     shown, _ = answers
+    from workstation.ui import forms
+
     ctx.settings().setValue("review/analyst", "dr-lee")  # Preferences ▸ Analyst name
-    monkeypatch.setattr(models_panel, "choose_item", lambda *_a: "safety-labels")
+    monkeypatch.setattr(forms.RetrainDialog, "exec", lambda self: True)  # as proposed
     jobs = []
     ctx.jobs.started.connect(jobs.append)
     panel = _models(qtbot, ctx)

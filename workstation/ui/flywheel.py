@@ -33,19 +33,18 @@ class Flywheel:
         return True
 
     def _datasets(self) -> list[tuple[str, str]]:
-        from workstation import catalog
+        return forms.dataset_choices(self.ctx.ws)
 
-        return [(d.name, d.kind) for d in catalog.datasets(self.ctx.ws)]
-
-    def _models(self) -> list[tuple[str, int]]:
-        from workstation import catalog
-
-        return [(v.ref, v.id) for v in reversed(catalog.model_versions(self.ctx.ws))]
+    def _models(self) -> list[forms.ModelChoice]:
+        return forms.model_choices(self.ctx.ws)
 
     def _current(self) -> tuple[int | None, str | None]:
+        """The model version and dataset chosen last: a version picked in the
+        Models list or the browser's run, and the browser's dataset."""
         sel = self.browser.selection
         run = sel.run
-        model = run.model_version_id if run else sel.model_version_id
+        model = self.ctx.model_version_id or (run.model_version_id if run
+                                              else sel.model_version_id)
         return model, sel.dataset.name if sel.dataset else None
 
     def _announce(self, changes: set[str], message: str, select_run: int | None = None,
@@ -186,12 +185,9 @@ class Flywheel:
         encoder, analyst = self.ctx.encoder, self.ctx.analyst()
 
         def work(ws: Any, progress: Any) -> Any:
-            from workstation.models import resolve
-            from workstation.training import train  # torch loads here, and only here
+            from workstation.ui.version_jobs import train_version
 
-            parent_ref = resolve(ws, parent).ref if parent is not None else None
-            return train(ws, dataset, name, parent=parent_ref, seed=seed, progress=progress,
-                         encoder=encoder, analyst=analyst)
+            return train_version(ws, dataset, name, parent, seed, progress, encoder, analyst)
         return self.ctx.run_job(f"Training {name}", work, lambda result: self._announce(
             {"models"}, f"trained {_version_ref(result)}"))
 

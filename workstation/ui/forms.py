@@ -8,8 +8,9 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QLineEdit, QListWidget,
-                               QListWidgetItem, QSpinBox, QWidget)
+from PySide6.QtGui import QPalette
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QLabel, QLineEdit, QSpinBox,
+                               QVBoxLayout, QWidget)
 
 from workstation.ui.dialogs import Form, PathField, combo
 
@@ -118,17 +119,78 @@ class RegisterModelDialog(Form):
                 "tokenizer": self.tokenizer.text() or None, "notes": self.notes.text()}
 
 
-class AuditDialog(Form):
-    """Model version, dataset and an optional threshold."""
+# A model version as the forms offer it: (ref, version id, the dataset kinds it scores).
+ModelChoice = tuple[str, int, tuple[str, ...]]
+KIND_WORDS = {"pairs": "preference pairs", "labels": "labeled responses",
+              "demos": "demonstrations"}
 
-    def __init__(self, models: Sequence[tuple[str, int]], datasets: Sequence[tuple[str, str]],
+
+def model_choices(ws: Any) -> list[ModelChoice]:
+    """Every model version, newest first, with the dataset kinds it scores."""
+    from workstation import catalog
+    from workstation.models.scoring import scorable_kinds
+
+    return [(v.ref, v.id, scorable_kinds(v.input_kind))
+            for v in reversed(catalog.model_versions(ws))]
+
+
+def dataset_choices(ws: Any) -> list[tuple[str, str]]:
+    """Every dataset as (name, kind), oldest first."""
+    from workstation import catalog
+
+    return [(d.name, d.kind) for d in catalog.datasets(ws)]
+
+
+def fitting_model(models: Sequence[ModelChoice], model: int | None,
+                  dataset_kind: str | None) -> int | None:
+    """``model`` when it is offered (the analyst chose it); else the newest
+    version that scores ``dataset_kind``; else the newest version."""
+    if model in {m[1] for m in models}:
+        return model
+    fits = [m[1] for m in models if dataset_kind in m[2]]
+    return fits[0] if fits else (models[0][1] if models else None)
+
+
+def _kinds_text(kinds: Sequence[str]) -> str:
+    return " or ".join(KIND_WORDS.get(k, k) for k in kinds) or "nothing"
+
+
+class DatasetForModel:
+    """A dataset combo box that offers only what the chosen model can score."""
+
+    def __init__(self, box: QComboBox, datasets: Sequence[tuple[str, str]],
+                 wanted: str | None) -> None:
+        self.box, self.datasets, self.wanted = box, list(datasets), wanted
+
+    def fill(self, kinds: Sequence[str] | None) -> None:
+        """Offer the datasets of ``kinds`` (None: every dataset), keeping the
+        one chosen (or wanted) when it is among them."""
+        keep = self.box.currentData() or self.wanted
+        self.box.clear()
+        for name, kind in self.datasets:
+            if kinds is None or kind in kinds:
+                self.box.addItem(f"{name} ({KIND_WORDS.get(kind, kind)})", name)
+        self.box.setCurrentIndex(max(self.box.findData(keep), 0))
+        self.box.setEnabled(self.box.count() > 0)
+
+
+class AuditDialog(Form):
+    """Model version, dataset (those the model can score) and an optional threshold."""
+
+    def __init__(self, models: Sequence[ModelChoice], datasets: Sequence[tuple[str, str]],
                  model: int | None = None, dataset: str | None = None,
                  parent: QWidget | None = None, title: str = "Audit") -> None:
         super().__init__(title, "Start", parent)
-        self.model = combo(models, model)
-        self.dataset = combo([(f"{name} ({kind})", name) for name, kind in datasets], dataset)
+        self.models, self.kinds = list(models), dict(datasets)
+        self.scores = {m[1]: m[2] for m in models}
+        model = fitting_model(models, model, self.kinds.get(dataset))
+        self.model = combo([(m[0], m[1]) for m in models], model)
+        self.dataset = QComboBox()
+        self.dataset_for_model = DatasetForModel(self.dataset, datasets, dataset)
         self.form.addRow("Model version", self.model)
         self.form.addRow("Dataset", self.dataset)
+        self.model.currentIndexChanged.connect(self._fill_datasets)
+        self._fill_datasets()
         self.use_threshold = QCheckBox("Own threshold (labels and demonstrations)")
         self.threshold = QDoubleSpinBox()
         self.threshold.setRange(-1000, 1000)
@@ -140,10 +202,25 @@ class AuditDialog(Form):
             self.form.addRow("", self.use_threshold)
             self.form.addRow("Threshold", self.threshold)
 
+    def _fill_datasets(self) -> None:
+        self.dataset_for_model.fill(self.scores.get(self.model.currentData(), ()))
+        problem = self._nothing_fits()
+        self.hint.setText(problem or "")
+        self.hint.setVisible(bool(problem))
+
+    def _nothing_fits(self) -> str | None:
+        if self.model.currentData() is None or not self.kinds or self.dataset.count():
+            return None
+        kinds = self.scores.get(self.model.currentData(), ())
+        return (f"{self.model.currentText()} scores {_kinds_text(kinds)}, and no such dataset "
+                "is imported: pick another model, or import one.")
+
     def problem(self) -> str | None:
         if self.model.currentData() is None:
             return "Register a model first (Model ▸ Register model…)."
-        return None if self.dataset.currentData() else "Import a dataset first."
+        if not self.kinds:
+            return "Import a dataset first."
+        return self._nothing_fits()
 
     def values(self) -> dict[str, Any]:
         threshold = self.threshold.value() if self.use_threshold.isChecked() else None
@@ -152,38 +229,44 @@ class AuditDialog(Form):
 
 
 class ProbeDialog(AuditDialog):
-    """Model, dataset and which probes to run (all that apply by default)."""
+    """Model, dataset and which probes to run (all that apply by default), each
+    with its description in full."""
 
-    def __init__(self, models: Sequence[tuple[str, int]], datasets: Sequence[tuple[str, str]],
+    def __init__(self, models: Sequence[ModelChoice], datasets: Sequence[tuple[str, str]],
                  probes: Sequence[tuple[str, str, tuple[str, ...]]], model: int | None = None,
                  dataset: str | None = None, parent: QWidget | None = None) -> None:
         super().__init__(models, datasets, model, dataset, parent, title="Run probes")
-        self.kinds = dict(datasets)
-        self.probes = QListWidget()
+        self.probes: list[tuple[str, tuple[str, ...], QCheckBox, QLabel]] = []
+        column = QVBoxLayout()
+        column.setSpacing(2)
         for name, description, kinds in probes:
-            item = QListWidgetItem(f"{name}: {description}" if description else name)
-            item.setData(Qt.ItemDataRole.UserRole, (name, kinds))
-            item.setCheckState(Qt.CheckState.Checked)
-            self.probes.addItem(item)
-        self.form.addRow("Probes", self.probes)
+            box = QCheckBox(name)
+            box.setChecked(True)
+            text = QLabel(description)
+            text.setTextFormat(Qt.TextFormat.PlainText)
+            text.setWordWrap(True)
+            text.setIndent(24)  # under the name, past the check box
+            text.setForegroundRole(QPalette.ColorRole.PlaceholderText)
+            column.addWidget(box)
+            column.addWidget(text)
+            self.probes.append((name, tuple(kinds), box, text))
+        self.form.addRow("Probes", column)
+        self.setMinimumWidth(560)
         self.dataset.currentIndexChanged.connect(self._applicable)
         self._applicable()
 
     def _applicable(self) -> None:
         kind = self.kinds.get(self.dataset.currentData())
-        for i in range(self.probes.count()):
-            item = self.probes.item(i)
-            _, kinds = item.data(Qt.ItemDataRole.UserRole)
-            item.setHidden(kind not in kinds)
+        for _, kinds, box, text in self.probes:
+            box.setVisible(kind in kinds)
+            text.setVisible(kind in kinds)
 
     def chosen(self) -> list[str]:
-        return [self.probes.item(i).data(Qt.ItemDataRole.UserRole)[0]
-                for i in range(self.probes.count())
-                if not self.probes.item(i).isHidden()
-                and self.probes.item(i).checkState() == Qt.CheckState.Checked]
+        kind = self.kinds.get(self.dataset.currentData())
+        return [name for name, kinds, box, _ in self.probes if kind in kinds and box.isChecked()]
 
     def problem(self) -> str | None:
-        if self.probes.count() == 0:
+        if not self.probes:
             return "No probes are registered in this workstation yet."
         return super().problem() or (None if self.chosen() else
                                      "Tick at least one probe that applies to this dataset.")
@@ -195,33 +278,49 @@ class ProbeDialog(AuditDialog):
 
 
 class RetrainDialog(Form):
-    """Dataset (as reviewed), model name, parent version, seed."""
+    """Parent version, dataset (as reviewed; those the parent can learn from),
+    model name, seed."""
 
-    def __init__(self, datasets: Sequence[tuple[str, str]], models: Sequence[tuple[str, int]],
+    def __init__(self, datasets: Sequence[tuple[str, str]], models: Sequence[ModelChoice],
                  dataset: str | None = None, parent_version: int | None = None,
                  parent: QWidget | None = None) -> None:
         super().__init__("Retrain", "Train", parent)
-        self.dataset = combo([(f"{name} ({kind})", name) for name, kind in datasets], dataset)
-        self.parent_version = combo([("(none: a new model)", None)] + list(models),
-                                     parent_version)
+        self.scores = {m[1]: m[2] for m in models}
+        self.parent_version = combo([("(none: a new model)", None)] +
+                                    [(m[0], m[1]) for m in models], parent_version)
+        self.dataset = QComboBox()
+        self.dataset_for_model = DatasetForModel(self.dataset, datasets, dataset)
         self.name = QLineEdit()
         self.seed = QSpinBox()
         self.seed.setRange(0, 2**31 - 1)
-        self.parent_version.currentIndexChanged.connect(self._suggest_name)
-        self.form.addRow("Dataset (as reviewed)", self.dataset)
         self.form.addRow("Parent version", self.parent_version)
+        self.form.addRow("Dataset (as reviewed)", self.dataset)
         self.form.addRow("Model name", self.name)
         self.form.addRow("Seed", self.seed)
+        self.parent_version.currentIndexChanged.connect(self._parent_changed)
+        self.dataset.currentIndexChanged.connect(self._suggest_name)
+        self._parent_changed()
+
+    def _parent_changed(self) -> None:
+        chosen = self.parent_version.currentData()
+        self.dataset_for_model.fill(None if chosen is None else self.scores.get(chosen, ()))
         self._suggest_name()
 
     def _suggest_name(self) -> None:
-        text = self.parent_version.currentText()
-        if self.parent_version.currentData() is not None and not self.name.isModified():
-            self.name.setText(text.split("@")[0])
+        if self.name.isModified():
+            return
+        if self.parent_version.currentData() is not None:
+            self.name.setText(self.parent_version.currentText().split("@")[0])
+        elif self.dataset.currentData():
+            self.name.setText(f"{self.dataset.currentData()}-rm")
 
     def problem(self) -> str | None:
         if not self.dataset.currentData():
-            return "Import a dataset first."
+            if self.parent_version.currentData() is None or not self.dataset_for_model.datasets:
+                return "Import a dataset first."
+            kinds = self.scores.get(self.parent_version.currentData(), ())
+            return (f"{self.parent_version.currentText()} learns from {_kinds_text(kinds)}, "
+                    "and no such dataset is imported.")
         return None if self.name.text().strip() else "Name the model to train."
 
     def values(self) -> dict[str, Any]:

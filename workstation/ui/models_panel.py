@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QFileDialog, QHBoxLayout, QInp
 from workstation import releases
 from workstation.models import lineage
 from workstation.models.lineage import VersionNode
-from workstation.ui import version_jobs
+from workstation.ui import forms, version_jobs
 from workstation.ui.colours import semantic_colour
 from workstation.ui.compare_view import CompareView
 from workstation.ui.context import AppContext
@@ -55,9 +55,13 @@ def ask_text(parent: QWidget, title: str, label: str) -> str | None:
     return text if ok else None
 
 
-def choose_item(parent: QWidget, title: str, label: str, items: list[str]) -> str | None:
-    item, ok = QInputDialog.getItem(parent, title, label, items, 0, False)
-    return item if ok else None
+def ask_retrain(parent: QWidget, node: VersionNode, ws: Any,
+                dataset: str | None) -> dict[str, Any] | None:
+    """The Retrain form with ``node`` as the parent (and ``dataset`` when it
+    fits); its values, or None when cancelled."""
+    dialog = forms.RetrainDialog(forms.dataset_choices(ws), forms.model_choices(ws), dataset,
+                                 node.id, parent)
+    return dialog.values() if dialog.exec() else None
 
 
 def choose_export_path(parent: QWidget, suggested: str) -> str | None:
@@ -367,19 +371,17 @@ class ModelsPanel(QWidget):
 
     def retrain(self) -> None:
         node = self.selected()
-        names = lineage.datasets(self.ctx.ws) if self.ctx.ws is not None else []
-        if node is None or not names:
+        if node is None or self.ctx.ws is None:
             return
-        dataset = choose_item(self, f"Retrain {node.model}",
-                              f"Train the next version of {node.model} (parent {node.ref}) on:",
-                              names)
-        if not dataset:
+        values = ask_retrain(self, node, self.ctx.ws, self.ctx.dataset)
+        if not values:
             return
-
-        analyst = self._analyst()
-        self.ctx.run_job(f"Retrain {node.model} on {dataset}",
-                         lambda ws, p: version_jobs.retrain(ws, dataset, node, p, self._encoder(),
-                                                            analyst),
+        analyst, encoder = self._analyst(), self._encoder()
+        dataset = values["dataset"]
+        self.ctx.run_job(f"Training {values['name']} on {dataset}",
+                         lambda ws, p: version_jobs.train_version(
+                             ws, dataset, values["name"], values["parent"], values["seed"], p,
+                             encoder, analyst),
                          lambda result: inform(self, "Retrain", f"Trained {result.version.ref} "
                                                                 f"on {dataset}."),
                          {"models"})

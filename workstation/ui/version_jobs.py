@@ -1,6 +1,7 @@
 """The core calls the Models panel runs as background jobs (the release gate's
-regression report, a comparison of two versions, retraining), and the text of
-the release confirmation built from the gate's verdict.
+regression report, a comparison of two versions, training a version; the
+menu's Retrain… runs it too), and the text of the release confirmation built
+from the gate's verdict.
 """
 
 from __future__ import annotations
@@ -31,14 +32,18 @@ def compare_versions(ws: Workspace, candidate: int, baseline: int, progress: Pro
     return compare(ws, candidate, baseline, progress=progress, encoder=encoder).to_json()
 
 
-def retrain(ws: Workspace, dataset: str, node: VersionNode, progress: Progress,
-            encoder: Any = None, analyst: str | None = None) -> Any:
-    """The next version of ``node``'s model, trained on ``dataset`` with
-    ``node`` as its parent and ``analyst`` as its author."""
+def train_version(ws: Workspace, dataset: str, name: str, parent: int | str | None,
+                  seed: int, progress: Progress, encoder: Any = None,
+                  analyst: str | None = None) -> Any:
+    """A new version of model ``name`` trained on ``dataset`` as reviewed, with
+    ``parent`` (a version id or ref, or None) as its parent and ``analyst`` as
+    its author."""
+    from workstation.models import resolve
     from workstation.training import train  # torch loads here, and only here
 
-    return train(ws, dataset, node.model, parent=node.ref, progress=progress, encoder=encoder,
-                 analyst=analyst)
+    parent_ref = resolve(ws, parent).ref if parent is not None else None
+    return train(ws, dataset, name, parent=parent_ref, seed=seed, progress=progress,
+                 encoder=encoder, analyst=analyst)
 
 
 def release_text(node: VersionNode, current: str | None, report: Any) -> str:
