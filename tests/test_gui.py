@@ -745,6 +745,44 @@ def test_import_then_export_run_as_jobs(qtbot, window, tmp_path):
     assert "exported 3 examples" in window.statusBar().currentMessage()
 
 
+def test_the_import_form_detects_the_kind_and_says_when_the_choice_does_not_fit(
+        qtbot, tmp_path):
+    import json
+
+    from workstation.ui import forms
+
+    labels = tmp_path / "judged.jsonl"
+    labels.write_text(json.dumps({"prompt": "p", "response": "r", "label": "safe"}) + "\n")
+    form = forms.ImportDialog({"pairs": ["trl-jsonl"], "labels": ["labels-jsonl"]})
+    qtbot.addWidget(form)
+    form.path.edit.setText(str(labels))
+    assert form.kind.currentData() == "labels" and form.name.text() == "judged"
+    assert form.guess.text() == "Detected from the file: labeled responses."
+    assert form.problem() is None
+    form.kind.setCurrentIndex(form.kind.findData("pairs"))  # the analyst insists on pairs
+    assert form.problem().startswith("This file looks like labeled responses, not preference "
+                                     "pairs: choose “Labeled responses” above")
+    form.accept()
+    assert form.hint.isVisibleTo(form) and form.result() == 0  # the form stays open
+
+
+def test_a_failed_import_opens_the_form_again_as_it_was(qtbot, window, tmp_path, monkeypatch):
+    from workstation.ui import forms
+
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n{"prompt": oops\n')
+    opened = _opened(monkeypatch, forms.ImportDialog)
+    job = window.flywheel.start_import(str(broken), "pairs", "mine", "trl-jsonl")
+    qtbot.waitUntil(lambda: bool(opened), timeout=20_000)
+    form = opened[0]
+    assert job.error.startswith(f"{broken}, line 2") and "malformed JSON" in job.error
+    assert form.values() == {"path": str(broken), "kind": "pairs", "name": "mine",
+                             "format": "trl-jsonl"}
+    assert form.hint.text() == f"The import failed: {job.error}"
+    assert not any(isinstance(w, QMessageBox) and w.isVisible()
+                   for w in QApplication.topLevelWidgets())  # the form says it, once
+
+
 def test_register_a_model_then_run_probes_as_jobs(qtbot, window, tmp_path):
     from tests.test_models import reward_mlp
     from workstation import catalog

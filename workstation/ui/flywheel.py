@@ -14,6 +14,7 @@ from workstation.ui import dialogs, forms
 from workstation.ui.browser import BrowserPanel
 from workstation.ui.context import AppContext
 from workstation.ui.jobs import Job
+from workstation.ui.wording import count
 
 
 class Flywheel:
@@ -55,7 +56,10 @@ class Flywheel:
         self.ctx.status.emit(message)
 
     # -- import and export -------------------------------------------------------
-    def import_dataset(self) -> None:
+    def import_dataset(self, values: dict[str, Any] | None = None,
+                       error: str | None = None) -> None:
+        """The import form (filled with ``values`` and showing ``error`` when
+        an import of them failed), then the import as a job."""
         if not self._ready():
             return
         from workstation.datasets import IMPORTERS
@@ -63,21 +67,25 @@ class Flywheel:
         formats: dict[str, list[str]] = {}
         for importer in IMPORTERS.values():
             formats.setdefault(importer.kind, []).append(importer.name)
-        dialog = forms.ImportDialog(formats, self.window)
+        dialog = forms.ImportDialog(formats, self.window, values, error)
         if dialog.exec():
             self.start_import(**dialog.values())
 
     def start_import(self, path: str, kind: str, name: str, format: str | None = None) -> Job:
+        """Import as a job; when it fails, the form opens again as it was,
+        with the error in it."""
         def work(ws: Any, progress: Any) -> Any:
             from workstation.datasets import import_dataset
 
             return import_dataset(ws, kind, path, name, format=format, progress=progress)
 
         def done(report: Any) -> None:
-            self._announce({"datasets"}, f"imported {report.imported:,} examples into "
+            self._announce({"datasets"}, f"imported {count(report.imported, 'example')} into "
                            f"{report.dataset!r} (skipped {report.skipped:,})",
                            dataset=report.dataset)
-        return self.ctx.run_job(f"Importing {Path(path).name}", work, done)
+        values = {"path": path, "kind": kind, "name": name, "format": format}
+        return self.ctx.run_job(f"Importing {Path(path).name}", work, done,
+                                on_failed=lambda message: self.import_dataset(values, message))
 
     def export_dataset(self) -> None:
         if not self._ready():

@@ -19,23 +19,41 @@ KINDS = (("pairs", "Preference pairs"), ("labels", "Labeled responses"),
 
 
 class ImportDialog(Form):
-    """File (or folder), kind, name, format."""
+    """File (or folder), kind (guessed from the file), name, format. Opened
+    again with the same ``values`` and the ``error`` when an import failed."""
 
-    def __init__(self, formats: dict[str, list[str]], parent: QWidget | None = None) -> None:
+    def __init__(self, formats: dict[str, list[str]], parent: QWidget | None = None,
+                 values: dict[str, Any] | None = None, error: str | None = None) -> None:
         super().__init__("Import dataset", "Import", parent)
         self.formats = formats
         self.path = PathField("open", "Dataset file",
                               "Datasets (*.jsonl *.json *.gz *.csv *.parquet *.npz);;All files (*)")
         self.kind = combo([(text, kind) for kind, text in KINDS])
+        self.guessed: str | None = None
+        self.guess = QLabel()
+        self.guess.setTextFormat(Qt.TextFormat.PlainText)
         self.name = QLineEdit()
         self.format = QComboBox()
         self.kind.currentIndexChanged.connect(self._fill_formats)
-        self.path.edit.textChanged.connect(self._suggest_name)
+        self.path.edit.textChanged.connect(self._path_changed)
         self.form.addRow("File", self.path)
         self.form.addRow("Holds", self.kind)
+        self.form.addRow("", self.guess)
         self.form.addRow("Format", self.format)
         self.form.addRow("Dataset name", self.name)
         self._fill_formats()
+        if values:
+            self._restore(values)
+        if error:
+            self.hint.setText(f"The import failed: {error}")
+            self.hint.show()
+
+    def _restore(self, values: dict[str, Any]) -> None:
+        self.path.edit.setText(values.get("path") or "")
+        self.kind.setCurrentIndex(max(self.kind.findData(values.get("kind")), 0))
+        self.format.setCurrentIndex(max(self.format.findData(values.get("format")), 0))
+        self.name.setText(values.get("name") or "")
+        self.name.setModified(True)  # the analyst's, not a suggestion
 
     def _fill_formats(self) -> None:
         self.format.clear()
@@ -43,16 +61,29 @@ class ImportDialog(Form):
         for name in self.formats.get(self.kind.currentData(), []):
             self.format.addItem(name, name)
 
-    def _suggest_name(self, path: str) -> None:
+    def _path_changed(self, path: str) -> None:
         from pathlib import Path
 
+        from workstation.datasets.guess import guess_kind
+
         if not self.name.isModified():
-            stem = Path(path).name.split(".")[0]
-            self.name.setText(stem)
+            self.name.setText(Path(path).name.split(".")[0])
+        self.guessed = guess_kind(path) if path.strip() else None
+        if self.guessed is not None:
+            self.kind.setCurrentIndex(self.kind.findData(self.guessed))
+        known = dict(KINDS)
+        self.guess.setText(f"Detected from the file: {known[self.guessed].lower()}."
+                           if self.guessed else "")
 
     def problem(self) -> str | None:
         if not self.path.text():
             return "Choose the file to import."
+        kind = self.kind.currentData()
+        if self.guessed not in (None, kind) and self.format.currentData() is None:
+            known = dict(KINDS)
+            return (f"This file looks like {known[self.guessed].lower()}, not "
+                    f"{known[kind].lower()}: choose “{known[self.guessed]}” above (or name "
+                    f"a format to read it as {known[kind].lower()} anyway).")
         return None if self.name.text().strip() else "Give the dataset a name."
 
     def values(self) -> dict[str, Any]:

@@ -48,6 +48,9 @@ class Job(QRunnable):
         self._last_emit = 0.0
         self.result: Any = None
         self.error: str | None = None
+        # True when whoever started the job shows its failure (the window
+        # then shows no message of its own).
+        self.shows_own_failure = False
 
     def cancel(self) -> None:
         self.progress.cancel()

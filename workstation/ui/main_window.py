@@ -106,8 +106,8 @@ class MainWindow(QMainWindow):
     def _job_started(self, job: Job) -> None:
         title = job.title
         job.signals.failed.connect(
-            lambda message, details: dialogs.show_error(self, f"{title} failed: {message}",
-                                                        details))
+            lambda message, details: job.shows_own_failure or dialogs.show_error(
+                self, f"{title} failed: {message}", details))
         job.signals.cancelled.connect(
             lambda: self.ctx.status.emit(f"{title}: cancelled; nothing was changed"))
 
