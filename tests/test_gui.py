@@ -685,21 +685,42 @@ def test_an_audit_job_runs_in_the_background_and_shows_the_new_run(qtbot, window
     assert "audit run" in window.statusBar().currentMessage()
 
 
-def test_patch_selected_failures_registers_a_patched_version(qtbot, window):
+def test_patch_selected_asks_first_then_registers_a_patched_version(qtbot, window,
+                                                                    monkeypatch):
     from workstation import catalog
+    from workstation.models import resolve
+    from workstation.ui import forms
 
     browser = window.browser
     browser.select_row(0)
     qtbot.keyClick(browser.view, Qt.Key.Key_Down, Qt.KeyboardModifier.ShiftModifier)
     assert browser.selected_rows() == [0, 1]
-    jobs = []
+    jobs, asked = [], []
     window.ctx.jobs.started.connect(jobs.append)
+    monkeypatch.setattr(forms.PatchDialog, "exec", lambda form: asked.append(form) and False)
     window.actions["patch"].trigger()
-    with qtbot.waitSignal(jobs[0].signals.ended, timeout=30_000):
-        pass
+    form = asked[0]  # nothing runs before the analyst says so
+    assert form.windowTitle() == "Patch rm@1" and jobs == []
+    assert form.values() == {"budget": 0.1, "strength": None, "notes": ""}
+    text = form.summary.text()
+    assert text.startswith("Suppress 2 selected cases of rm@1 with Gaussian kernels, and "
+                           "register the result as a new version of rm whose parent is rm@1.")
+
+    def accept(form):
+        form.budget.setValue(0.05)
+        form.notes.setText("two confident failures")
+        return True
+    monkeypatch.setattr(forms.PatchDialog, "exec", accept)
+    window.actions["patch"].trigger()
+    qtbot.waitUntil(lambda: jobs and not window.ctx.jobs.running, timeout=30_000)
     assert jobs[0].error is None, jobs[0].error
     assert "rm@2" in [v.ref for v in catalog.model_versions(window.ctx.ws)]
-    assert window.statusBar().currentMessage().startswith("patched: rm@2")
+    record = resolve(window.ctx.ws, "rm@2").manifest["patch"]
+    assert record["budget"] == 0.05
+    message = window.statusBar().currentMessage()
+    assert message.startswith("patched rm@1 as rm@2: 2 of 2 failure cases suppressed by 2 "
+                              "kernels; protected examples lose at most 0.")
+    assert message.endswith(" (budget 0.050)") and "kernels)" not in message
 
 
 def test_a_long_audit_shows_progress_and_cancel_leaves_nothing(qtbot, window):

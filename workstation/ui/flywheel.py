@@ -209,9 +209,13 @@ class Flywheel:
             dialogs.show_info(self.window, "Select failure cases of an audit or probe run in "
                                            "the browser, then patch them.")
             return
-        self.start_patch(run, rows)
+        what = "finding" if run.kind == "probe" else "selected case"
+        dialog = forms.PatchDialog(run.model, len(rows), what, self.window)
+        if dialog.exec():
+            self.start_patch(run, rows, **dialog.values())
 
-    def start_patch(self, run: Any, rows: list[dict[str, Any]]) -> Job:
+    def start_patch(self, run: Any, rows: list[dict[str, Any]], budget: float = 0.10,
+                    strength: float | None = None, notes: str = "") -> Job:
         encoder, analyst = self.ctx.encoder, self.ctx.analyst()
         if run.kind == "probe":
             target = {"finding_run": run.id, "finding_ids": [r["finding_id"] for r in rows]}
@@ -222,13 +226,19 @@ class Flywheel:
             from workstation.patching import create_patch
 
             return create_patch(ws, run.model_version_id, analyst=analyst, progress=progress,
-                                encoder=encoder, **target)
+                                encoder=encoder, budget=budget, strength=strength, notes=notes,
+                                **target)
+        return self.ctx.run_job(f"Patching {run.model}", work, lambda result: self._announce(
+            {"models"}, patch_text(run.model, result.version.ref, result.metrics)))
 
-        def done(result: Any) -> None:
-            refused = f"; {len(result.refused)} cases refused" if result.refused else ""
-            self._announce({"models"}, f"patched: {result.version.ref} (patch "
-                           f"{result.patch_id}, {len(result.kernels)} kernels{refused})")
-        return self.ctx.run_job(f"Patching {run.model}", work, done)
+
+def patch_text(base: str, new: str, m: dict[str, Any]) -> str:
+    """What a patch did, in one line with one precision for scores."""
+    refused = f"; {count(m['kernels_refused'], 'case')} refused" if m["kernels_refused"] else ""
+    return (f"patched {base} as {new}: {m['flaws_suppressed']:,} of "
+            f"{count(m['flaws'], 'failure case')} suppressed by "
+            f"{count(m['kernels_kept'], 'kernel')}{refused}; protected examples lose at most "
+            f"{m['protected_loss_max']:.3f} (budget {m['budget']:.3f})")
 
 
 def _version_ref(result: Any) -> str:

@@ -1,5 +1,5 @@
 """The small forms that start flywheel jobs: import, export, register, audit,
-probes, retrain. They only collect choices and hand them back with
+probes, retrain, patch. They only collect choices and hand them back with
 ``values()``; the window runs the core call as a job.
 """
 
@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QLabel, QLi
                                QVBoxLayout, QWidget)
 
 from workstation.ui.dialogs import Form, PathField, combo
+from workstation.ui.wording import count
 
 KINDS = (("pairs", "Preference pairs"), ("labels", "Labeled responses"),
          ("demos", "Demonstrations (trajectories)"))
@@ -357,3 +358,44 @@ class RetrainDialog(Form):
     def values(self) -> dict[str, Any]:
         return {"dataset": self.dataset.currentData(), "name": self.name.text().strip(),
                 "parent": self.parent_version.currentData(), "seed": self.seed.value()}
+
+
+class PatchDialog(Form):
+    """What a patch will do, and its options: the protected-score budget, the
+    kernels' strength, a note. Accepting it is the confirmation."""
+
+    def __init__(self, model: str, cases: int, what: str, parent: QWidget | None = None) -> None:
+        super().__init__(f"Patch {model}", "Create patched version", parent)
+        name = model.split("@")[0]
+        self.summary = text = QLabel(
+            f"Suppress {count(cases, what)} of {model} with Gaussian kernels, and register the "
+            f"result as a new version of {name} whose parent is {model}. {model} itself does "
+            "not change; the patch can be removed later, and compared before any release.")
+        text.setWordWrap(True)
+        text.setTextFormat(Qt.TextFormat.PlainText)
+        self.budget = QDoubleSpinBox()
+        self.budget.setRange(0.001, 1.0)
+        self.budget.setDecimals(3)
+        self.budget.setSingleStep(0.01)
+        self.budget.setValue(0.10)
+        self.budget.setToolTip("The most any protected example's score may drop (in score "
+                               "units); kernels that would cost more are narrowed or refused.")
+        self.own_strength = QCheckBox("Own strength (default: the full suppression)")
+        self.strength = QDoubleSpinBox()
+        self.strength.setRange(0.01, 100.0)
+        self.strength.setDecimals(2)
+        self.strength.setValue(1.0)
+        self.strength.setEnabled(False)
+        self.own_strength.toggled.connect(self.strength.setEnabled)
+        self.notes = QLineEdit()
+        self.notes.setPlaceholderText("why this patch (kept in the version's manifest)")
+        self.form.addRow(text)
+        self.form.addRow("Protected budget", self.budget)
+        self.form.addRow("", self.own_strength)
+        self.form.addRow("Strength", self.strength)
+        self.form.addRow("Note", self.notes)
+
+    def values(self) -> dict[str, Any]:
+        return {"budget": round(self.budget.value(), 3),
+                "strength": self.strength.value() if self.own_strength.isChecked() else None,
+                "notes": self.notes.text().strip()}
