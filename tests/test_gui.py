@@ -735,6 +735,7 @@ def test_a_long_audit_shows_progress_and_cancel_leaves_nothing(qtbot, window):
     qtbot.waitUntil(bar.isVisible, timeout=5000)
     assert bar.shown is job and "Auditing big" in bar.label.text()
     qtbot.waitUntil(lambda: bar.bar.maximum() > 0, timeout=5000)  # real progress
+    qtbot.waitUntil(lambda: " of " in bar.label.text(), timeout=5000)  # "· 640 of 6,000"
     with qtbot.waitSignal(job.signals.cancelled, timeout=20_000):
         qtbot.mouseClick(bar.cancel, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: not bar.isVisible(), timeout=5000)
