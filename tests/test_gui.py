@@ -437,6 +437,9 @@ def test_exclude_note_tags_and_next_unreviewed(qtbot, window, monkeypatch):
     monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("urgent, later", True))
     press(qtbot, browser, "t")
     assert browser.model.row_values(0)["tags"] == ["later", "urgent"]
+    assert "tags: none → later, urgent (log row 3)" in window.statusBar().currentMessage()
+    assert "note: none → <i>check</i> with the policy team" in \
+        browser.detail.history.topLevelItem(1).text(3)
     press(qtbot, browser, "j")
     press(qtbot, browser, "f")  # row 1 reviewed too
     press(qtbot, browser, "k")
@@ -624,13 +627,61 @@ def test_the_plots_follow_the_browser_into_another_workspace(qtbot, window, tmp_
     assert plots.pages.currentWidget() is not plots.empty
 
 
+def _visible(view, key: str) -> bool:
+    column = [c.key for c in view.model().columns].index(key)
+    right = view.columnViewportPosition(column) + view.columnWidth(column)
+    return view.columnViewportPosition(column) >= 0 and right <= view.viewport().width()
+
+
+def test_at_1024_by_700_the_scores_and_six_history_rows_are_on_screen(qtbot, window):
+    browser = window.browser
+    window.resize(1024, 700)
+    qtbot.waitUntil(lambda: window.width() == 1024, timeout=5000)
+    wait_rows(qtbot, browser)
+    for key in ("rank", "passed", "margin", "score_chosen", "score_rejected"):
+        assert _visible(browser.view, key), key
+    history = browser.detail.history
+    assert history.height() >= 6 * (history.fontMetrics().height() + 8)
+    browser.selection.select_dataset("jbb")
+    wait_rows(qtbot, browser)
+    assert all(_visible(browser.view, key) for key in ("passed", "score"))
+    # A response's margin is its score's distance from the threshold: not a second column.
+    assert "margin" not in [c.key for c in browser.model.columns]
+    _save(qtbot, {"browser_labels_1024x700": window})
+
+
+def test_passing_rows_say_they_have_no_rank(qtbot, window):
+    browser = window.browser
+    browser.filter_bar.set_verdict(None)  # failures and passing rows
+    browser.requery()
+    wait_rows(qtbot, browser)
+    rank = [c.key for c in browser.model.columns].index("rank")
+    passing = next(r for r in range(browser.model.rowCount())
+                   if browser.model.row_values(r)["passed"])
+    index = browser.model.index(passing, rank)
+    assert browser.model.data(index) == "—"
+    assert "only failures are ranked" in browser.model.data(index, Qt.ItemDataRole.ToolTipRole)
+
+
+def test_a_trajectory_counts_its_steps_as_the_table_does(qtbot, window):
+    browser = window.browser
+    browser.selection.select_dataset("cart")
+    wait_rows(qtbot, browser)
+    steps = browser.model.data(browser.model.index(
+        0, [c.key for c in browser.model.columns].index("n_steps")))
+    body = browser.detail.trajectory
+    assert body.note.text().startswith(f"{steps} steps ({len(body._obs)} observations) · ")
+
+
 def test_history_lists_the_examples_review_log(qtbot, window):
     browser = window.browser
     press(qtbot, browser, "f")
     press(qtbot, browser, "x")
     history = browser.detail.history
     assert history.topLevelItemCount() == 2
-    assert history.topLevelItem(1).text(3).startswith("excluded: false → true")
+    assert history.topLevelItem(1).text(3) == "excluded: no → yes"
+    assert window.statusBar().currentMessage().startswith(
+        f"example {browser.detail.example['id']} excluded: no → yes (log row 2)")
     assert browser.detail.tabs.tabText(0) == "History (2)"
 
 

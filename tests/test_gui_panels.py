@@ -361,18 +361,31 @@ def test_models_panel_lists_versions_with_lineage(qtbot, ctx, runs):
     assert selected[-1] == panel.tree.chosen()
     details = panel.details
     assert "parent rm@1" in details.title.text()
-    training = details.metrics.topLevelItem(0)
-    rows = {training.child(i).text(0): training.child(i).text(1)
-            for i in range(training.childCount())}
-    assert rows == {"loss": "0.33", "heldout.accuracy": "0.78"}
-    audits = [details.metrics.topLevelItem(i).text(0)
-              for i in range(1, details.metrics.topLevelItemCount())]
-    assert audits == [f"Audit of hh-pairs (run {runs[('rm@2', 'hh-pairs')]})",
-                      f"Audit of safety-labels (run {runs[('rm@2', 'safety-labels')]})"]
+
+    def section(i):
+        head = details.metrics.topLevelItem(i)
+        return head.text(0), {head.child(k).text(0): head.child(k).text(1)
+                              for k in range(head.childCount())}
+    title, facts = section(0)  # the manifest in words, not JSON
+    assert title == "Version"
+    assert facts["takes"] == "text-embedding, encoded by test-hash-encoder"
+    assert facts["trained on"] == "safety-labels" and facts["parent"] == "rm@1"
+    assert facts["scores as"] == "probability (output “reward”)"
+    title, training = section(1)  # metric names in words; the keys in tooltips
+    assert (title, training) == ("Training", {"loss": "0.33", "held-out: accuracy": "0.78"})
+    assert details.metrics.topLevelItem(1).child(1).toolTip(0) == "heldout.accuracy"
+    title, audit = section(3)
+    assert title == f"Audit of safety-labels (run {runs[('rm@2', 'safety-labels')]})"
+    assert {"examples", "failures", "AUROC", "calibration error (ECE)"} <= set(audit)
+    assert not any("_" in name for name in audit)
+    assert section(2)[0] == f"Audit of hh-pairs (run {runs[('rm@2', 'hh-pairs')]})"
+    assert details.manifest.isHidden()  # the JSON, on request
+    details.show_json.setChecked(True)
     manifest = json.loads(details.manifest.toPlainText())
     assert manifest["parent"] == "rm@1" and details.manifest.isReadOnly()
+    assert not details.manifest.isHidden()
     with qtbot.waitSignal(ctx.run_selected) as chosen:
-        details.metrics.itemDoubleClicked.emit(details.metrics.topLevelItem(2), 0)
+        details.metrics.itemDoubleClicked.emit(details.metrics.topLevelItem(3), 0)
     assert chosen.args == [runs[("rm@2", "safety-labels")]]
     shot(panel, "models-details")
 

@@ -24,6 +24,7 @@ from workstation.ui.selection_bar import SelectionBar
 from workstation.ui.table_model import Column, LazyTableModel, PageFetch
 from workstation.ui.verdicts import as_shown
 from workstation.ui.widgets import EmptyState, HintBar
+from workstation.ui.wording import count
 
 
 # -- what the table shows ----------------------------------------------------------
@@ -41,11 +42,12 @@ def columns_for(kind: str, mode: str) -> list[Column]:
                 Column("label", "Label", None, "label", 70),
                 Column("category", "Category", width=120)]
     label_key = "flipped" if kind == "pairs" else "current_label"
-    head = [Column("rank", "Rank", "rank", "int", 60)] if mode == "run" else []
-    head += [Column("example_id", "Example", "example_id", "int", 70),
-             Column("category", "Category", "category", width=120),
+    # The audit's columns come first: at 1024 px the scores must not be off-screen.
+    head = [Column("rank", "Rank", "rank", "rank", 58)] + _score_columns(kind) \
+        if mode == "run" else []
+    head += [Column("example_id", "Example", "example_id", "int", 64),
+             Column("category", "Category", "category", width=110),
              Column("label", "Label", label_key, width=90)]
-    scores = _score_columns(kind) if mode == "run" else []
     texts = {"pairs": [Column("prompt", "Prompt", "prompt", width=220),
                        Column("chosen", "Chosen", "chosen", width=220),
                        Column("rejected", "Rejected", "rejected", width=220)],
@@ -54,17 +56,18 @@ def columns_for(kind: str, mode: str) -> list[Column]:
              "demos": [Column("n_steps", "Steps", "n_steps", "int", 60)]}[kind]
     tail = [Column("tags", "Tags", "tags", "list", 100), Column("note", "Note", "note", width=140),
             Column("reviewed", "Reviewed", "reviewed", "bool", 70)]
-    return head + scores + texts + tail
+    return head + texts + tail
 
 
 def _score_columns(kind: str) -> list[Column]:
-    verdict = Column("passed", "Verdict", "passed", "verdict", 60)
-    margin = Column("margin", "Margin", "margin", "number", 70)
+    # Wide enough for "FAIL before edit"; a response's margin is its score's
+    # distance from the threshold (often the score itself): the detail says it.
+    verdict = Column("passed", "Verdict", "passed", "verdict", 104)
     if kind == "pairs":
-        return [verdict, margin, Column("score_chosen", "Chosen score", "score_chosen", "number",
-                                        100),
-                Column("score_rejected", "Rejected score", "score_rejected", "number", 110)]
-    return [verdict, Column("score", "Score", "score", "number", 70), margin]
+        return [verdict, Column("margin", "Margin", "margin", "number", 66),
+                Column("score_chosen", "Chosen score", "score_chosen", "number", 96),
+                Column("score_rejected", "Rejected score", "score_rejected", "number", 106)]
+    return [verdict, Column("score", "Score", "score", "number", 66)]
 
 
 def failure_fetch(run_id: int | None, dataset: str, filters: Filters) -> PageFetch:
@@ -432,11 +435,13 @@ class BrowserPanel(QWidget):
 def count_text(total: int, mode: str, filters: Filters, dataset: Any, run: Any) -> str:
     """"1,234 of 2,312 failures": rows matching the filter out of the run's."""
     if mode == "findings":
-        return f"{total:,} of {run.n_failures:,} findings"
-    if mode == "browse":
-        return f"{total:,} of {dataset.n_examples:,} examples"
-    if filters.verdict == "failed":
-        return f"{total:,} of {run.n_failures:,} failures"
-    if filters.verdict == "passed":
+        of, noun = run.n_failures, "finding"
+    elif mode == "browse":
+        of, noun = dataset.n_examples, "example"
+    elif filters.verdict == "failed":
+        of, noun = run.n_failures, "failure"
+    elif filters.verdict == "passed":
         return f"{total:,} of {run.n_examples - run.n_failures:,} passing"
-    return f"{total:,} of {run.n_examples:,} audited examples"
+    else:
+        of, noun = run.n_examples, "audited example"
+    return f"{total:,} of {count(of, noun)}"

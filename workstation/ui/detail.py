@@ -25,9 +25,11 @@ from workstation.ui.context import AppContext
 from workstation.ui.table_model import FAIL_COLOUR, PASS_COLOUR
 from workstation.ui.verdicts import fmt, label_facts, pair_summary
 from workstation.ui.widgets import plain_label
+from workstation.ui.wording import change_words, value_words
 
 # Texts longer than this are shown without a word diff (difflib is quadratic).
 DIFF_LIMIT = 20_000
+HISTORY_ROWS = 6
 _TOKEN = re.compile(r"\s+|\w+|[^\w\s]")
 
 
@@ -267,10 +269,11 @@ class HistoryTree(QTreeWidget):
                                "write here.")
             return
         for e in entries:
-            change = f"{e['field']}: {_short(e['old'])} → {_short(e['new'])}"
+            change = change_words(e["field"], e["old"], e["new"])
             item = QTreeWidgetItem([str(e["seq"]), e["time"][:19].replace("T", " "),
                                     e["analyst"], change, e["action"], e["reason"]])
-            item.setToolTip(3, change)
+            item.setToolTip(3, f"{e['field']}: {value_words(e['old'], 2000)} → "
+                               f"{value_words(e['new'], 2000)}")
             self.addTopLevelItem(item)
         for column in range(5):
             self.resizeColumnToContents(column)
@@ -306,12 +309,6 @@ def _placeholder(tree: QTreeWidget, text: str) -> None:
     item.setFirstColumnSpanned(True)
 
 
-def _short(value: Any) -> str:
-    text = "none" if value is None else json.dumps(value, ensure_ascii=False) \
-        if not isinstance(value, str) else value
-    return text if len(text) <= 60 else text[:57] + "…"
-
-
 class DetailView(QWidget):
     """The selected example in full, its history and its findings."""
 
@@ -337,8 +334,11 @@ class DetailView(QWidget):
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(self.body)
         split.addWidget(self.tabs)
-        split.setStretchFactor(0, 4)
-        split.setStretchFactor(1, 1)
+        split.setStretchFactor(0, 3)
+        split.setStretchFactor(1, 2)
+        # The history shows at least this many rows, at any window size.
+        row = self.history.fontMetrics().height() + 8
+        self.history.setMinimumHeight(row * (HISTORY_ROWS + 1))
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 0, 0, 0)
         layout.addWidget(self.header)

@@ -14,7 +14,7 @@ from workstation.ui import dialogs, forms
 from workstation.ui.browser import BrowserPanel
 from workstation.ui.context import AppContext
 from workstation.ui.jobs import Job
-from workstation.ui.wording import count
+from workstation.ui.wording import count, plural
 
 
 class Flywheel:
@@ -105,7 +105,7 @@ class Flywheel:
             return export_dataset(ws, dataset, fmt, out, reviewed_only=reviewed_only,
                                   include_excluded=include_excluded, progress=progress)
         return self.ctx.run_job(f"Exporting {dataset}", work, lambda report: self.ctx.status.emit(
-            f"exported {report.rows:,} examples to {report.path}"))
+            f"exported {count(report.rows, 'example')} to {report.path}"))
 
     # -- models ------------------------------------------------------------------
     def register_model(self) -> None:
@@ -149,8 +149,8 @@ class Flywheel:
             return run_audit(ws, model, dataset, threshold=threshold, analyst=analyst,
                              encoder=encoder, progress=progress)
         return self.ctx.run_job(f"Auditing {dataset}", work, lambda run: self._announce(
-            {"runs"}, f"audit run {run.id}: {run.n_failures:,} failures of "
-            f"{run.n_examples:,}", select_run=run.id))
+            {"runs"}, f"audit run {run.id}: {run.n_failures:,} "
+            f"{plural('failure', run.n_failures)} of {run.n_examples:,}", select_run=run.id))
 
     def run_probes(self) -> None:
         if not self._ready():
@@ -176,7 +176,8 @@ class Flywheel:
             return run_probes(ws, model, dataset, probes=probes, progress=progress,
                               analyst=analyst, encoder=encoder)
         return self.ctx.run_job(f"Probing {dataset}", work, lambda run: self._announce(
-            {"runs", "findings"}, f"probe run {run.id}: {sum(run.counts.values()):,} findings",
+            {"runs", "findings"},
+            f"probe run {run.id}: {count(sum(run.counts.values()), 'finding')}",
             select_run=run.id))
 
     def retrain(self) -> None:

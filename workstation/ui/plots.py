@@ -23,6 +23,7 @@ from workstation.ui.context import AppContext
 from workstation.ui.plot_drawing import (draw_calibration, draw_categories, draw_flywheel,
                                          draw_length, draw_roc, draw_scores, draw_versions)
 from workstation.ui.plot_tab import PlotTab
+from workstation.ui.wording import count
 from workstation.workspace import Workspace
 
 EMPTY_TEXT = "Run an audit to see its plots"
@@ -194,8 +195,8 @@ class PlotsPanel(QWidget):
         run = b.run
         self.header.setText(
             f"<b>{run.model}</b> on <b>{run.dataset}</b> ({run.kind}) &nbsp;·&nbsp; run "
-            f"{run.run_id} &nbsp;·&nbsp; {run.metrics.get('n', '?')} examples, "
-            f"{run.metrics.get('n_failures', '?')} failures")
+            f"{run.run_id} &nbsp;·&nbsp; {_counted(run.metrics.get('n'), 'example')}, "
+            f"{_counted(run.metrics.get('n_failures'), 'failure')}")
         draw_scores(self.scores_tab, b.distributions, p)
         draw_calibration(self.calibration_tab, b.reliability, p)
         draw_roc(self.roc_tab, b.roc, p)
@@ -225,3 +226,7 @@ class PlotsPanel(QWidget):
 
     def _clicked(self, example_id: int) -> None:
         self.ctx.example_selected.emit(int(example_id))
+
+
+def _counted(n: Any, noun: str) -> str:
+    return count(int(n), noun) if isinstance(n, (int, float)) else f"? {noun}s"

@@ -10,6 +10,7 @@ from typing import Any, Callable
 from PySide6.QtWidgets import QInputDialog
 
 from workstation.ui.dialogs import NoteDialog, show_error
+from workstation.ui.wording import change_words
 
 DEFAULT_REASON = "reviewed in the workstation"
 
@@ -202,5 +203,5 @@ def _change_text(changes: list[Any], action: str) -> str:
     more = f" (and {len(changes) - 1} more)" if len(changes) > 1 else ""
     verb = {"edit": "", "undo": "undid: ", "redo": "redid: "}[action]
     hint = " · Ctrl+Z undoes" if action != "undo" else " · Ctrl+Shift+Z redoes"
-    return (f"{verb}example {first.example_id} {first.field} {first.old!r} → {first.new!r}"
+    return (f"{verb}example {first.example_id} {change_words(first.field, first.old, first.new)}"
             f"{more} (log row {first.seq}){hint}")

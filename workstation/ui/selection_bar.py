@@ -9,6 +9,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QWidget
 
 from workstation.ui.context import AppContext
 from workstation.ui.widgets import refill, small_combo
+from workstation.ui.wording import count, plural
 
 
 class SelectionBar(QWidget):
@@ -119,6 +120,6 @@ def run_text(run: Any) -> str:
     """How a run reads in the picker."""
     when = run.created_at[:16].replace("T", " ")
     if run.kind == "probe":
-        return f"Run {run.id} · probes · {run.model} · {when} · {run.n_failures:,} findings"
-    return (f"Run {run.id} · audit · {run.model} · {when} · {run.n_failures:,} failures "
-            f"of {run.n_examples:,}")
+        return f"Run {run.id} · probes · {run.model} · {when} · {count(run.n_failures, 'finding')}"
+    return (f"Run {run.id} · audit · {run.model} · {when} · {run.n_failures:,} "
+            f"{plural('failure', run.n_failures)} of {run.n_examples:,}")

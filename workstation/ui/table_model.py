@@ -30,6 +30,8 @@ PLACEHOLDER = "…"
 PASS_COLOUR = QColor("#2e9d4f")
 FAIL_COLOUR = QColor("#d9453b")
 RowRole = Qt.ItemDataRole.UserRole + 1
+RANK_TIP = "Failures are ranked by how confidently the model disagrees: 1 is the most."
+UNRANKED_TIP = "This row passes: only failures are ranked."
 STALE_VERDICT = ("As audited, before your edit of the label: audit again to judge the example "
                  "as it is now.")
 
@@ -42,7 +44,7 @@ class Column:
     key: str
     title: str
     order_by: str | None = None
-    kind: str = "text"   # text, number, int, verdict, list, bool, label
+    kind: str = "text"   # text, number, int, rank, verdict, list, bool, label
     width: int = 90
 
 
@@ -349,6 +351,8 @@ class LazyTableModel(QAbstractTableModel):
             return f"{text} before edit" if stale else text
         if role == Qt.ItemDataRole.ToolTipRole and stale:
             return STALE_VERDICT
+        if role == Qt.ItemDataRole.ToolTipRole and column.kind == "rank":
+            return RANK_TIP if values.get(column.key) is not None else UNRANKED_TIP
         if role == Qt.ItemDataRole.ToolTipRole and column.kind == "text":
             return _tooltip(values.get(column.key))
         if role == RowRole:
@@ -368,10 +372,10 @@ class LazyTableModel(QAbstractTableModel):
 def display_text(column: Column, value: Any) -> str:
     """How a value reads in a cell: one line, numbers to three decimals."""
     if value is None:
-        return ""
+        return "—" if column.kind == "rank" else ""
     if column.kind == "number":
         return f"{value:.3f}"
-    if column.kind == "int":
+    if column.kind in ("int", "rank"):
         return f"{value:,}" if column.key != "example_id" else str(value)
     if column.kind == "verdict":
         return "pass" if value else "FAIL"
@@ -395,7 +399,7 @@ def _tooltip(value: Any) -> str | None:
 
 
 def _style(role: int, column: Column, values: dict[str, Any]) -> Any:
-    if role == Qt.ItemDataRole.TextAlignmentRole and column.kind in ("number", "int"):
+    if role == Qt.ItemDataRole.TextAlignmentRole and column.kind in ("number", "int", "rank"):
         return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
     if role == Qt.ItemDataRole.ForegroundRole and column.kind == "verdict":
         passed = values.get(column.key)

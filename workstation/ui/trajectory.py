@@ -138,10 +138,13 @@ class TrajectoryBody(QWidget):
 
     def _draw_rewards(self, rewards: Any, row: dict[str, Any]) -> None:
         self.reward_plot.clear()
-        steps = len(self._obs)
+        # The table's Steps count actions; the plots run over every observation.
+        n = self._example.get("n_steps")
+        steps = (f"{n:,} steps ({len(self._obs):,} observations)" if n is not None
+                 else f"{len(self._obs):,} observations")
         if rewards is None:
             self.reward_plot.setTitle("Reward per step: choose an observation model to score")
-            self.note.setText(f"{steps} steps; pick a run or a model version to score them.")
+            self.note.setText(f"{steps}; pick a run or a model version to score them.")
             return
         self.reward_plot.plot(rewards, pen=self.pg.mkPen(PASS_COLOUR, width=2))
         self.reward_plot.addLine(y=0.5, pen=self.pg.mkPen(FAIL_COLOUR, style=Qt.PenStyle.DashLine))
@@ -149,7 +152,7 @@ class TrajectoryBody(QWidget):
         self.reward_plot.setTitle(f"Reward per step (mean {float(rewards.mean()):.3f})")
         verdict = "" if row.get("passed") is None else f" · {stale_verdict(row)}"
         label = self._example.get("label") or "safe (an expert demonstration)"
-        self.note.setText(f"{steps} steps · label {label}{verdict}")
+        self.note.setText(f"{steps} · label {label}{verdict}")
 
     # -- the landscape ---------------------------------------------------------
     def _request_landscape(self) -> None:
