@@ -964,6 +964,69 @@ def test_audit_defaults_to_the_chosen_model_and_what_it_can_score(qtbot, window,
     assert _offered(form.dataset) == ["hh", "jbb"]
 
 
+WORKSPACE_ACTIONS = ("import", "export", "register", "train", "audit", "probes", "retrain",
+                     "patch", "flip", "undo", "close")
+
+
+def _enabled(win) -> set[str]:
+    return {name for name in WORKSPACE_ACTIONS if win.actions[name].isEnabled()}
+
+
+def test_actions_are_offered_only_when_they_can_run(qtbot, tmp_path):
+    import json
+
+    from workstation.ui.main_window import MainWindow
+
+    win = MainWindow()
+    qtbot.addWidget(win)
+    assert _enabled(win) == set()  # no workspace: nothing to complain about later
+    assert win.open_workspace(str(tmp_path / "new.duckdb"), create=True)
+    assert _enabled(win) == {"import", "register", "close"}
+    source = tmp_path / "tiny.jsonl"
+    source.write_text("".join(json.dumps({"prompt": f"p{i}", "chosen": f"good {i}",
+                                          "rejected": f"bad {i}"}) + "\n" for i in range(3)))
+    job = win.flywheel.start_import(str(source), "pairs", "tiny")
+    qtbot.waitUntil(lambda: job not in win.ctx.jobs.running, timeout=20_000)
+    assert _enabled(win) == {"import", "register", "close", "export", "train", "flip", "undo"}
+    win.close_workspace()
+    assert _enabled(win) == set()
+
+
+def test_a_first_model_is_offered_where_there_is_none(qtbot, tmp_path, monkeypatch):
+    import json
+
+    from workstation.ui import forms
+    from workstation.ui.main_window import MainWindow
+
+    opened = _opened(monkeypatch, forms.RetrainDialog)
+    win = MainWindow()
+    qtbot.addWidget(win)
+    win.show()
+    assert win.open_workspace(str(tmp_path / "new.duckdb"), create=True)
+    window_models = win.lazy_tabs[1]
+    win.tabs.setCurrentWidget(window_models)
+    empty = window_models.panel.no_models
+    assert window_models.panel.pages.currentWidget() is empty
+    assert empty.button.text() == "Import a dataset…"  # nothing to train on yet
+    source = tmp_path / "tiny.jsonl"
+    source.write_text("".join(json.dumps({"prompt": f"p{i}", "chosen": f"good {i}",
+                                          "rejected": f"bad {i}"}) + "\n" for i in range(3)))
+    job = win.flywheel.start_import(str(source), "pairs", "tiny")
+    qtbot.waitUntil(lambda: job not in win.ctx.jobs.running, timeout=20_000)
+    assert (empty.button.text(), empty.buttons.second.text()) == \
+        ("Train a model…", "Register a model…")
+    empty.button.click()
+    form = opened[-1]
+    assert form.windowTitle() == "Train a model" and form.parent_version.currentData() is None
+    assert form.dataset.currentData() == "tiny" and form.name.text() == "tiny-rm"
+    win.tabs.setCurrentWidget(win.browser)  # the browser offers it too
+    hint = win.browser.hint
+    assert hint.isVisible() and hint.button.text() == "Train a model…"
+    hint.button.click()
+    assert len(opened) == 2 and opened[-1].dataset.currentData() == "tiny"
+    win.close()
+
+
 def test_a_failing_job_shows_its_one_line_message(qtbot, window):
     window.flywheel.start_audit("irl", "hh")  # an observation model cannot score pairs
     box = _message_box(qtbot)

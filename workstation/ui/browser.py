@@ -243,8 +243,9 @@ class BrowserPanel(QWidget):
         if self.mode != "browse" or self.selection.dataset is None:
             self.hint.hide()
         elif self.selection.model_box.count() <= 1:
-            self.hint.show_hint("No reward model registered yet: register one to audit this "
-                                "dataset.", "Register a model…", "register")
+            self.hint.show_hint("No reward model yet: train one on this dataset as reviewed, "
+                                "or register an ONNX model you have.", "Train a model…",
+                                "train", "Register a model…", "register")
         else:
             self.hint.show_hint("Browsing without an audit run: audit a model on this dataset "
                                 "to see its scores and failures.", "Run an audit…", "audit")

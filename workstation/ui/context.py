@@ -39,6 +39,9 @@ class AppContext(QObject):
     model_selected = Signal(object)     # model version id or None
     # A one-line message for the status bar.
     status = Signal(str)
+    # A panel asks the window for a flywheel action ("import", "register",
+    # "audit", "train") that it offers in an empty state.
+    action_requested = Signal(str)
 
     def __init__(self, ws: Workspace | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)

@@ -181,11 +181,25 @@ class Flywheel:
             select_run=run.id))
 
     def retrain(self) -> None:
+        """The next version of the chosen model, on what it learns from."""
         if not self._ready():
             return
         model, dataset = self._current()
-        dialog = forms.RetrainDialog(self._datasets(), self._models(), dataset, model,
-                                       self.window)
+        self._train(dataset, model)
+
+    def train_new(self) -> None:
+        """A first model (or a new one), on the dataset the browser shows."""
+        if not self._ready():
+            return
+        self._train(self._current()[1], None)
+
+    def _train(self, dataset: str | None, parent: int | None) -> None:
+        if not self._datasets():
+            dialogs.show_info(self.window, "Import a dataset first (File ▸ Import dataset…): "
+                                           "a model learns from one.")
+            return
+        dialog = forms.RetrainDialog(self._datasets(), self._models(), dataset, parent,
+                                     self.window)
         if dialog.exec():
             self.start_retrain(**dialog.values())
 

@@ -316,7 +316,7 @@ class RetrainDialog(Form):
     def __init__(self, datasets: Sequence[tuple[str, str]], models: Sequence[ModelChoice],
                  dataset: str | None = None, parent_version: int | None = None,
                  parent: QWidget | None = None) -> None:
-        super().__init__("Retrain", "Train", parent)
+        super().__init__("Retrain" if parent_version else "Train a model", "Train", parent)
         self.scores = {m[1]: m[2] for m in models}
         self.parent_version = combo([("(none: a new model)", None)] +
                                     [(m[0], m[1]) for m in models], parent_version)

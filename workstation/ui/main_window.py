@@ -35,6 +35,10 @@ WARM_UP_AFTER_MS = 1000
 WARM_UP_MODULES = ("onnxruntime", "workstation.audits.runs", "workstation.models.scoring",
                    "workstation.probes.base", "workstation.examples")
 WORKSPACE_FILTER = "Workspaces (*.duckdb *.db);;All files (*)"
+# Actions on a dataset's rows: nothing to act on without one.
+REVIEW_ACTIONS = ("flip", "safe", "unsafe", "exclude", "note", "tags", "category",
+                  "next_unreviewed", "next_row", "previous_row", "undo", "redo", "search",
+                  "clear_filters")
 
 
 class LazyTab(QWidget):
@@ -102,6 +106,27 @@ class MainWindow(QMainWindow):
         self.ctx.jobs.started.connect(self._job_started)
         self.ctx.example_selected.connect(self._example_selected)
         self.browser.request_action.connect(self._requested)
+        self.ctx.action_requested.connect(self._requested)
+        self.ctx.workspace_changed.connect(lambda _ws: self.update_actions())
+        self.ctx.data_changed.connect(lambda _changes: self.update_actions())
+        self.update_actions()
+
+    def update_actions(self) -> None:
+        """Offer only what can run: nothing of a workspace without one open;
+        export, training and audits once there is a dataset (and a model)."""
+        from workstation import catalog
+
+        ws = self.ctx.ws
+        datasets = bool(ws is not None and catalog.datasets(ws))
+        models = bool(ws is not None and catalog.model_versions(ws))
+        needs = {"close": ws is not None, "import": ws is not None, "register": ws is not None,
+                 "export": datasets, "train": datasets, "retrain": datasets and models,
+                 "audit": datasets and models, "probes": datasets and models,
+                 "patch": datasets and models}
+        for name in REVIEW_ACTIONS:
+            needs[name] = datasets
+        for name, possible in needs.items():
+            self.actions[name].setEnabled(possible)
 
     def _job_started(self, job: Job) -> None:
         title = job.title
@@ -123,7 +148,8 @@ class MainWindow(QMainWindow):
     def _requested(self, action: str) -> None:
         handler = {"import": self.flywheel.import_dataset,
                    "register": self.flywheel.register_model,
-                   "audit": self.flywheel.audit}.get(action)
+                   "audit": self.flywheel.audit,
+                   "train": self.flywheel.train_new}.get(action)
         if handler is not None:
             handler()
 
@@ -168,7 +194,7 @@ class MainWindow(QMainWindow):
         self.actions["demo"].setStatusTip(DEMO_HELP)
         self.demo.running_changed.connect(lambda running: self.actions["demo"].setEnabled(
             not running))
-        self._action(menu, "&Close workspace", self.close_workspace)
+        self.actions["close"] = self._action(menu, "&Close workspace", self.close_workspace)
         menu.addSeparator()
         self.actions["import"] = self._action(menu, "&Import dataset…",
                                               self.flywheel.import_dataset, "Ctrl+I")
@@ -197,6 +223,7 @@ class MainWindow(QMainWindow):
     def _model_menu(self, menu: Any) -> None:
         f = self.flywheel
         for name, text, handler in (("register", "&Register model…", f.register_model),
+                                    ("train", "Train a &new model…", f.train_new),
                                     ("audit", "&Audit…", f.audit),
                                     ("probes", "Run &probes…", f.run_probes),
                                     ("retrain", "Re&train…", f.retrain),

@@ -20,8 +20,9 @@ from typing import Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (QAbstractItemView, QFileDialog, QHBoxLayout, QInputDialog, QLabel,
-                               QMessageBox, QPushButton, QSplitter, QTableWidget,
-                               QTableWidgetItem, QTabWidget, QVBoxLayout, QWidget)
+                               QMessageBox, QPushButton, QSplitter, QStackedWidget,
+                               QTableWidget, QTableWidgetItem, QTabWidget, QVBoxLayout,
+                               QWidget)
 
 from workstation import releases
 from workstation.models import lineage
@@ -31,7 +32,7 @@ from workstation.ui.colours import semantic_colour
 from workstation.ui.compare_view import CompareView
 from workstation.ui.context import AppContext
 from workstation.ui.versions import VersionDetails, VersionTree
-from workstation.ui.widgets import compact
+from workstation.ui.widgets import EmptyState, compact
 from workstation.ui.wording import count
 
 VERIFY_HINT = ("“Verify workspace” recomputes every hash: review log, ledger, release "
@@ -181,9 +182,14 @@ class ModelsPanel(QWidget):
         split.addWidget(self.tabs)
         split.setStretchFactor(1, 2)
         split.setSizes([380, 720])
+        self.no_models = EmptyState()  # no version yet: how to get a first one
+        self.no_models.action.connect(self.ctx.action_requested.emit)
+        self.pages = QStackedWidget()
+        self.pages.addWidget(split)
+        self.pages.addWidget(self.no_models)
         layout = QVBoxLayout(self)
         layout.addLayout(self._toolbar())
-        layout.addWidget(split, 1)
+        layout.addWidget(self.pages, 1)
         self.tree.version_chosen.connect(self._version_chosen)
         self.details.run_chosen.connect(self.ctx.run_selected.emit)
         self.compare_view.compare_requested.connect(self.compare)
@@ -216,6 +222,23 @@ class ModelsPanel(QWidget):
         node = self.selected()
         self.details.show_version(node, self.audits.get(self.tree.chosen(), []))
         self._enable(node)
+        self._show_first_steps(ws)
+
+    def _show_first_steps(self, ws: Any) -> None:
+        """With no version yet, what to do for a first one."""
+        self.pages.setCurrentIndex(0 if self.nodes or ws is None else 1)
+        if ws is None or self.nodes:
+            return
+        if lineage.datasets(ws):
+            self.no_models.show_state(
+                "No model yet", "Train a reward model on a dataset as you reviewed it, or "
+                "register an ONNX model you already have.", "Train a model…", "train",
+                "Register a model…", "register")
+        else:
+            self.no_models.show_state(
+                "No model yet", "Import a dataset first: a model is trained on one, and "
+                "audited on it.", "Import a dataset…", "import", "Register a model…",
+                "register")
 
     def _workspace_changed(self, _ws: Any) -> None:
         """Another workspace: nothing of the last one's stays on screen."""
@@ -229,7 +252,7 @@ class ModelsPanel(QWidget):
         changes = set(changes or ())
         if changes:  # verification covers every table: a change dates it
             self.ledger_view.verify_is_older()
-        if changes & {"models", "releases", "runs", "ledger"}:
+        if changes & {"models", "releases", "runs", "ledger", "datasets"}:
             self.refresh()
 
     def selected(self) -> VersionNode | None:

@@ -60,27 +60,48 @@ class EmptyState(QWidget):
         font.setPointSizeF(font.pointSizeF() * 1.4)
         self.title.setFont(font)
         self.text = plain_label()
-        self.button = QPushButton()
-        self.button.clicked.connect(lambda: self.action.emit(self._action))
-        self._action = ""
+        self.buttons = ActionButtons(self.action)
+        self.button = self.buttons.first
         column = QVBoxLayout(self)
         column.addStretch(1)
         for widget in (self.title, self.text):
             widget.setAlignment(Qt.AlignmentFlag.AlignCenter)
             column.addWidget(widget)
-        column.addWidget(self.button, 0, Qt.AlignmentFlag.AlignCenter)
+        column.addWidget(self.buttons, 0, Qt.AlignmentFlag.AlignCenter)
         column.addStretch(2)
 
-    def show_state(self, title: str, text: str, button: str = "", action: str = "") -> None:
+    def show_state(self, title: str, text: str, button: str = "", action: str = "",
+                   other: str = "", other_action: str = "") -> None:
+        """Say ``title`` and ``text``, offering up to two actions (button text, action)."""
         self.title.setText(title)
         self.text.setText(text)
-        self.button.setText(button)
-        self.button.setVisible(bool(button))
-        self._action = action
+        self.buttons.offer((button, action), (other, other_action))
+
+
+class ActionButtons(QWidget):
+    """One or two buttons in a row, each emitting its action on ``signal``."""
+
+    def __init__(self, signal: Any, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.first, self.second = QPushButton(), QPushButton()
+        self.actions = ["", ""]
+        self.first.clicked.connect(lambda: signal.emit(self.actions[0]))
+        self.second.clicked.connect(lambda: signal.emit(self.actions[1]))
+        row = QHBoxLayout(self)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.first)
+        row.addWidget(self.second)
+
+    def offer(self, *choices: tuple[str, str]) -> None:
+        for i, button in enumerate((self.first, self.second)):
+            text, action = choices[i] if i < len(choices) else ("", "")
+            button.setText(text)
+            button.setVisible(bool(text))
+            self.actions[i] = action
 
 
 class HintBar(QFrame):
-    """A one-line hint with an action, above the table."""
+    """A one-line hint with one or two actions, above the table."""
 
     action = Signal(str)
 
@@ -88,16 +109,15 @@ class HintBar(QFrame):
         super().__init__(parent)
         self.setFrameShape(QFrame.Shape.StyledPanel)
         self.text = plain_label()
-        self.button = QPushButton()
-        self.button.clicked.connect(lambda: self.action.emit(self._action))
-        self._action = ""
+        self.buttons = ActionButtons(self.action)
+        self.button = self.buttons.first
         row = QHBoxLayout(self)
         row.setContentsMargins(6, 2, 6, 2)
         row.addWidget(self.text, 1)
-        row.addWidget(self.button)
+        row.addWidget(self.buttons)
 
-    def show_hint(self, text: str, button: str, action: str) -> None:
+    def show_hint(self, text: str, button: str, action: str, other: str = "",
+                  other_action: str = "") -> None:
         self.text.setText(text)
-        self.button.setText(button)
-        self._action = action
+        self.buttons.offer((button, action), (other, other_action))
         self.show()
