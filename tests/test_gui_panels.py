@@ -276,6 +276,8 @@ def test_axes_read_the_data_range_after_switching_runs(qtbot, ctx, runs):
                 ctx.run_selected.emit(runs[key])
             QCoreApplication.processEvents()
             _reads_its_range(tab)
+    counts = _tick_numbers(panel.scores_tab.plot.getAxis("left"))  # examples per bin
+    assert counts and all(n == int(n) for n in counts), counts
     shot(panel, "plots-length-after-switch")
 
 
@@ -536,13 +538,17 @@ def test_export_a_release_to_a_zip(qtbot, ctx, runs, answers, monkeypatch, tmp_p
     shown, _ = answers
     releases.release(ctx.ws, "rm@1")
     out = tmp_path / "rm-1.zip"
-    monkeypatch.setattr(models_panel, "choose_export_path", lambda _p, _s: str(out))
+    proposed = []
+    monkeypatch.setattr(models_panel, "choose_export_path",
+                        lambda _p, suggested: proposed.append(suggested) or str(out))
     panel = _models(qtbot, ctx)
     _select(panel, "rm@1")
     assert panel.buttons["export"].isEnabled()
     panel.buttons["export"].click()
     qtbot.waitUntil(lambda: bool(shown["inform"]), timeout=WAIT)
     assert releases.verify_release(out).ok and str(out) in shown["inform"][-1][1]
+    # Proposed beside the workspace, not in the home folder.
+    assert Path(proposed[0]) == Path(ctx.ws.path).parent / "rm-1.zip"
     _select(panel, "rm@3")
     assert not panel.buttons["export"].isEnabled()  # never released
 

@@ -366,7 +366,8 @@ class ModelsPanel(QWidget):
         node = self.selected()
         if node is None or not node.ever_released:
             return
-        path = choose_export_path(self, str(Path.home() / f"{node.model}-{node.version}.zip"))
+        beside = Path(self.ctx.ws.path).parent  # where the analyst keeps this project
+        path = choose_export_path(self, str(beside / f"{node.model}-{node.version}.zip"))
         if not path:
             return
         self.ctx.run_job(f"Export {node.ref}",

@@ -14,7 +14,7 @@ from PySide6.QtGui import QColor, QPalette
 
 from workstation.audits import plot_data as pd
 from workstation.ui.colours import semantic_colour, with_alpha
-from workstation.ui.plot_tab import PlotTab, axis_label
+from workstation.ui.plot_tab import PlotTab, axis_label, count_axis
 
 
 def _fg(palette: QPalette, alpha: int = 255) -> QColor:
@@ -46,8 +46,10 @@ def _scatter(points_x: np.ndarray, points_y: np.ndarray, ids: np.ndarray, colour
 
 
 def _headroom(tab: PlotTab, top: float, factor: float = 1.06) -> None:
+    """The range of a count axis, a little room above and below, whole-number ticks."""
     # A little below zero too, so that the axis can label its 0.
     tab.plot.setYRange(-0.04 * max(top, 1), max(top, 1) * factor, padding=0)
+    count_axis(tab.plot, "left", top)
 
 
 def draw_scores(tab: PlotTab, d: pd.ScoreDistributions, p: QPalette) -> None:

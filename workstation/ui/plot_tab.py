@@ -91,4 +91,23 @@ def style_plot(plot: pg.PlotWidget, palette: QPalette) -> None:
         axis.setPen(pg.mkPen(with_alpha(fg, 160)))
         axis.setTextPen(pg.mkPen(fg))
         axis.setTicks(None)
+        axis.setTickSpacing()  # automatic again after a count axis
         axis.enableAutoSIPrefix(False)  # "score (x0.001)" reads worse than 0.25
+
+
+def count_axis(plot: pg.PlotWidget, side: str, top: float) -> None:
+    """Whole-number ticks for an axis of counts up to ``top``: no 2.5 examples."""
+    major = nice_step(max(top, 1.0) / 5)
+    minor = major / 5 if major >= 5 else major
+    plot.getAxis(side).setTickSpacing(major, minor)
+
+
+def nice_step(raw: float) -> float:
+    """The smallest of 1, 2, 5, 10, 20, 50, … that is at least ``raw``."""
+    step = 1.0
+    while step < raw:
+        for factor in (2, 2.5, 2):  # 1 -> 2 -> 5 -> 10
+            step *= factor
+            if step >= raw:
+                break
+    return step
