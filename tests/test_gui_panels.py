@@ -241,7 +241,8 @@ def test_changing_the_baseline_and_metric_reloads(qtbot, ctx, runs):
     assert panel.bundle.comparison.old_label == "rm@1"
     assert panel.baseline_box.currentData() == other
     with qtbot.waitSignal(panel.rendered, timeout=WAIT):
-        panel.metric_box.setCurrentText("auroc")
+        panel.metric_box.setCurrentIndex(panel.metric_box.findData("auroc"))
+        assert panel.metric_box.currentText() == "AUROC"  # in words
         panel.metric_box.activated.emit(panel.metric_box.currentIndex())
     assert panel.bundle.bars.metric == "auroc"
 
@@ -286,7 +287,7 @@ def test_the_categories_range_is_the_new_metrics_not_the_last_ones(qtbot, ctx, r
     panel.tabs.setCurrentWidget(panel.categories_tab)
     assert panel.bundle.bars.metric == "pairwise_accuracy"  # a rate: drawn over 0..1
     with qtbot.waitSignal(panel.rendered, timeout=WAIT):
-        panel.metric_box.setCurrentText("mean_margin")
+        panel.metric_box.setCurrentIndex(panel.metric_box.findData("mean_margin"))
         panel.metric_box.activated.emit(panel.metric_box.currentIndex())
     bars = panel.bundle.bars
     ends = np.r_[bars.values, bars.ci_low, bars.ci_high]

@@ -30,5 +30,7 @@ def test_metric_keys_read_as_words():
     assert metric_name("heldout_recon_error_p95") == \
         "held-out reconstruction error 95th percentile"
     assert metric_name("n_train_trajectories") == "number of training trajectories"
+    assert [metric_name(k) for k in ("p05", "p50", "p95")] == \
+        ["5th percentile", "50th percentile", "95th percentile"]
     assert metric_name("auroc_ci") == "AUROC (95% interval)"
     assert "_" not in metric_name("some_new_metric")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QListWidget, QListWidgetItem,
                                QPushButton, QSplitter, QTableWidget, QTableWidgetItem,
                                QVBoxLayout, QWidget)
@@ -108,6 +108,11 @@ class CompareView(QWidget):
             baseline = default_baseline(nodes, chosen)
         self.candidate.setCurrentIndex(max(self.candidate.findData(chosen), 0))
         self.baseline.setCurrentIndex(max(self.baseline.findData(baseline), 0))
+
+    def changeEvent(self, event: QEvent) -> None:  # noqa: N802 (Qt's name)
+        if event.type() == QEvent.Type.PaletteChange and getattr(self, "report", None):
+            self.show_report(self.report)  # the colours are baked into the items
+        super().changeEvent(event)
 
     def clear(self) -> None:
         """No versions and no report (another workspace)."""

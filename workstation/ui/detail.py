@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (QCheckBox, QHBoxLayout, QPlainTextEdit, QSizePoli
 
 from workstation.ui.context import AppContext
 from workstation.ui.table_model import FAIL_COLOUR, PASS_COLOUR
-from workstation.ui.verdicts import fmt, label_facts, pair_summary
+from workstation.ui.verdicts import fmt, label_facts, pair_summary, stale_tip
 from workstation.ui.widgets import plain_label
 from workstation.ui.wording import change_words, value_words
 
@@ -111,7 +111,7 @@ class TextPane(QWidget):
 
     def __init__(self, title: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.title = plain_label(title, wrap=False)
+        self.title = plain_label(title)  # wraps when the pane is narrow
         font = self.title.font()
         font.setBold(True)
         self.title.setFont(font)
@@ -198,6 +198,7 @@ class PairBody(QWidget):
         # After an edit the audit's margin no longer measures the pair as it is.
         self.bar.setVisible(margin is not None and not row.get("edited"))
         self.scores.setText(pair_summary(row))
+        self.scores.setToolTip(stale_tip(row))
         self._show_texts()
 
     def _show_texts(self) -> None:
@@ -231,6 +232,7 @@ class LabelBody(QWidget):
 
     def show_response(self, example: dict[str, Any], row: dict[str, Any]) -> None:
         self.facts.setText(label_facts(example, row))
+        self.facts.setToolTip(stale_tip(row))
         self.bar.set_margin(row.get("margin"))
         self.bar.setVisible(row.get("margin") is not None and not row.get("edited"))
         self.prompt.set_text("Prompt", example.get("prompt"))
@@ -334,8 +336,8 @@ class DetailView(QWidget):
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(self.body)
         split.addWidget(self.tabs)
-        split.setStretchFactor(0, 3)
-        split.setStretchFactor(1, 2)
+        split.setStretchFactor(0, 4)
+        split.setStretchFactor(1, 1)
         # The history shows at least this many rows, at any window size.
         row = self.history.fontMetrics().height() + 8
         self.history.setMinimumHeight(row * (HISTORY_ROWS + 1))

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QEvent, Qt
 from PySide6.QtWidgets import (QAbstractItemView, QFileDialog, QHBoxLayout, QInputDialog, QLabel,
                                QMessageBox, QPushButton, QSplitter, QStackedWidget,
                                QTableWidget, QTableWidgetItem, QTabWidget, QVBoxLayout,
@@ -134,7 +134,13 @@ class LedgerView(QWidget):
         self.verified = None
         self.verify_result.setText(VERIFY_HINT)
 
+    def changeEvent(self, event: QEvent) -> None:  # noqa: N802 (Qt's name)
+        if event.type() == QEvent.Type.PaletteChange and self.verified is not None:
+            self._show_verified(self._older)  # the colour is baked into the text
+        super().changeEvent(event)
+
     def _show_verified(self, older: bool) -> None:
+        self._older = older
         report, when = self.verified
         colour = semantic_colour("fixed" if report.ok else "broken", self.palette()).name()
         what = "OK" if report.ok else count(len(report.failures), "problem")
@@ -147,7 +153,11 @@ class LedgerView(QWidget):
 
 
 def _checked_text(checked: dict[str, int]) -> str:
-    return ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in checked.items())
+    """"0 review log rows, 1 release" (the report names what it counted, in plural)."""
+    def words(name: str, n: int) -> str:
+        name = name.replace("_", " ")
+        return name[:-1] if n == 1 and name.endswith("s") else name
+    return ", ".join(f"{v:,} {words(k, v)}" for k, v in checked.items())
 
 
 # -- the panel -----------------------------------------------------------------------------

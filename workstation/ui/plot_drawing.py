@@ -15,6 +15,7 @@ from PySide6.QtGui import QColor, QPalette
 from workstation.audits import plot_data as pd
 from workstation.ui.colours import semantic_colour, with_alpha
 from workstation.ui.plot_tab import PlotTab, axis_label, count_axis
+from workstation.ui.wording import metric_name
 
 
 def _fg(palette: QPalette, alpha: int = 255) -> QColor:
@@ -120,7 +121,8 @@ def draw_categories(tab: PlotTab, bars: pd.CategoryBars | str, p: QPalette) -> N
     if isinstance(bars, str):
         tab.clear(p)
         return tab.show_reason(bars)
-    tab.x_label, tab.y_label = bars.metric, ""
+    name = metric_name(bars.metric)
+    tab.x_label, tab.y_label = name, ""
     tab.clear(p)
     if bars.reason:
         return tab.show_reason(bars.reason)
@@ -143,8 +145,8 @@ def draw_categories(tab: PlotTab, bars: pd.CategoryBars | str, p: QPalette) -> N
     tab.plot.invertY(True)
     if _is_rate(bars):
         tab.plot.setXRange(0, 1, padding=0.02)
-    tab.set_caption(f"{bars.metric} per category.", [
-        (accent, "■", bars.metric), (_fg(p), "├┤", "95% bootstrap interval"),
+    tab.set_caption(f"{name[:1].upper()}{name[1:]} per category.", [
+        (accent, "■", name), (_fg(p), "├┤", "95% bootstrap interval"),
         (_fg(p), "┆", f"overall {_fmt(bars.overall)} {_fmt_ci(bars.overall_ci)}")])
 
 

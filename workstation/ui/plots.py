@@ -23,7 +23,7 @@ from workstation.ui.context import AppContext
 from workstation.ui.plot_drawing import (draw_calibration, draw_categories, draw_flywheel,
                                          draw_length, draw_roc, draw_scores, draw_versions)
 from workstation.ui.plot_tab import PlotTab
-from workstation.ui.wording import count
+from workstation.ui.wording import count, metric_name
 from workstation.workspace import Workspace
 
 EMPTY_TEXT = "Run an audit to see its plots"
@@ -155,7 +155,7 @@ class PlotsPanel(QWidget):
     def _reload(self) -> None:
         if self.run_id is not None:
             self._request += 1
-            self._load(self.run_id, self.metric_box.currentText() or None,
+            self._load(self.run_id, self.metric_box.currentData() or None,
                        self.baseline_box.currentData())
 
     def _data_changed(self, changes: Any) -> None:
@@ -212,8 +212,9 @@ class PlotsPanel(QWidget):
         names = b.bars.metrics_available if isinstance(b.bars, pd.CategoryBars) \
             else pd.interval_metrics(b.run.metrics)
         self.metric_box.clear()
-        self.metric_box.addItems(names)
-        self.metric_box.setCurrentText(current)
+        for name in names:  # in words; the key goes back to the core
+            self.metric_box.addItem(metric_name(name), name)
+        self.metric_box.setCurrentIndex(max(self.metric_box.findData(current), 0))
 
     def _fill_baseline_box(self, b: PlotBundle) -> None:
         self.baseline_box.clear()

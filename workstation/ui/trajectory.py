@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QColor, QPalette
+from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QSplitter, QVBoxLayout, QWidget
 
 from workstation.ui.context import AppContext
@@ -51,10 +51,8 @@ class TrajectoryBody(QWidget):
         self.note = plain_label()
         self.reward_plot = self._plot("Reward per step", "step", "reward")
         self.obs_plot = self._plot("Observation components", "step", "value")
-        base = QColor(self.palette().color(QPalette.ColorRole.Base))
-        base.setAlpha(210)
-        self.obs_plot.addLegend(offset=(-5, 5), brush=base)
         self.map_plot = self._plot("Reward landscape", "", "")
+        self.map_plot.setMinimumWidth(250)  # room for the colour bar's numbers
         self._build_map(pg)
         left = QSplitter(Qt.Orientation.Vertical)
         left.addWidget(self.reward_plot)
@@ -80,7 +78,7 @@ class TrajectoryBody(QWidget):
         axis_label(plot, "bottom", x)
         axis_label(plot, "left", y)
         plot.showGrid(x=True, y=True, alpha=0.2)
-        plot.setMinimumSize(220, 160)
+        plot.setMinimumSize(200, 110)  # with the history below, it fits 1024x700
         return plot
 
     def _build_map(self, pg: Any) -> None:
@@ -118,8 +116,13 @@ class TrajectoryBody(QWidget):
         for k in range(min(width, MAX_COMPONENTS)):
             self.obs_plot.plot(obs[:, k], pen=self.pg.mkPen(COMPONENT_COLOURS[k], width=1.5),
                                name=f"obs[{k}]")
-        more = f" (first {MAX_COMPONENTS} of {width} shown)" if width > MAX_COMPONENTS else ""
-        self.obs_plot.setTitle(f"Observation components{more}")
+        # The key in the title: a legend inside a narrow plot hides the curves.
+        key = " ".join(f'<span style="color:{COMPONENT_COLOURS[k]}">■</span>{k}'
+                       for k in range(min(width, MAX_COMPONENTS)))
+        more = f" of {width}" if width > MAX_COMPONENTS else ""
+        self.obs_plot.setTitle(f"obs {key}{more}", size="9pt")
+        self.obs_plot.setToolTip(f"Observation components 0-{min(width, MAX_COMPONENTS) - 1}"
+                                 f"{more} per step, coloured as in the title.")
 
     def _step_rewards(self, version_id: int | None, obs: Any) -> Any:
         if version_id is None or len(obs) == 0:
@@ -143,16 +146,17 @@ class TrajectoryBody(QWidget):
         steps = (f"{n:,} steps ({len(self._obs):,} observations)" if n is not None
                  else f"{len(self._obs):,} observations")
         if rewards is None:
-            self.reward_plot.setTitle("Reward per step: choose an observation model to score")
+            self.reward_plot.setTitle("Reward per step: no model to score")
             self.note.setText(f"{steps}; pick a run or a model version to score them.")
             return
         self.reward_plot.plot(rewards, pen=self.pg.mkPen(PASS_COLOUR, width=2))
         self.reward_plot.addLine(y=0.5, pen=self.pg.mkPen(FAIL_COLOUR, style=Qt.PenStyle.DashLine))
         self.reward_plot.setYRange(0, 1.05)
-        self.reward_plot.setTitle(f"Reward per step (mean {float(rewards.mean()):.3f})")
+        self.reward_plot.setTitle("Reward per step")
         verdict = "" if row.get("passed") is None else f" · {stale_verdict(row)}"
         label = self._example.get("label") or "safe (an expert demonstration)"
-        self.note.setText(f"{steps} · label {label}{verdict}")
+        self.note.setText(f"{steps} · mean reward {float(rewards.mean()):.3f} · label {label}"
+                          f"{verdict}")
 
     # -- the landscape ---------------------------------------------------------
     def _request_landscape(self) -> None:

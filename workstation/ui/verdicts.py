@@ -48,7 +48,13 @@ def stale_verdict(row: dict[str, Any]) -> str:
     verdict = f"{'pass' if row['passed'] else 'FAIL'} (margin {row['margin']:+.3f})"
     if not row.get("edited"):
         return verdict
-    return f"as audited, before your edit: {verdict}; audit again to judge the edit"
+    return f"as audited, before your edit: {verdict}"
+
+
+def stale_tip(row: dict[str, Any]) -> str:
+    """What to do about a verdict from before an edit ("" when it is current)."""
+    return ("The label changed after this audit: its verdict and margin are of the example as "
+            "it was. Audit again to judge it as it is now." if row.get("edited") else "")
 
 
 def label_facts(example: dict[str, Any], row: dict[str, Any]) -> str:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+
 _IRREGULAR = {"category": "categories", "this": "these", "was": "were", "is": "are"}
 
 
@@ -57,7 +59,7 @@ _METRIC_WORDS = {
 }
 _PREFIXES = (("heldout_", "held-out "), ("train_", "training "), ("validation_", "validation "),
              ("n_", "number of "))
-_WORDS = {"recon": "reconstruction", "p95": "95th percentile", "auroc": "AUROC",
+_WORDS = {"recon": "reconstruction", "auroc": "AUROC",
           "ece": "ECE", "min": "lowest", "max": "highest", "heldout": "held-out",
           "train": "training", "ci": "(95% interval)"}
 
@@ -79,4 +81,12 @@ def metric_name(key: str) -> str:
 
 
 def _words(key: str) -> str:
-    return " ".join(_WORDS.get(part, part) for part in key.split("_") if part)
+    return " ".join(_word(part) for part in key.split("_") if part)
+
+
+def _word(part: str) -> str:
+    if re.fullmatch(r"p\d{1,2}", part):  # p05, p95: percentiles
+        n = int(part[1:])
+        suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+        return f"{n}{suffix} percentile"
+    return _WORDS.get(part, part)
