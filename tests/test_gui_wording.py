@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from workstation.ui.wording import article, change_words, count, metric_name, plural
+from workstation.ui.wording import change_words, count, metric_name, plural
 
 
 def test_counts_take_the_number_their_noun_asks_for():
@@ -10,7 +10,6 @@ def test_counts_take_the_number_their_noun_asks_for():
         ["0 failures", "1 failure", "2 failures", "1,234 failures"]
     assert (plural("category", 2), plural("kernel", 1), plural("match", 3)) == \
         ("categories", "kernel", "matches")
-    assert (article("observation"), article("label")) == ("an observation", "a label")
 
 
 def test_review_edits_read_as_words_not_python():

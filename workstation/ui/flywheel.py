@@ -1,6 +1,7 @@
-"""The window's flywheel actions (import, export, register, audit, probes,
-retrain, patch): a dialog collects the choices, then the core call runs as a
-background job (``ctx.run_job``); on success the browser shows what changed.
+"""The window's flywheel actions (import, export, register, train a new
+model, audit, probes, retrain, patch): a dialog collects the choices, then
+the core call runs as a background job (``ctx.run_job``); on success the
+browser shows what changed.
 """
 
 from __future__ import annotations

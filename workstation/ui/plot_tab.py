@@ -1,4 +1,5 @@
 """One tab of the plots: a pyqtgraph plot styled from the system palette, its
+axes (labelled without SI scaling; whole-number ticks for counts), its
 caption with the legend, and a message in its place when the plot does not
 apply.
 """

@@ -1,5 +1,6 @@
 """Words on screen: counts with their noun in the right number ("1 failure",
-"2 failures") and the article it takes ("an observation")."""
+"2 failures"), review edits ("excluded: no → yes") and metric names
+("held-out examples") as a reader says them, not as the code stores them."""
 
 from __future__ import annotations
 
@@ -18,11 +19,6 @@ def plural(noun: str, n: int) -> str:
 def count(n: int, noun: str) -> str:
     """"1 failure", "1,234 failures"."""
     return f"{n:,} {plural(noun, n)}"
-
-
-def article(word: str) -> str:
-    """"an observation", "a label"."""
-    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
 
 
 # -- review edits -------------------------------------------------------------
