@@ -6,6 +6,7 @@
 #   bash system-libs.sh check DIR     exit 1, naming libraries and packages, if any is missing
 #   bash system-libs.sh missing DIR   the packages to install (one line; empty when none)
 #   bash system-libs.sh derive DIR    the table below, measured on this machine
+#   bash system-libs.sh linked DIR    each library ldd finds (or not) for the window
 #   bash system-libs.sh table         the table below
 # DIR is a venv, a site-packages folder or the one-folder application.
 #
@@ -143,8 +144,9 @@ cmd_missing() {
 }
 
 cmd_check() {
-  local so sonames=() pkgs=() unknown=()
-  for so in $(missing_sonames "$1"); do
+  local so sonames=() pkgs=() unknown=() found
+  found="$(linked "$1")"
+  for so in $(awk '$2 == "not-found" { print $1 }' <<<"$found"); do
     sonames+=("$so")
     case "$(package_of "$so")" in
       "?") unknown+=("$so") ;;
@@ -152,7 +154,7 @@ cmd_check() {
     esac
   done
   if ((${#sonames[@]} == 0)); then
-    echo "system libraries: all $(linked "$1" | wc -l) that Qt's xcb window loads are present"
+    echo "system libraries: all $(wc -l <<<"$found") that Qt's xcb window loads are present"
     return 0
   fi
   {
@@ -166,6 +168,8 @@ cmd_check() {
   } >&2
   return 1
 }
+
+cmd_linked() { linked "$1"; }
 
 cmd_derive() {
   local so path pkg
@@ -182,10 +186,10 @@ cmd_derive() {
 }
 
 case "${1:-}" in
-  check|missing|derive)
+  check|missing|derive|linked)
     [[ -n "${2:-}" && -d "$2" ]] || die "usage: bash system-libs.sh $1 DIR (a venv, site-packages or the app folder)"
     PYSIDE_DIRS="$(pyside_dirs "$2")" || exit 1
     "cmd_$1" "$2" ;;
   table) printf '%s' "$TABLE" ;;
-  *) sed -n '2,10s/^# \{0,1\}//p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,11s/^# \{0,1\}//p' "$0" >&2; exit 2 ;;
 esac
