@@ -5,7 +5,8 @@
 #   *.whl              the workstation's own wheel and every runtime dependency
 #   requirements.lock  `name==version` pins with `--hash=sha256:` for each wheel
 #   encoder/           the sentence encoder, already converted to ONNX
-#   install-offline.sh, wheelhouse_tool.py, desktop/   the installer and desktop files
+#   install-offline.sh, wheelhouse_tool.py, system-libs.sh, desktop/
+#                      the installer, its helpers and the desktop files
 #   wheelhouse.json, SHA256SUMS                       what it is, and every file's hash
 # Copy the folder to the offline machine and run `bash install-offline.sh VENV` there.
 set -euo pipefail
@@ -222,7 +223,7 @@ if ((with_encoder)); then
 fi
 
 # -- 4. the installer, desktop files, manifest -------------------------------------
-cp "$here/install-offline.sh" "$here/wheelhouse_tool.py" "$stage/"
+cp "$here/install-offline.sh" "$here/wheelhouse_tool.py" "$here/system-libs.sh" "$stage/"
 mkdir -p "$stage/desktop"
 cp "$here/workstation.desktop" "$here/workstation-launcher" "$repo/resources/icons/workstation.svg" \
    "$stage/desktop/"

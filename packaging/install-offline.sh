@@ -146,18 +146,19 @@ if ((desktop)); then
   note "desktop entry installed: $data/applications/workstation.desktop -> $launcher"
 fi
 
-# The window needs Qt's system libraries (the CLI does not); name any that are missing.
-qt_libs=(libegl1 libgl1 libglib2.0-0 libfontconfig1 libfreetype6 libxkbcommon0 libdbus-1-3
-         libx11-6 libxcb1)
-if command -v dpkg-query >/dev/null; then
-  missing=()
-  for p in "${qt_libs[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-  done
-  if ((${#missing[@]})); then
-    echo "warning: the window needs these system packages, missing here: ${missing[*]}" \
-         "(install them from the OS media or a local mirror: apt install ${missing[*]})" >&2
-  fi
+# The window needs the system libraries Qt's xcb plugin loads (the CLI does not):
+# name the packages of any that are missing; they cannot be fetched from here.
+libs_tool="$wh/system-libs.sh"
+[[ -f "$libs_tool" ]] || libs_tool="$here/system-libs.sh"
+if [[ ! -f "$libs_tool" ]]; then
+  echo "warning: system-libs.sh is missing beside this script and in $wh: the window's" \
+       "system libraries were not checked" >&2
+elif libs_report="$(bash "$libs_tool" check "$venv" 2>&1)"; then
+  note "$libs_report"
+else
+  echo "warning: the CLI works, but the window will not start until these are installed" \
+       "(from the OS media or a local mirror):" >&2
+  echo "${libs_report#error: }" >&2
 fi
 
 version="$("$venv/bin/workstation" --version)" || die "$venv/bin/workstation --version failed"
