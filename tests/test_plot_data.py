@@ -25,18 +25,22 @@ from workstation.review import Edit
 
 def fake_run(ws, version_id: int, dataset_id: int, rows: list[dict], *, kind: str = "audit",
              metrics: dict | None = None, n_failures: int | None = None,
-             run_id: int | None = None) -> int:
-    """An audit (or probe) run written straight into the tables; returns its id."""
+             run_id: int | None = None, membership: dict | None = None) -> int:
+    """An audit (or probe) run written straight into the tables; returns its id.
+    A row's ``split`` is its training role (absent: not trained on it)."""
     run_id = ws.next_id("audit_runs") if run_id is None else run_id
     failures = sum(not r["passed"] for r in rows) if n_failures is None else n_failures
-    ws.execute("INSERT INTO audit_runs VALUES (?, ?, ?, ?, 'now', 'test', NULL, '', NULL, ?, ?, ?)",
+    ws.execute("INSERT INTO audit_runs (id, kind, model_version_id, dataset_id, created_at, "
+               "created_by, review_head, metrics, n_examples, n_failures, membership) "
+               "VALUES (?, ?, ?, ?, 'now', 'test', '', ?, ?, ?, ?)",
                [run_id, kind, version_id, dataset_id,
-                json.dumps(metrics or {"score_type": "probability"}), len(rows), failures])
+                json.dumps(metrics or {"score_type": "probability"}), len(rows), failures,
+                None if membership is None else json.dumps(membership)])
     for r in rows:
-        ws.execute("INSERT INTO audit_results VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+        ws.execute("INSERT INTO audit_results VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)",
                    [run_id, r["example_id"], r.get("score"), r.get("score_chosen"),
                     r.get("score_rejected"), r.get("margin"), r.get("label", True),
-                    r["passed"]])
+                    r["passed"], r.get("split")])
     return run_id
 
 
@@ -333,10 +337,12 @@ def test_flywheel_history_counts_failures_fixed_and_broken_per_version(ws):
     history = pd.flywheel_history(ws, "rm")
     assert [p.ref for p in history] == ["rm@1", "rm@2", "rm@3"]
     one, two, three = history
-    assert (one.audit_failures, one.fixed, one.broken, one.parent_ref) == (3, None, None, None)
-    assert (two.audit_failures, two.probe_findings, two.failures_found) == (2, 4, 6)
-    assert (two.fixed, two.broken, two.datasets_compared) == (2, 1, ["six"])
-    assert (three.failures_found, three.fixed, three.parent_ref) == (0, None, "rm@2")
+    assert (one.failing_examples, one.fixed, one.broken, one.parent_ref) == (3, None, None, None)
+    # failing examples and probe findings are different things: never summed
+    assert (two.failing_examples, two.probe_findings) == (2, 4)
+    assert (two.fixed, two.broken, two.n_compared, two.datasets_compared) == (2, 1, 6, ["six"])
+    assert (three.failing_examples, three.probe_findings, three.fixed, three.parent_ref) == \
+        (0, 0, None, "rm@2")
     assert three.version_id == v3
     with pytest.raises(WorkstationError, match="no model named"):
         pd.flywheel_history(ws, "nope")
