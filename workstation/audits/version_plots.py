@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from workstation.audits.plot_data import MAX_POINTS, _columns, _floats, run_info, thin
+from workstation.audits.plot_data import MAX_POINTS, RunInfo, _columns, _floats, run_info, thin
 from workstation.errors import WorkstationError
 from workstation.workspace import Workspace
 
@@ -95,7 +95,7 @@ def compare_runs(ws: Workspace, old_run_id: int, new_run_id: int,
     return _thin_comparison(result, max_points)
 
 
-def _runs_what(old: Any, new: Any) -> str:
+def _runs_what(old: RunInfo, new: RunInfo) -> str:
     """Which examples a comparison of two runs counts, in words."""
     runs = (old, new)
     unrecorded = [r.run_id for r in runs if r.membership is None]

@@ -13,8 +13,10 @@ broken / unchanged, the category deltas the gate reads, the margin changes)
 are over the examples *neither* version was trained on (``compared``; every
 example when neither was trained on that dataset); the examples either was
 trained on are counted apart (``training_examples``) and not gated. The
-regression suite still checks every example, and ``suite_additions`` holds
-every fixed example, held-out or not: a suite item must keep passing.
+regression suite still checks every example, ``suite_additions`` holds every
+fixed example, held-out or not (a suite item must keep passing), and the
+protected reward of demonstrations covers every expert state (the basin
+includes the training trajectories).
 """
 
 from __future__ import annotations
