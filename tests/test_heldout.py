@@ -102,6 +102,20 @@ def version_count(ws) -> int:
     return ws.execute("SELECT count(*) FROM model_versions").fetchone()[0]
 
 
+# -- the split ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("n", [50, 25_000])  # a Python loop below 20,000 ids, DuckDB above
+def test_the_split_position_is_the_sha256_of_seed_and_id(n):
+    import hashlib
+
+    from workstation.models.membership import split_position
+
+    ids = np.arange(-3, n - 3, dtype=np.int64)
+    want = [int.from_bytes(hashlib.sha256(f"7:{i}".encode()).digest()[:8], "little") / 2.0 ** 64
+            for i in ids.tolist()]
+    assert split_position(ids, 7).tolist() == want
+
+
 # -- audits: held-out first ------------------------------------------------------------
 
 def test_a_trained_pairs_model_is_audited_on_its_heldout_examples_first(hws):
