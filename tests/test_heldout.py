@@ -382,6 +382,16 @@ def test_training_on_one_class_is_refused(hws):
     assert version_count(hws) == 0
 
 
+def test_training_with_nothing_left_after_exclusions_is_refused(hws):
+    edit(hws, example_ids(hws, "pairs"), "excluded", True)
+    with pytest.raises(WorkstationError, match="^no preference pairs left to train on"):
+        train(hws, "pairs", "rm", encoder=ENC, params=FAST_TEXT)
+    edit(hws, example_ids(hws, "demos"), "excluded", True)
+    with pytest.raises(WorkstationError, match="^no demonstration steps left to train on"):
+        train(hws, "demos", "iirl", params=FAST_DEMOS)
+    assert version_count(hws) == 0
+
+
 # -- an older workspace --------------------------------------------------------------------
 
 def test_an_older_workspace_is_migrated_and_its_runs_say_membership_was_not_recorded(
