@@ -50,12 +50,13 @@ _SYNTH = [
     """INSERT INTO model_versions VALUES (1, 'rm', 1, 'sha', 'text-embedding', NULL, 'bench',
            'now', '{{}}')""",
     """INSERT INTO audit_runs VALUES (1, 'audit', 1, 1, 'now', 'bench', 0.5, '', '{{}}', '{{}}',
-           {n}, 0)""",
+           {n}, 0, NULL, NULL)""",
     # margin in (-1, 1), 85% negative; rank orders failures by margin
     """INSERT INTO audit_results
        SELECT 1, id, score, NULL, NULL, margin, label, margin > 0,
               CASE WHEN margin > 0 THEN NULL
-                   ELSE row_number() OVER (PARTITION BY margin > 0 ORDER BY margin, id) END
+                   ELSE row_number() OVER (PARTITION BY margin > 0 ORDER BY margin, id) END,
+              NULL
        FROM (SELECT i + 1 AS id, (hash(i * 13) % 1000000) / 1e6 AS u, hash(i) % 2 = 0 AS label,
                     CASE WHEN u < 0.85 THEN -u / 0.85 ELSE (u - 0.85) / 0.15 END AS margin,
                     CASE WHEN label THEN 0.5 + margin / 2 ELSE 0.5 - margin / 2 END AS score

@@ -75,7 +75,7 @@ def insert_probe_run(ws) -> int:
     first = ws.execute("SELECT min(e.id) FROM examples e JOIN datasets d ON d.id = e.dataset_id "
                        "WHERE d.name = 'hh'").fetchone()[0]
     ws.execute("INSERT INTO audit_runs VALUES (?, 'probe', 1, 1, '2025-01-01T00:00:00', "
-               "'builder', NULL, '', '{}', '{}', 2, 3)", [run_id])
+               "'builder', NULL, '', '{}', '{}', 2, 3, NULL, NULL)", [run_id])
     findings = [
         (1, "length-bias", first + 2, {"text": "padded answer"}, 0.3, 0.9,
          "longer response scores higher", 0.8, "model-error"),

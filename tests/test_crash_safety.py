@@ -342,12 +342,21 @@ def _make_v1_workspace(path: Path) -> None:
     """A workspace as schema v1 wrote it: later migrations' tables absent."""
     Workspace.open(path).close()
     con = duckdb.connect(str(path))
-    for version, statements in MIGRATIONS[1:]:
-        for sql in statements:
-            table = sql.split("CREATE TABLE", 1)[1].split("(", 1)[0].strip()
-            con.execute(f"DROP TABLE {table}")
+    for version, statements in reversed(MIGRATIONS[1:]):
+        for sql in reversed(statements):
+            con.execute(_undo(sql))
     con.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     con.close()
+
+
+def _undo(sql: str) -> str:
+    """The statement that takes a migration statement back (tables, added columns)."""
+    words = sql.split()
+    if words[:2] == ["CREATE", "TABLE"]:
+        return f"DROP TABLE {words[2].split('(')[0]}"
+    if words[:2] == ["ALTER", "TABLE"] and words[3:5] == ["ADD", "COLUMN"]:
+        return f"ALTER TABLE {words[2]} DROP COLUMN {words[5]}"
+    raise AssertionError(f"no undo for migration statement: {sql[:60]}")
 
 
 def test_cli_names_the_backup_when_it_upgrades_a_workspace(tmp_path, capsys):

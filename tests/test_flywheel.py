@@ -39,8 +39,12 @@ def test_text_flywheel_turn(tmp_path, capsys, hh_rlhf_path):
              "--seed", "1")
     assert v2["version"] == 2
     report = run(capsys, *w, "compare", "--candidate", "rm@2", "--baseline", "rm@1")
-    assert report["fixed"] + report["broken"] + report["unchanged"] == 2312
-    assert report["fixed"] >= 1  # the flipped pairs now agree with v2
+    held, training = report["examples"], report["training_examples"]
+    # compared (and gated) on the pairs neither version was trained on; the rest apart
+    assert held["n"] == v1["metrics"]["n_heldout"] == v2["metrics"]["n_heldout"]
+    assert held["n"] + training["n"] == 2312
+    assert held["fixed"] + held["broken"] + held["unchanged"] == held["n"]
+    assert held["fixed"] + held["broken"] >= 1  # v2 differs from v1 on held-out pairs
     assert "pass" in report["gate"]
 
     first = run(capsys, *w, "release", "rm@1")
@@ -57,8 +61,9 @@ def test_text_flywheel_turn(tmp_path, capsys, hh_rlhf_path):
     assert verified["ok"] is True and verified["checked"]["ledger_rows"] >= 3
     print(f"\nHH turn: v1 heldout {v1['metrics']['heldout_pairwise_accuracy']:.4f}, "
           f"v2 heldout {v2['metrics']['heldout_pairwise_accuracy']:.4f}, "
-          f"audit v1 {audit['metrics']['pairwise_accuracy']:.4f}, fixed {report['fixed']}, "
-          f"broken {report['broken']}, gate {report['gate']['pass']}")
+          f"audit v1 held-out {audit['metrics']['pairwise_accuracy']:.4f} (training "
+          f"{audit['training_metrics']['pairwise_accuracy']:.4f}), held-out pairs fixed "
+          f"{held['fixed']}, broken {held['broken']}, gate {report['gate']['pass']}")
 
 
 def test_demonstration_flywheel_turn(tmp_path, capsys, cartpole_path):
@@ -80,12 +85,12 @@ def test_demonstration_flywheel_turn(tmp_path, capsys, cartpole_path):
     assert metrics["protected_loss_max"] <= 0.10 + 1e-6
     report = run(capsys, *w, "compare", "--candidate", f"cp@{patched['version']}",
                  "--baseline", "cp@1")
-    assert report["broken"] == 0
+    assert report["examples"]["broken"] == 0
     assert report["gate"]["pass"] is True, report["gate"]["reasons"]
     release = run(capsys, *w, "release", f"cp@{patched['version']}")
     assert release["release_id"] >= 1
     assert run(capsys, *w, "verify")["ok"] is True
     print(f"\nCartPole turn: {v1['metrics']}, unsafe findings {found}, kernels kept "
           f"{metrics['kernels_kept']}, refused {metrics['kernels_refused']}, protected loss max "
-          f"{metrics['protected_loss_max']:.4f}, compare fixed {report['fixed']} broken "
-          f"{report['broken']}")
+          f"{metrics['protected_loss_max']:.4f}, compare: {report['summary']}, probe cases "
+          f"{report['probe_cases']}")

@@ -159,7 +159,8 @@ def test_plots_show_an_empty_state_without_a_run(qtbot, ctx, runs):
     ctx.run_selected.emit(None)
     assert panel.pages.currentWidget() is panel.empty
     ctx.ws.execute("INSERT INTO audit_runs SELECT 99, 'probe', model_version_id, dataset_id, "
-                   "created_at, created_by, NULL, review_head, NULL, '{}', 0, 0 FROM audit_runs "
+                   "created_at, created_by, NULL, review_head, NULL, '{}', 0, 0, NULL, NULL "
+                   "FROM audit_runs "
                    "WHERE id = 1")
     with qtbot.waitSignal(panel.rendered, timeout=WAIT):
         ctx.run_selected.emit(99)

@@ -277,15 +277,30 @@ def test_reregistering_the_same_file_adds_a_version_but_one_blob(ws, tmp_path):
     path = tmp_path / "m.onnx"
     path.write_bytes(reward_mlp(4))
     first = add_model(ws, path, "rm", "observation")
-    second = add_model(ws, path, "rm", "observation", parent="rm@1")
+    second = add_model(ws, path, "rm", "observation")
     assert (first.version, second.version) == (1, 2)
     assert first.sha256 == second.sha256
     assert ws.execute("SELECT count(*) FROM blobs").fetchone()[0] == 1
-    assert second.parent_id == first.id and second.manifest["parent"] == "rm@1"
+    assert second.parent_id is None
     assert resolve(ws, "rm").version == 2 and resolve(ws, "rm@1").id == first.id
     assert [v.ref for v in list_models(ws)] == ["rm@1", "rm@2"]
     assert load_onnx(ws, "rm@2") == path.read_bytes()
     assert load_runner(ws, "rm") is load_runner(ws, second)
+
+
+def test_a_child_identical_to_its_parent_is_refused(ws, tmp_path):
+    path = tmp_path / "m.onnx"
+    path.write_bytes(reward_mlp(4))
+    add_model(ws, path, "rm", "observation")
+    with pytest.raises(WorkstationError, match=r"m.onnx is identical to rm@1 .*would change "
+                                               r"nothing; nothing registered"):
+        add_model(ws, path, "rm", "observation", parent="rm@1")
+    assert [v.ref for v in list_models(ws)] == ["rm@1"]
+    # the same file read another way (another score type) is a different scorer
+    first = resolve(ws, "rm@1").manifest["score_type"]
+    other = "reward" if first != "reward" else "probability"
+    add_model(ws, path, "rm", "observation", parent="rm@1", score_type=other)
+    assert [v.ref for v in list_models(ws)] == ["rm@1", "rm@2"]
 
 
 def test_unknown_model_lists_the_known_ones(ws):

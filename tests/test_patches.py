@@ -103,8 +103,10 @@ def add_probe_run(ws, dataset: str, model_version_id: int, findings: list[dict])
     """A probe run with the given findings, written straight into the tables."""
     run_id = ws.next_id("audit_runs")
     dataset_id = ws.execute("SELECT id FROM datasets WHERE name = ?", [dataset]).fetchone()[0]
-    ws.execute("INSERT INTO audit_runs VALUES (?, 'probe', ?, ?, 'now', 't', NULL, '', NULL, "
-               "NULL, 0, ?)", [run_id, model_version_id, dataset_id, len(findings)])
+    ws.execute("INSERT INTO audit_runs (id, kind, model_version_id, dataset_id, created_at, "
+               "created_by, review_head, n_examples, n_failures) "
+               "VALUES (?, 'probe', ?, ?, 'now', 't', '', 0, ?)",
+               [run_id, model_version_id, dataset_id, len(findings)])
     for i, f in enumerate(findings, start=1):
         ws.execute("INSERT INTO findings VALUES (?, ?, 'test', '1', ?, ?, NULL, ?, 'rule', 0.5, "
                    "?, ?)", [run_id, i, f.get("example_id"), json.dumps(f.get("case")),

@@ -25,18 +25,22 @@ from workstation.review import Edit
 
 def fake_run(ws, version_id: int, dataset_id: int, rows: list[dict], *, kind: str = "audit",
              metrics: dict | None = None, n_failures: int | None = None,
-             run_id: int | None = None) -> int:
-    """An audit (or probe) run written straight into the tables; returns its id."""
+             run_id: int | None = None, membership: dict | None = None) -> int:
+    """An audit (or probe) run written straight into the tables; returns its id.
+    A row's ``split`` is its training role (absent: not trained on it)."""
     run_id = ws.next_id("audit_runs") if run_id is None else run_id
     failures = sum(not r["passed"] for r in rows) if n_failures is None else n_failures
-    ws.execute("INSERT INTO audit_runs VALUES (?, ?, ?, ?, 'now', 'test', NULL, '', NULL, ?, ?, ?)",
+    ws.execute("INSERT INTO audit_runs (id, kind, model_version_id, dataset_id, created_at, "
+               "created_by, review_head, metrics, n_examples, n_failures, membership) "
+               "VALUES (?, ?, ?, ?, 'now', 'test', '', ?, ?, ?, ?)",
                [run_id, kind, version_id, dataset_id,
-                json.dumps(metrics or {"score_type": "probability"}), len(rows), failures])
+                json.dumps(metrics or {"score_type": "probability"}), len(rows), failures,
+                None if membership is None else json.dumps(membership)])
     for r in rows:
-        ws.execute("INSERT INTO audit_results VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+        ws.execute("INSERT INTO audit_results VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)",
                    [run_id, r["example_id"], r.get("score"), r.get("score_chosen"),
                     r.get("score_rejected"), r.get("margin"), r.get("label", True),
-                    r["passed"]])
+                    r["passed"], r.get("split")])
     return run_id
 
 
@@ -257,6 +261,51 @@ def test_compare_runs_classes_fixed_broken_unchanged(ws):
     assert c.ids_of("broken") == [first + 2]
 
 
+def _trained_runs(ws):
+    """Like _two_runs, but rm@2 was trained on examples 1 and 2 (the fix of 1 and the
+    break of 2 happened on its training examples)."""
+    v1 = add_version(ws, "rm", 1)
+    v2 = add_version(ws, "rm", 2, parent_id=v1)
+    dataset = insert_dataset(ws, "pairs", PAIRS[:6], name="six")
+    first = first_example(ws, dataset)
+    old = [1.0, -1.0, 0.5, -0.5, 2.0, -2.0]
+    new = [1.5, 0.7, -0.2, 0.1, 2.5, -3.0]
+    unknown = {"status": "unknown", "metrics_cover": "all 6 examples"}
+    trained = {"status": "trained", "metrics_cover": "the 4 examples rm@2 was not trained on"}
+    old_run = fake_run(ws, v1, dataset, [{"example_id": first + i, "margin": m, "passed": m > 0}
+                                         for i, m in enumerate(old)], membership=unknown)
+    new_run = fake_run(ws, v2, dataset, [
+        {"example_id": first + i, "margin": m, "passed": m > 0,
+         "split": "training" if i in (1, 2) else "heldout"} for i, m in enumerate(new)],
+        membership=trained)
+    return old_run, new_run, first
+
+
+def test_compare_runs_counts_only_examples_neither_version_was_trained_on(ws):
+    old_run, new_run, first = _trained_runs(ws)
+    c = pd.compare_runs(ws, old_run, new_run)
+    assert c.counts == {"fixed": 1, "broken": 0, "unchanged": 3} and c.n_left_out == 2
+    assert c.ids_of("fixed") == [first + 3] and first + 1 not in c.example_ids.tolist()
+    assert c.what == "held-out examples (those rm@2 was not trained on)"
+    assert c.counts_text == ("4 held-out examples (those rm@2 was not trained on): 1 fixed, "
+                             "0 broken, 3 unchanged; 2 training examples counted apart")
+    [point] = [h for h in pd.flywheel_history(ws, "rm") if h.ref == "rm@2"]
+    assert (point.fixed, point.broken, point.n_compared) == (1, 0, 4)
+    assert point.failing_examples == 2 and point.heldout_failing_examples == 1
+
+
+def test_flywheel_series_say_what_they_count(ws):
+    (_, _), _, _, _, (_, v2), dataset = _two_runs(ws)
+    fake_run(ws, v2, dataset, [], kind="probe", n_failures=4)
+    series = pd.flywheel_series(pd.flywheel_history(ws, "rm"))
+    assert [(s.name, s.values) for s in series] == [
+        ("failing examples (latest audit per dataset)", [3, 2]),
+        ("probe findings (latest probe run per dataset)", [0, 4]),
+        ("held-out examples fixed vs parent", [None, 2]),
+        ("held-out examples broken vs parent", [None, 1])]
+    assert pd.FLYWHEEL_Y_LABEL != "examples" and "findings" in pd.FLYWHEEL_CAPTION
+
+
 def test_compare_runs_refuses_runs_of_different_datasets(ws):
     (old_run, _), *_ = _two_runs(ws)
     other = insert_dataset(ws, "pairs", PAIRS[:2], name="other")
@@ -333,10 +382,12 @@ def test_flywheel_history_counts_failures_fixed_and_broken_per_version(ws):
     history = pd.flywheel_history(ws, "rm")
     assert [p.ref for p in history] == ["rm@1", "rm@2", "rm@3"]
     one, two, three = history
-    assert (one.audit_failures, one.fixed, one.broken, one.parent_ref) == (3, None, None, None)
-    assert (two.audit_failures, two.probe_findings, two.failures_found) == (2, 4, 6)
-    assert (two.fixed, two.broken, two.datasets_compared) == (2, 1, ["six"])
-    assert (three.failures_found, three.fixed, three.parent_ref) == (0, None, "rm@2")
+    assert (one.failing_examples, one.fixed, one.broken, one.parent_ref) == (3, None, None, None)
+    # failing examples and probe findings are different things: never summed
+    assert (two.failing_examples, two.probe_findings) == (2, 4)
+    assert (two.fixed, two.broken, two.n_compared, two.datasets_compared) == (2, 1, 6, ["six"])
+    assert (three.failing_examples, three.probe_findings, three.fixed, three.parent_ref) == \
+        (0, 0, None, "rm@2")
     assert three.version_id == v3
     with pytest.raises(WorkstationError, match="no model named"):
         pd.flywheel_history(ws, "nope")

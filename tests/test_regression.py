@@ -17,8 +17,8 @@ from workstation.hashing import canonical_json
 from workstation.models import add_model_bytes
 from workstation.probes import PROBES, Finding, register_probe, run_probes
 from workstation.progress import Progress
-from workstation.regression import (BUDGET_RULE, METRIC_RULE, SUITE_RULE, compare, gate,
-                                    gate_report_for_release, record_fixed)
+from workstation.regression import (BUDGET_RULE, METRIC_RULE, SUITE_RULE, compare, counts_text,
+                                    gate, gate_report_for_release, record_fixed)
 
 DIM = 4
 
@@ -98,7 +98,15 @@ def test_fixed_broken_unchanged_are_counted_per_example(text_ws):
     assert jbb.fixed.tolist() == labels[:2] and jbb.broken.tolist() == [labels[3]]
     assert hh.fixed.tolist() == [pairs[1]] and hh.broken.tolist() == [pairs[0]]
     payload = json.loads(json.dumps(report.to_json(), allow_nan=False))
-    assert (payload["fixed"], payload["broken"], payload["unchanged"]) == (3, 2, 5)
+    # neither version was trained on these datasets: every example is compared
+    assert payload["examples"] == {"n": 10, "fixed": 3, "broken": 2, "unchanged": 5}
+    assert payload["training_examples"]["n"] == 0 and payload["probe_cases"]["n"] == 0
+    assert "fixed" not in payload  # no count without its kind
+    assert counts_text(payload) == ("10 examples neither version was trained on: 3 fixed, "
+                                    "2 broken, 5 unchanged")
+    assert payload["per_dataset"]["jbb"]["examples_used"] == \
+        "all (no version is known to have been trained on this dataset; clf@1 and clf@2: " \
+        "training data unknown, counted as not trained on)"
     assert payload["candidate"]["ref"] == "clf@2" and payload["baseline"]["ref"] == "clf@1"
     per = payload["per_dataset"]["jbb"]
     assert per["fixed_examples"] == {"total": 2, "ids": labels[:2], "truncated": False}
@@ -167,7 +175,7 @@ def test_fixes_of_a_release_become_regression_tests(ws):
 
     report = gate_report_for_release(ws, "clf@2", encoder=ENC)
     assert report["baseline"]["ref"] == "clf@1" and report["gate"]["pass"] is True
-    assert report["fixed"] == 2 and report["suite_additions"]["examples"] == \
+    assert report["examples"]["fixed"] == 2 and report["suite_additions"]["examples"] == \
         [{"dataset_id": report["per_dataset"]["suite"]["dataset_id"], "example_ids": [a, b]}]
     canonical_json(report)  # plain JSON: a governance batch can hold it
     rel = releases.release(ws, "clf@2", regression_report=report)
@@ -284,7 +292,10 @@ def test_a_probe_finding_the_candidate_fixes_counts_as_fixed(demo_ws, state_prob
     report = compare(ws, "irl@2", "irl@1")
     assert [f.outcome for f in report.findings] == ["fixed", "fixed"]
     payload = report.to_json()
-    assert payload["fixed"] == 2 and payload["probes"]["fixed"] == 2
+    assert payload["probe_cases"] == {"n": 2, "fixed": 2, "broken": 0, "unchanged": 0,
+                                      "skipped": 0}
+    assert payload["examples"]["fixed"] == 0 and payload["probes"]["fixed"] == 2
+    assert "2 probe cases: 2 fixed, 0 broken, 0 unchanged" in counts_text(payload)
     assert {f["rule"] for f in payload["suite_additions"]["findings"]} == set(StateProbe.STATES)
 
     record_fixed(ws, report)
@@ -320,4 +331,5 @@ def test_a_text_case_is_rescored_against_the_threshold(text_ws):
     [finding] = report.findings
     assert finding.ref["mode"] == "text" and finding.ref["expect"] == "unsafe"
     assert finding.outcome == "fixed" and finding.candidate_score == pytest.approx(0.2)
-    assert report.counts()["fixed"] == 3 + 1
+    counts = report.counts()
+    assert counts["examples"]["fixed"] == 3 and counts["probe_cases"]["fixed"] == 1

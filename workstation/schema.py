@@ -133,6 +133,20 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             run_id INTEGER PRIMARY KEY, space VARCHAR NOT NULL, n_points BIGINT NOT NULL,
             recorded_at VARCHAR NOT NULL)""",
     ]),
+    # (4 is another change's, landing beside this one.)
+    (5, [
+        # Training membership (workstation.models.membership): each audited
+        # example's role for the audited version: 'heldout', 'training',
+        # 'validation', or NULL when the version was not trained on it (another
+        # dataset, unknown training data, or excluded/unlabeled at training).
+        # Runs of older workspaces keep NULL and membership NULL: "not recorded".
+        "ALTER TABLE audit_results ADD COLUMN split VARCHAR",
+        # The run's metrics on the examples the version was trained on (the
+        # `metrics` column holds those on the examples it was not trained on),
+        # and what is known of its training set.
+        "ALTER TABLE audit_runs ADD COLUMN training_metrics JSON",
+        "ALTER TABLE audit_runs ADD COLUMN membership JSON",
+    ]),
 ]
 
 CURRENT_VERSION = MIGRATIONS[-1][0]

@@ -20,11 +20,15 @@ class), ``reason`` says why in one line and the arrays are empty.
   straight from the run's metrics JSON.
 * ``length_vs_score``: response length in characters against score (pairs:
   each side as audited; demonstrations: trajectory length in steps).
-* ``compare_runs`` / ``comparison_from_report``: old margin against new
-  margin per example, each classed fixed / broken / unchanged.
-* ``flywheel_history``: per model version, in lineage order, the failures
-  its audits and probes found and what it fixed and broke against its parent
-  (see that function for exactly how).
+* the Versions and Flywheel plots: ``workstation.audits.version_plots``
+  (still reachable as ``plot_data.compare_runs`` and so on).
+
+Which examples: a trained version's run stores each example's training role.
+The run plots show, by default, the examples its ``metrics`` cover (those the
+version was not trained on: ``split="heldout"``), so the ROC curve, the
+calibration bins and the category bars reproduce the stored held-out figures;
+``split="training"`` shows the others, ``"all"`` every one. ``RunInfo.covers``
+says which, in words.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from workstation.audits import metrics as m
+from workstation.audits.runs import SPLITS
 from workstation.errors import WorkstationError
 from workstation.workspace import Workspace
 
@@ -45,8 +50,6 @@ HISTOGRAM_BINS = 30
 MAX_POINTS = 20_000
 HEADLINE_METRIC = {"pairs": "pairwise_accuracy", "labels": "accuracy",
                    "demos": "trajectory_pass_rate"}
-CLASSES = ("fixed", "broken", "unchanged")
-FIXED, BROKEN, UNCHANGED = range(3)
 
 
 # -- the run ---------------------------------------------------------------------
@@ -63,24 +66,54 @@ class RunInfo:
     model_version_id: int
     dataset: str
     dataset_id: int
-    metrics: dict[str, Any]
+    metrics: dict[str, Any]          # over the examples the version was not trained on
+    training_metrics: dict[str, Any] | None = None
+    membership: dict[str, Any] | None = None  # None: recorded before membership was
+    split: str = "heldout"           # which examples the plots of this call show
+    covers: str = ""                 # those examples, in words
+
+    @property
+    def rows_sql(self) -> str:
+        """The audit_results rows (aliased r) these plots show; one parameter, the run id."""
+        chosen = SPLITS[self.split]
+        return "r.run_id = ?" + (f" AND {chosen}" if chosen else "")
 
 
-def run_info(ws: Workspace, run_id: int) -> RunInfo:
-    """The audit run ``run_id``; probe runs and unknown ids are refused."""
+def run_info(ws: Workspace, run_id: int, split: str = "heldout") -> RunInfo:
+    """The audit run ``run_id``, for plots of ``split`` ("heldout": the examples
+    its version was not trained on, as its metrics; "training"; "all"); probe
+    runs and unknown ids are refused."""
+    if split not in SPLITS:
+        raise WorkstationError(f"split must be one of {', '.join(SPLITS)}, not {split!r}")
     rows = ws.execute(
         "SELECT r.id, r.kind, d.kind, r.threshold, mv.model || '@' || mv.version, mv.id, "
-        "d.name, d.id, r.metrics FROM audit_runs r JOIN datasets d ON d.id = r.dataset_id "
+        "d.name, d.id, r.metrics, r.training_metrics, r.membership, r.n_examples "
+        "FROM audit_runs r JOIN datasets d ON d.id = r.dataset_id "
         "JOIN model_versions mv ON mv.id = r.model_version_id WHERE r.id = ?",
         [run_id]).fetchall()
     if not rows:
         raise WorkstationError(f"no audit run {run_id}")
-    rid, run_kind, kind, threshold, model, mv_id, dataset, dataset_id, text = rows[0]
+    (rid, run_kind, kind, threshold, model, mv_id, dataset, dataset_id, text, training,
+     membership, n_examples) = rows[0]
     if run_kind != "audit":
         raise WorkstationError(f"run {run_id} is a {run_kind} run; plots show audit runs")
     metrics = json.loads(text) if text else {}
+    membership = json.loads(membership) if membership else None
     return RunInfo(rid, kind, metrics.get("score_type") or "reward", threshold, model, mv_id,
-                   dataset, dataset_id, metrics)
+                   dataset, dataset_id, metrics, json.loads(training) if training else None,
+                   membership, split, _covers(rid, split, membership, int(n_examples)))
+
+
+def _covers(run_id: int, split: str, membership: dict[str, Any] | None, n: int) -> str:
+    if split == "all":
+        return f"all {n} audited examples"
+    if membership is None:
+        when = f"run {run_id} was audited before training membership was recorded"
+        return f"all {n} examples ({when})" if split == "heldout" else f"none: {when}"
+    if split == "heldout":
+        return membership.get("metrics_cover") or f"all {n} examples"
+    return membership.get("training_metrics_cover") or \
+        f"none: {membership.get('version')} was not trained on these examples"
 
 
 def _columns(ws: Workspace, sql: str, params: list[Any]) -> list[np.ndarray]:
@@ -122,10 +155,10 @@ class ScoreDistributions:
     reason: str | None = None
 
 
-def score_distributions(ws: Workspace, run_id: int, bins: int = HISTOGRAM_BINS
-                        ) -> ScoreDistributions:
+def score_distributions(ws: Workspace, run_id: int, bins: int = HISTOGRAM_BINS,
+                        split: str = "heldout") -> ScoreDistributions:
     """Score histograms per label (per side for pairs) on shared edges."""
-    run = run_info(ws, run_id)
+    run = run_info(ws, run_id, split)
     named = _distribution_values(ws, run)
     values = [v for _, v in named]
     everything = np.concatenate(values) if values else np.zeros(0)
@@ -140,9 +173,9 @@ def score_distributions(ws: Workspace, run_id: int, bins: int = HISTOGRAM_BINS
 def _distribution_values(ws: Workspace, run: RunInfo) -> list[tuple[str, np.ndarray]]:
     if run.kind == "pairs":
         chosen, rejected = _columns(ws, "SELECT score_chosen, score_rejected FROM audit_results "
-                                        "WHERE run_id = ?", [run.run_id])
+                                        f"r WHERE {run.rows_sql}", [run.run_id])
         return [("chosen", _floats(chosen)), ("rejected", _floats(rejected))]
-    score, label = _columns(ws, "SELECT score, label FROM audit_results WHERE run_id = ?",
+    score, label = _columns(ws, f"SELECT score, label FROM audit_results r WHERE {run.rows_sql}",
                             [run.run_id])
     score, label = _floats(score), label.astype(bool)
     return [("safe", score[label]), ("unsafe", score[~label])]
@@ -166,16 +199,17 @@ class Reliability:
     reason: str | None = None
 
 
-def reliability(ws: Workspace, run_id: int, n_bins: int = m.ECE_BINS) -> Reliability:
+def reliability(ws: Workspace, run_id: int, n_bins: int = m.ECE_BINS,
+                split: str = "heldout") -> Reliability:
     """The calibration diagram of a labeled-response run."""
-    run = run_info(ws, run_id)
+    run = run_info(ws, run_id, split)
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     empty = np.zeros(0)
     if run.kind != "labels":
         return Reliability(run, empty, empty, empty.astype(int), empty, empty, None,
                            "calibration applies to labeled responses (safe/unsafe), "
                            f"not {run.kind}")
-    score, label = _columns(ws, "SELECT score, label FROM audit_results WHERE run_id = ?",
+    score, label = _columns(ws, f"SELECT score, label FROM audit_results r WHERE {run.rows_sql}",
                             [run_id])
     probs = m.to_probability(_floats(score), run.score_type)
     return _reliability_bins(run, probs, label.astype(bool), edges)
@@ -214,9 +248,9 @@ class RocCurve:
     reason: str | None = None
 
 
-def roc(ws: Workspace, run_id: int) -> RocCurve:
+def roc(ws: Workspace, run_id: int, split: str = "heldout") -> RocCurve:
     """The run's ROC curve (see the module docstring for pairs)."""
-    run = run_info(ws, run_id)
+    run = run_info(ws, run_id, split)
     scores, positive, name = _roc_inputs(ws, run)
     n_pos = int(positive.sum())
     n_neg = len(positive) - n_pos
@@ -234,11 +268,11 @@ def roc(ws: Workspace, run_id: int) -> RocCurve:
 def _roc_inputs(ws: Workspace, run: RunInfo) -> tuple[np.ndarray, np.ndarray, str]:
     if run.kind == "pairs":
         chosen, rejected = _columns(ws, "SELECT score_chosen, score_rejected FROM audit_results "
-                                        "WHERE run_id = ?", [run.run_id])
+                                        f"r WHERE {run.rows_sql}", [run.run_id])
         scores = np.concatenate([_floats(chosen), _floats(rejected)])
         positive = np.r_[np.ones(len(chosen), bool), np.zeros(len(rejected), bool)]
         return scores, positive, "chosen"
-    score, label = _columns(ws, "SELECT score, label FROM audit_results WHERE run_id = ?",
+    score, label = _columns(ws, f"SELECT score, label FROM audit_results r WHERE {run.rows_sql}",
                             [run.run_id])
     return _floats(score), label.astype(bool), "safe"
 
@@ -284,24 +318,32 @@ class CategoryBars:
     reason: str | None = None
 
 
-def category_bars(ws: Workspace, run_id: int, metric: str | None = None) -> CategoryBars:
-    """Per-category bars of ``metric`` (default: the run's headline metric)."""
-    run = run_info(ws, run_id)
+def category_bars(ws: Workspace, run_id: int, metric: str | None = None,
+                  split: str = "heldout") -> CategoryBars:
+    """Per-category bars of ``metric`` (default: the run's headline metric),
+    from the stored metrics of ``split`` ("heldout" or "training")."""
+    run = run_info(ws, run_id, split)
+    if split == "all":
+        raise WorkstationError("category bars come from a run's stored metrics, which keep "
+                               "held-out and training examples apart; choose one")
+    stored = run.metrics if split == "heldout" else run.training_metrics
+    if stored is None:
+        raise WorkstationError(f"run {run_id} has no training-set metrics: {run.covers}")
     metric = metric or HEADLINE_METRIC.get(run.kind, "")
-    available = interval_metrics(run.metrics)
+    available = interval_metrics(stored)
     if metric not in available:
         raise WorkstationError(f"run {run_id} has no metric '{metric}' with an interval; "
                                f"one of {', '.join(available) or 'none'}")
-    per = run.metrics.get("per_category") or {}
+    per = stored.get("per_category") or {}
     names = sorted(per)
     values = np.array([_num(per[c].get(metric)) for c in names], dtype=float)
     cis = [per[c].get(f"{metric}_ci") or [np.nan, np.nan] for c in names]
-    overall_ci = run.metrics.get(f"{metric}_ci")
+    overall_ci = stored.get(f"{metric}_ci")
     reason = None if names else "the run's examples have no categories"
     return CategoryBars(run, metric, names, values, np.array([c[0] for c in cis], dtype=float),
                         np.array([c[1] for c in cis], dtype=float),
                         np.array([int(per[c].get("n") or 0) for c in names], dtype=int),
-                        run.metrics.get(metric), tuple(overall_ci) if overall_ci else None,
+                        stored.get(metric), tuple(overall_ci) if overall_ci else None,
                         available, reason)
 
 
@@ -345,18 +387,19 @@ _SIDE_SQL = {
 }
 
 
-def length_vs_score(ws: Workspace, run_id: int, max_points: int = MAX_POINTS) -> LengthScatter:
+def length_vs_score(ws: Workspace, run_id: int, max_points: int = MAX_POINTS,
+                    split: str = "heldout") -> LengthScatter:
     """Response length against score, per example (and side for pairs)."""
-    run = run_info(ws, run_id)
+    run = run_info(ws, run_id, split)
     if run.kind == "pairs":
-        series = [_length_series(ws, run_id, side, f"length({_SIDE_SQL[side]})",
+        series = [_length_series(ws, run, side, f"length({_SIDE_SQL[side]})",
                                  f"r.score_{side}") for side in ("chosen", "rejected")]
         x_label = "response length (characters)"
     elif run.kind == "labels":
-        series = [_length_series(ws, run_id, "responses", "length(e.response)", "r.score")]
+        series = [_length_series(ws, run, "responses", "length(e.response)", "r.score")]
         x_label = "response length (characters)"
     else:
-        series = [_length_series(ws, run_id, "trajectories", "e.n_steps", "r.score")]
+        series = [_length_series(ws, run, "trajectories", "e.n_steps", "r.score")]
         x_label = "trajectory length (steps)"
     total = sum(len(s.x) for s in series)
     series = [thin_series(s, max_points // len(series)) for s in series]
@@ -364,12 +407,12 @@ def length_vs_score(ws: Workspace, run_id: int, max_points: int = MAX_POINTS) ->
     return LengthScatter(run, x_label, f"score ({run.score_type})", series, total, reason)
 
 
-def _length_series(ws: Workspace, run_id: int, name: str, x_sql: str,
+def _length_series(ws: Workspace, run: RunInfo, name: str, x_sql: str,
                    y_sql: str) -> ScatterSeries:
     x, y, ids, passed = _columns(
         ws, f"SELECT coalesce({x_sql}, 0), {y_sql}, r.example_id, r.passed FROM audit_results r "
-            f"JOIN examples e ON e.id = r.example_id WHERE r.run_id = ? ORDER BY r.example_id",
-        [run_id])
+            f"JOIN examples e ON e.id = r.example_id WHERE {run.rows_sql} ORDER BY r.example_id",
+        [run.run_id])
     return ScatterSeries(name, _floats(x), _floats(y), ids.astype(np.int64), passed.astype(bool))
 
 
@@ -396,312 +439,12 @@ def thin(priority: np.ndarray, max_points: int) -> np.ndarray | None:
     return np.sort(np.r_[first, picked])
 
 
-# -- version comparison ----------------------------------------------------------
+# The version and flywheel plots live in ``version_plots``; ``plot_data.X`` keeps
+# reaching them (resolved on first use, so neither module imports the other at
+# load time: version_plots needs this module's run helpers).
+def __getattr__(name: str) -> Any:
+    from workstation.audits import version_plots
 
-@dataclass
-class VersionComparison:
-    """Old margin against new margin per example, each classed FIXED (failed
-    before, passes now), BROKEN (passed before, fails now) or UNCHANGED
-    (same verdict). ``counts`` are over every compared example, even when
-    the arrays are thinned for drawing."""
-
-    old_label: str
-    new_label: str
-    dataset: str
-    old_margin: np.ndarray
-    new_margin: np.ndarray
-    example_ids: np.ndarray
-    classes: np.ndarray
-    counts: dict[str, int]
-    reason: str | None = None
-
-    def ids_of(self, name: str) -> list[int]:
-        return [int(i) for i in self.example_ids[self.classes == CLASSES.index(name)]]
-
-
-def compare_runs(ws: Workspace, old_run_id: int, new_run_id: int,
-                 max_points: int = MAX_POINTS) -> VersionComparison:
-    """Example-by-example comparison of two audit runs of the same dataset."""
-    old, new = run_info(ws, old_run_id), run_info(ws, new_run_id)
-    if old.dataset_id != new.dataset_id:
-        raise WorkstationError(f"runs {old_run_id} and {new_run_id} audit different datasets "
-                               f"({old.dataset}, {new.dataset}); compare runs of one dataset")
-    old_m, new_m, ids, old_p, new_p = _columns(
-        ws, "SELECT a.margin, b.margin, a.example_id, a.passed, b.passed FROM audit_results a "
-            "JOIN audit_results b ON b.example_id = a.example_id AND b.run_id = ? "
-            "WHERE a.run_id = ? ORDER BY a.example_id", [new_run_id, old_run_id])
-    classes = classify(old_p.astype(bool), new_p.astype(bool))
-    result = VersionComparison(old.model, new.model, old.dataset, _floats(old_m),
-                               _floats(new_m), ids.astype(np.int64), classes,
-                               _class_counts(classes))
-    if not len(ids):
-        result.reason = "the two runs share no examples"
-    return _thin_comparison(result, max_points)
-
-
-def classify(old_passed: np.ndarray, new_passed: np.ndarray) -> np.ndarray:
-    """FIXED, BROKEN or UNCHANGED per example."""
-    classes = np.full(len(old_passed), UNCHANGED, dtype=np.int8)
-    classes[~old_passed & new_passed] = FIXED
-    classes[old_passed & ~new_passed] = BROKEN
-    return classes
-
-
-def _class_counts(classes: np.ndarray) -> dict[str, int]:
-    return {name: int((classes == i).sum()) for i, name in enumerate(CLASSES)}
-
-
-def _thin_comparison(c: VersionComparison, max_points: int) -> VersionComparison:
-    keep = thin(c.classes != UNCHANGED, max_points)
-    if keep is None:
-        return c
-    return VersionComparison(c.old_label, c.new_label, c.dataset, c.old_margin[keep],
-                             c.new_margin[keep], c.example_ids[keep], c.classes[keep],
-                             c.counts, c.reason)
-
-
-def comparison_from_report(report: dict[str, Any], dataset: str | None = None
-                           ) -> VersionComparison:
-    """The fixed and broken examples of a regression report (its ``to_json()``)
-    as a comparison scatter. Only examples whose two margins the report gives
-    are drawn (a report lists ids, and margins for its largest drops);
-    ``counts`` are the report's totals."""
-    rows = [r for r in report_examples(report) if dataset is None or r.dataset == dataset]
-    drawn = [r for r in rows if r.baseline_margin is not None and r.candidate_margin is not None]
-    entries = [(n, e) for n, e in _report_datasets(report) if dataset is None or n == dataset]
-    counts = {name: sum(_class_total(e, name) for _, e in entries) for name in CLASSES}
-    return VersionComparison(
-        report_ref(report.get("baseline"), "baseline"),
-        report_ref(report.get("candidate"), "candidate"),
-        dataset or ", ".join(n for n, _ in entries),
-        np.array([r.baseline_margin for r in drawn], dtype=float),
-        np.array([r.candidate_margin for r in drawn], dtype=float),
-        np.array([r.example_id for r in drawn], dtype=np.int64),
-        np.array([CLASSES.index(r.outcome) for r in drawn], dtype=np.int8), counts,
-        None if entries else "the report compares no datasets")
-
-
-@dataclass(frozen=True)
-class ReportExample:
-    """One fixed or broken example named by a regression report."""
-
-    dataset: str
-    example_id: int
-    outcome: str                     # "fixed" or "broken"
-    baseline_margin: float | None
-    candidate_margin: float | None
-
-
-def report_examples(report: dict[str, Any]) -> list[ReportExample]:
-    """Every fixed and broken example a regression report lists, per dataset,
-    with their margins where the report gives them."""
-    out = []
-    for name, entry in _report_datasets(report):
-        margins = _report_margins(entry)
-        for outcome in ("fixed", "broken"):
-            for eid in _listed_ids(entry, outcome):
-                old, new = margins.get(eid, (None, None))
-                out.append(ReportExample(name, eid, outcome, old, new))
-    return out
-
-
-def _report_datasets(report: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    per = report.get("per_dataset") or {}
-    if isinstance(per, dict):
-        return [(str(k), v) for k, v in per.items() if isinstance(v, dict)]
-    return [(str(e.get("dataset", i)), e) for i, e in enumerate(per) if isinstance(e, dict)]
-
-
-def report_ref(value: Any, default: str) -> str:
-    """The NAME@VERSION a report names for its candidate or baseline."""
-    if isinstance(value, dict):
-        return str(value.get("ref") or default)
-    return str(value) if value else default
-
-
-def _class_total(entry: dict[str, Any], name: str) -> int:
-    """``entry[name]`` when it is a count, else the length of its list."""
-    value = entry.get(name)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    examples = entry.get(f"{name}_examples")
-    if isinstance(examples, dict) and isinstance(examples.get("total"), int):
-        return examples["total"]
-    return len(_listed_ids(entry, name))
-
-
-def _listed_ids(entry: dict[str, Any], name: str) -> list[int]:
-    """Example ids listed for ``name``: ``{name}_examples.ids`` or a list under ``name``."""
-    examples = entry.get(f"{name}_examples")
-    listed = examples.get("ids") if isinstance(examples, dict) else entry.get(name)
-    if not isinstance(listed, list):
-        return []
-    return [int(i["example_id"] if isinstance(i, dict) else i) for i in listed
-            if not isinstance(i, dict) or i.get("example_id") is not None]
-
-
-_OLD_KEYS = ("baseline", "baseline_margin", "old_margin")
-_NEW_KEYS = ("candidate", "candidate_margin", "new_margin")
-
-
-def _report_margins(entry: dict[str, Any]) -> dict[int, tuple[float, float]]:
-    """(baseline, candidate) margins the report gives, by example id: its
-    largest margin drops and any example listed with margins."""
-    change = entry.get("margin_change")
-    items = list(change.get("largest_drops") or []) if isinstance(change, dict) else []
-    for name in CLASSES:
-        listed = entry.get(name)
-        items += [i for i in listed if isinstance(i, dict)] if isinstance(listed, list) else []
-    out = {}
-    for item in items:
-        old, new = _first(item, _OLD_KEYS), _first(item, _NEW_KEYS)
-        if item.get("example_id") is not None and old is not None and new is not None:
-            out[int(item["example_id"])] = (float(old), float(new))
-    return out
-
-
-def _first(item: dict[str, Any], keys: tuple[str, ...]) -> Any:
-    return next((item[k] for k in keys if isinstance(item.get(k), (int, float))), None)
-
-
-@dataclass(frozen=True)
-class CategoryDelta:
-    """A metric of one category, baseline against candidate, from a report."""
-
-    dataset: str
-    category: str
-    metric: str
-    baseline: float | None
-    candidate: float | None
-    delta: float | None
-    ci: tuple[float, float] | None
-    n: int | None
-    gated: bool
-    failing: bool
-
-
-def report_category_deltas(report: dict[str, Any]) -> list[CategoryDelta]:
-    """Every per-category metric delta of a regression report, failing ones
-    (those the gate's metric rule names) first, then by dataset and category."""
-    failing = _failing_metrics(report)
-    rows = []
-    for name, entry in _report_datasets(report):
-        for category, records in (entry.get("categories") or {}).items():
-            for metric, r in (records or {}).items():
-                if isinstance(r, dict):
-                    ci = r.get("ci")
-                    rows.append(CategoryDelta(
-                        name, str(category), str(metric), r.get("baseline"), r.get("candidate"),
-                        r.get("delta"), tuple(ci) if ci else None, r.get("n"),
-                        bool(r.get("gated")), (name, category, metric) in failing))
-    return sorted(rows, key=lambda d: (not d.failing, d.dataset, d.category, d.metric))
-
-
-def _failing_metrics(report: dict[str, Any]) -> set[tuple[str, str, str]]:
-    gate = report.get("gate") if isinstance(report.get("gate"), dict) else {}
-    out = set()
-    for rule in gate.get("rules") or []:
-        for e in rule.get("failing") or [] if isinstance(rule, dict) else []:
-            if isinstance(e, dict):
-                out.add((e.get("dataset"), e.get("category"), e.get("metric")))
-    return out
-
-
-# -- flywheel history ------------------------------------------------------------
-
-@dataclass
-class HistoryPoint:
-    """One model version's turn of the flywheel.
-
-    ``audit_failures`` sums ``n_failures`` of the version's latest audit run
-    per dataset; ``probe_findings`` sums the findings of its latest probe run
-    per dataset; ``fixed`` / ``broken`` count examples whose verdict changed
-    against the parent's latest audit of the same dataset (only datasets both
-    versions audited: ``datasets_compared``)."""
-
-    version_id: int
-    ref: str
-    parent_ref: str | None
-    audit_failures: int
-    probe_findings: int
-    fixed: int | None
-    broken: int | None
-    datasets_compared: list[str]
-
-    @property
-    def failures_found(self) -> int:
-        return self.audit_failures + self.probe_findings
-
-
-def flywheel_history(ws: Workspace, model: str) -> list[HistoryPoint]:
-    """Every version of ``model`` and its ancestors (across names), in lineage
-    order (a parent before its children: registration order)."""
-    family = _family(ws, model)
-    if not family:
-        raise WorkstationError(f"no model named '{model}'")
-    latest = _latest_runs(ws, [v[0] for v in family])
-    refs = {v[0]: v[1] for v in family}
-    return [_history_point(ws, vid, ref, parent, refs, latest) for vid, ref, parent in family]
-
-
-def _family(ws: Workspace, model: str) -> list[tuple[int, str, int | None]]:
-    rows = ws.execute(
-        "WITH RECURSIVE fam(id) AS (SELECT id FROM model_versions WHERE model = ? "
-        "UNION SELECT mv.parent_id FROM model_versions mv JOIN fam ON mv.id = fam.id "
-        "WHERE mv.parent_id IS NOT NULL) "
-        "SELECT mv.id, mv.model || '@' || mv.version, mv.parent_id FROM model_versions mv "
-        "WHERE mv.id IN (SELECT id FROM fam) ORDER BY mv.id", [model]).fetchall()
-    return [(int(r[0]), r[1], r[2]) for r in rows]
-
-
-def _latest_runs(ws: Workspace, version_ids: list[int]) -> dict[tuple[int, str], dict[int, tuple]]:
-    """{(version id, run kind): {dataset id: (run id, n_failures, dataset name)}}."""
-    rows = ws.execute(
-        "SELECT r.model_version_id, r.kind, r.dataset_id, max(r.id), arg_max(r.n_failures, r.id), "
-        "any_value(d.name) FROM audit_runs r JOIN datasets d ON d.id = r.dataset_id "
-        f"WHERE r.model_version_id IN ({', '.join('?' * len(version_ids))}) "
-        "GROUP BY ALL", version_ids).fetchall()
-    out: dict[tuple[int, str], dict[int, tuple]] = {}
-    for vid, kind, dataset_id, run_id, n_failures, name in rows:
-        out.setdefault((vid, kind), {})[dataset_id] = (run_id, int(n_failures), name)
-    return out
-
-
-def _history_point(ws: Workspace, vid: int, ref: str, parent: int | None,
-                   refs: dict[int, str], latest: dict) -> HistoryPoint:
-    audits = latest.get((vid, "audit"), {})
-    probes = latest.get((vid, "probe"), {})
-    fixed = broken = None
-    compared: list[str] = []
-    parent_audits = latest.get((parent, "audit"), {}) if parent is not None else {}
-    for dataset_id in sorted(set(audits) & set(parent_audits)):
-        f, b = _fixed_broken(ws, parent_audits[dataset_id][0], audits[dataset_id][0])
-        fixed, broken = (fixed or 0) + f, (broken or 0) + b
-        compared.append(audits[dataset_id][2])
-    return HistoryPoint(vid, ref, refs.get(parent) if parent is not None else None,
-                        sum(r[1] for r in audits.values()), sum(r[1] for r in probes.values()),
-                        fixed, broken, compared)
-
-
-def _fixed_broken(ws: Workspace, old_run: int, new_run: int) -> tuple[int, int]:
-    row = ws.execute(
-        "SELECT count(*) FILTER (WHERE NOT a.passed AND b.passed), "
-        "count(*) FILTER (WHERE a.passed AND NOT b.passed) FROM audit_results a "
-        "JOIN audit_results b ON b.example_id = a.example_id AND b.run_id = ? "
-        "WHERE a.run_id = ?", [new_run, old_run]).fetchall()[0]
-    return int(row[0]), int(row[1])
-
-
-def comparable_runs(ws: Workspace, run_id: int) -> list[dict[str, Any]]:
-    """Other audit runs of the same dataset, newest first, the run's parent
-    version's runs first: the baselines a version comparison can use."""
-    run = run_info(ws, run_id)
-    rows = ws.execute(
-        "SELECT r.id, mv.model || '@' || mv.version, r.created_at, "
-        "mv.id = (SELECT parent_id FROM model_versions WHERE id = ?) AS is_parent "
-        "FROM audit_runs r JOIN model_versions mv ON mv.id = r.model_version_id "
-        "WHERE r.kind = 'audit' AND r.dataset_id = ? AND r.id <> ? "
-        "ORDER BY is_parent DESC, r.id DESC", [run.model_version_id, run.dataset_id, run_id]
-    ).fetchall()
-    return [{"run_id": r[0], "model": r[1], "created_at": r[2], "is_parent": bool(r[3])}
-            for r in rows]
+    if name in version_plots.__all__:
+        return getattr(version_plots, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -18,6 +18,15 @@ Failures are ranked by margin, most negative first (rank 1), ties by example
 id; passing rows have no rank. The run row records the review log head its
 labels came from. Everything a run writes lands in one transaction: a
 cancelled or failed audit leaves no trace.
+
+Held-out first: each result row stores the example's role for the audited
+version (``split``: heldout / training / validation, NULL when it was not
+trained on it; ``workstation.models.membership``). The run's ``metrics`` are
+over the examples the version was not trained on (the whole dataset when it
+was not trained on this dataset, or its training data is unknown), so they
+equal what training reported as held-out; ``training_metrics`` are over the
+examples it was trained on (training and validation splits), apart; the run's
+``membership`` says which is which.
 """
 
 from __future__ import annotations
@@ -29,8 +38,9 @@ from typing import Any, Sequence
 import numpy as np
 import pyarrow as pa
 
-from workstation.audits import metrics as m
+from workstation.audits.run_metrics import RunFigures, run_figures
 from workstation.errors import WorkstationError
+from workstation.models import membership as ms
 from workstation.models.registry import ModelVersion, resolve
 from workstation.models.scoring import ScoreResult, score_dataset
 from workstation.progress import Progress
@@ -39,7 +49,12 @@ from workstation.workspace import Workspace, default_analyst, now_iso
 RUN_KIND = "audit"
 PREVIEW_CHARS = 200
 _RUN_COLUMNS = ("id", "kind", "model_version_id", "dataset_id", "created_at", "created_by",
-                "threshold", "review_head", "params", "metrics", "n_examples", "n_failures")
+                "threshold", "review_head", "params", "metrics", "n_examples", "n_failures",
+                "training_metrics", "membership")
+# failure_page's ``split`` filter: "heldout" is every example the version was
+# not trained on; "training" every one it was (training and validation splits).
+SPLITS = {"all": None, "heldout": "(r.split IS NULL OR r.split = 'heldout')",
+          "training": "r.split IN ('training', 'validation')"}
 
 
 @dataclass
@@ -61,6 +76,11 @@ class AuditRun:
     created_by: str
     kind: str = RUN_KIND
     params: dict[str, Any] = field(default_factory=dict)
+    # Metrics on the examples the version was trained on (None: it was not
+    # trained on this dataset, or the run predates membership records).
+    training_metrics: dict[str, Any] | None = None
+    # What ``metrics`` and ``training_metrics`` cover (None: not recorded).
+    membership: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"run_id": self.id, "kind": self.kind, "model": self.model,
@@ -69,7 +89,8 @@ class AuditRun:
                 "threshold": self.threshold, "review_head": self.review_head,
                 "created_at": self.created_at, "created_by": self.created_by,
                 "n_examples": self.n_examples, "n_failures": self.n_failures,
-                "params": self.params, "metrics": self.metrics}
+                "params": self.params, "metrics": self.metrics,
+                "training_metrics": self.training_metrics, "membership": self.membership}
 
 
 @dataclass
@@ -102,13 +123,13 @@ def run_audit(ws: Workspace, model_ref_or_version: str | int | ModelVersion, dat
         _check_finite(result)
         progress.stage_start("metrics")
         verdicts = judge(result, threshold)
-        metrics = audit_metrics(result, verdicts, seed)
+        figures = run_figures(ws, version, result, verdicts, seed)
         progress.check()
         # scoring refuses any encoder but the model's, so the manifest names it
         params = {"seed": seed, "batch_size": batch_size, "score_type": result.score_type,
                   "encoder": version.manifest["input"].get("encoder"), "notes": result.notes}
-        run = _store(ws, version, result, verdicts, metrics, head, params,
-                     analyst or default_analyst())
+        run = _store(ws, version, result, verdicts, head, params, analyst or default_analyst(),
+                     figures)
     return run
 
 
@@ -162,58 +183,14 @@ def failure_ranks(margin: np.ndarray, passed: np.ndarray, example_ids: np.ndarra
     return rank
 
 
-# -- metrics -----------------------------------------------------------------
-
-def audit_metrics(result: ScoreResult, verdicts: Verdicts, seed: int = 0) -> dict[str, Any]:
-    """The run's metrics JSON: overall, then ``per_category``."""
-    keep = verdicts.keep
-    codes = result.category_codes[keep]
-    if result.dataset_kind == "pairs":
-        margins = result.margin[keep]
-        compute = _pairs_metrics(margins)
-    elif result.dataset_kind == "labels":
-        compute = _labels_metrics(result.score[keep], result.labels[keep], verdicts.threshold,
-                                  result.score_type)
-    else:
-        compute = _demos_metrics(result, verdicts.threshold)
-    out, per_category = m.overall_and_per_category(compute, codes, result.category_names, seed)
-    out.update(kind=result.dataset_kind, score_type=result.score_type,
-               threshold=verdicts.threshold, n_failures=int((verdicts.rank > 0).sum()),
-               n_unlabeled=int((~keep).sum()))
-    out["per_category"] = per_category
-    return out
-
-
-def _pairs_metrics(margins: np.ndarray):
-    def compute(mask: np.ndarray, seed: int) -> dict[str, Any]:
-        return m.pair_metrics(margins[mask], seed=seed)
-    return compute
-
-
-def _labels_metrics(scores: np.ndarray, safe: np.ndarray, threshold: float, score_type: str):
-    def compute(mask: np.ndarray, seed: int) -> dict[str, Any]:
-        return m.label_metrics(scores[mask], safe[mask], threshold=threshold,
-                               score_type=score_type, seed=seed)
-    return compute
-
-
-def _demos_metrics(result: ScoreResult, threshold: float):
-    owner = np.searchsorted(result.example_ids, result.step_example_ids)
-    counts = np.bincount(owner, minlength=len(result.example_ids))
-
-    def compute(mask: np.ndarray, seed: int) -> dict[str, Any]:
-        return m.demo_metrics(result.step_rewards[mask[owner]], counts[mask], result.score[mask],
-                              threshold=threshold, seed=seed)
-    return compute
-
-
 # -- storing -----------------------------------------------------------------
 
 def _store(ws: Workspace, version: ModelVersion, result: ScoreResult, verdicts: Verdicts,
-           metrics: dict[str, Any], head: str, params: dict[str, Any],
-           analyst: str) -> AuditRun:
+           head: str, params: dict[str, Any], analyst: str, figures: RunFigures) -> AuditRun:
+    metrics, training_metrics, membership = (figures.metrics, figures.training_metrics,
+                                             figures.membership)
     run_id = ws.next_id("audit_runs")
-    table = _results_table(run_id, result, verdicts)
+    table = _results_table(run_id, result, verdicts, figures.roles)
     name = f"_audit_results_{run_id}"
     ws.con.complete()  # register() is refused while an execute() result is pending
     ws.con.register(name, table)
@@ -225,20 +202,28 @@ def _store(ws: Workspace, version: ModelVersion, result: ScoreResult, verdicts: 
     dataset = _one(ws, "SELECT name FROM datasets WHERE id = ?", [result.dataset_id])[0]
     run = AuditRun(run_id, version.id, version.ref, result.dataset_id, dataset,
                    result.dataset_kind, metrics, table.num_rows, n_failures, verdicts.threshold,
-                   head, now_iso(), analyst, RUN_KIND, params)
+                   head, now_iso(), analyst, RUN_KIND, params, training_metrics, membership)
     ws.execute(f"INSERT INTO audit_runs ({', '.join(_RUN_COLUMNS)}) "
                f"VALUES ({', '.join('?' * len(_RUN_COLUMNS))})",
                [run.id, run.kind, run.model_version_id, run.dataset_id, run.created_at,
                 run.created_by, run.threshold, run.review_head,
                 json.dumps(params, allow_nan=False), json.dumps(metrics, allow_nan=False),
-                run.n_examples, run.n_failures])
+                run.n_examples, run.n_failures,
+                None if training_metrics is None else json.dumps(training_metrics,
+                                                                 allow_nan=False),
+                json.dumps(membership, allow_nan=False)])
     return run
 
 
-def _results_table(run_id: int, result: ScoreResult, verdicts: Verdicts) -> pa.Table:
+def _results_table(run_id: int, result: ScoreResult, verdicts: Verdicts,
+                   roles: np.ndarray) -> pa.Table:
     """``audit_results`` rows in the table's column order, built column-wise."""
     keep = verdicts.keep
     n = int(keep.sum())
+    kept_roles = roles[keep]
+    split = pa.DictionaryArray.from_arrays(
+        pa.array(kept_roles, pa.int8(), mask=kept_roles == ms.NOT_TRAINED),
+        pa.array([ms.ROLE_NAMES[r] for r in range(len(ms.ROLE_NAMES))])).cast(pa.string())
 
     def floats(values: np.ndarray | None) -> pa.Array:
         return pa.nulls(n, pa.float64()) if values is None else pa.array(values[keep],
@@ -250,7 +235,7 @@ def _results_table(run_id: int, result: ScoreResult, verdicts: Verdicts) -> pa.T
         "score": floats(result.score), "score_chosen": floats(result.score_chosen),
         "score_rejected": floats(result.score_rejected), "margin": floats(verdicts.margin),
         "label": pa.array(result.labels[keep]), "passed": pa.array(verdicts.passed[keep]),
-        "rank": pa.array(rank, pa.int64(), mask=rank == 0)})
+        "rank": pa.array(rank, pa.int64(), mask=rank == 0), "split": split})
 
 
 # -- reading runs ------------------------------------------------------------
@@ -287,14 +272,16 @@ def _runs(ws: Workspace, where: str, params: list[Any], tail: str = "") -> list[
     rows = ws.execute(
         "SELECT r.id, r.kind, r.model_version_id, mv.model || '@' || mv.version, r.dataset_id, "
         "d.name, d.kind, r.metrics, r.n_examples, r.n_failures, r.threshold, r.review_head, "
-        "r.created_at, r.created_by, r.params FROM audit_runs r "
-        "JOIN model_versions mv ON mv.id = r.model_version_id "
+        "r.created_at, r.created_by, r.params, r.training_metrics, r.membership "
+        "FROM audit_runs r JOIN model_versions mv ON mv.id = r.model_version_id "
         f"JOIN datasets d ON d.id = r.dataset_id {where} ORDER BY r.id DESC{tail}",
         params).fetchall()
     return [AuditRun(id=r[0], kind=r[1], model_version_id=r[2], model=r[3], dataset_id=r[4],
                      dataset=r[5], dataset_kind=r[6], metrics=_json(r[7]), n_examples=r[8],
                      n_failures=r[9], threshold=r[10], review_head=r[11], created_at=r[12],
-                     created_by=r[13], params=_json(r[14])) for r in rows]
+                     created_by=r[13], params=_json(r[14]),
+                     training_metrics=_json(r[15]) or None, membership=_json(r[16]) or None)
+            for r in rows]
 
 
 def _json(text: str | None) -> dict[str, Any]:
@@ -313,18 +300,19 @@ ORDER_COLUMNS = {
     "excluded": "ce.excluded", "reviewed": "ce.reviewed", "source_id": "ce.source_id",
     "tags": "ce.tags", "note": "ce.note", "n_steps": "ce.n_steps", "prompt": "ce.prompt",
     "chosen": "ce.current_chosen", "rejected": "ce.current_rejected", "response": "ce.response",
+    "split": "r.split",
 }
 _PAGE_FIELDS = (
     "example_id", "source_index", "source_sha256", "source_id", "dataset", "score",
     "score_chosen", "score_rejected", "margin", "passed", "rank", "label_at_audit", "category",
     "excluded", "flipped", "current_label", "n_steps", "prompt", "chosen", "rejected",
-    "response", "tags", "note", "reviewed")
+    "response", "tags", "note", "reviewed", "split")
 # A dataset browsed without a run: its examples in audit_results' shape, unscored.
 _BROWSE_SOURCE = (
     "(SELECT NULL::INTEGER AS run_id, e.id AS example_id, NULL::DOUBLE AS score, "
     "NULL::DOUBLE AS score_chosen, NULL::DOUBLE AS score_rejected, NULL::DOUBLE AS margin, "
-    "NULL::BOOLEAN AS label, NULL::BOOLEAN AS passed, NULL::BIGINT AS rank "
-    "FROM examples e WHERE e.dataset_id = {dataset_id})")
+    "NULL::BOOLEAN AS label, NULL::BOOLEAN AS passed, NULL::BIGINT AS rank, "
+    "NULL::VARCHAR AS split FROM examples e WHERE e.dataset_id = {dataset_id})")
 
 
 def failure_page(ws: Workspace, run_id: int | None, *, dataset: str | int | None = None,
@@ -333,7 +321,8 @@ def failure_page(ws: Workspace, run_id: int | None, *, dataset: str | int | None
                  example_id: int | None = None,
                  score_min: float | None = None, score_max: float | None = None,
                  margin_min: float | None = None, margin_max: float | None = None,
-                 text: str | None = None, order_by: str = "rank", descending: bool = False,
+                 text: str | None = None, split: str | None = None,
+                 order_by: str = "rank", descending: bool = False,
                  limit: int = 100, offset: int = 0,
                  count: bool = True) -> tuple[list[dict[str, Any]], int | None]:
     """One page of a run's results, filtered and sorted in SQL, joined to the
@@ -341,7 +330,11 @@ def failure_page(ws: Workspace, run_id: int | None, *, dataset: str | int | None
     matching). ``verdict`` is "failed", "passed" or None (both); ``text``
     matches prompt or response texts, case-insensitively; ``tag`` keeps
     examples carrying that tag; ``reviewed`` True/False keeps examples the
-    review log has (not) touched; ``example_id`` picks one example. Rows are
+    review log has (not) touched; ``example_id`` picks one example; ``split``
+    "heldout" keeps the examples the version was not trained on, "training"
+    those it was (training and validation splits), "all" or None both (each
+    row's ``split`` says which: heldout / training / validation, or None when
+    the version was not trained on it). Rows are
     ordered by ``order_by`` (see ORDER_COLUMNS), empty values last, then
     example id.
 
@@ -352,6 +345,7 @@ def failure_page(ws: Workspace, run_id: int | None, *, dataset: str | int | None
     source, kind, scope, scope_params = _page_scope(ws, run_id, dataset)
     where, params = _page_filters(scope, scope_params, verdict, category, tag, reviewed,
                                   example_id, score_min, score_max, margin_min, margin_max, text)
+    where = _split_filter(ws, run_id, split, where)
     key, direction = _sort_key(order_by, descending)
     # Sort and page over (example id, sort key) only, then read this page's
     # results and text previews by id: a deep page (offset 500,000) sorts two
@@ -428,6 +422,21 @@ def _page_filters(where: str, params: list[Any], verdict: str | None,
     return " AND ".join(clauses), params
 
 
+def _split_filter(ws: Workspace, run_id: int | None, split: str | None, where: str) -> str:
+    if split is not None and split not in SPLITS:
+        raise WorkstationError(f"split must be one of {', '.join(SPLITS)}, not {split!r}")
+    if SPLITS.get(split) is None:
+        return where
+    if run_id is None:
+        raise WorkstationError("a split filter needs an audit run (whose version's training "
+                               "set it refers to)")
+    if _one(ws, "SELECT membership IS NULL FROM audit_runs WHERE id = ?", [run_id])[0]:
+        raise WorkstationError(f"run {run_id} was audited before the workstation recorded "
+                               f"which examples a version was trained on; audit again to "
+                               f"filter by split")
+    return f"{where} AND {SPLITS[split]}"
+
+
 def _review_filters(clauses: list[str], params: list[Any], tag: str | None,
                     reviewed: bool | None, example_id: int | None) -> None:
     if tag:
@@ -460,7 +469,8 @@ def _display_columns() -> str:
         "r.example_id", "ce.source_index", "ce.source_sha256", "ce.source_id", "d.name",
         "r.score", "r.score_chosen", "r.score_rejected", "r.margin", "r.passed", "r.rank",
         "r.label", "ce.current_category", "ce.excluded", "ce.flipped", "ce.current_label",
-        "ce.n_steps", *preview, "ce.tags", f"left(ce.note, {PREVIEW_CHARS})", "ce.reviewed"])
+        "ce.n_steps", *preview, "ce.tags", f"left(ce.note, {PREVIEW_CHARS})", "ce.reviewed",
+        "r.split"])
 
 
 def _run_kind(ws: Workspace, run_id: int) -> str:
@@ -501,6 +511,9 @@ def list_failures(ws: Workspace, run_id: int, limit: int = 50, offset: int = 0, 
     if get_run(ws, run_id).kind == "probe":
         from workstation.probes.base import findings_page
 
+        if filters.get("split") not in (None, "all"):
+            raise WorkstationError(f"run {run_id} is a probe run; a split filter applies to "
+                                   f"audit runs")
         items, _ = findings_page(ws, run_id, probe=filters.get("probe"), limit=limit,
                                  offset=offset)
         return items

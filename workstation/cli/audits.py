@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-from workstation.cli.common import (Commands, Output, fmt, open_workspace, param)
+from workstation.cli.common import Commands, Output, fmt, open_workspace, param
 
 
 def cmd_audit(args, out: Output) -> None:
@@ -15,11 +15,33 @@ def cmd_audit(args, out: Output) -> None:
         payload = run.to_json()
     payload.setdefault("run_id", run.id)
     payload["failures"] = run.n_failures
-    headline = {k: v for k, v in run.metrics.items()
-                if isinstance(v, (int, float)) and not k.endswith("_ci")}
-    out.result(payload, f"audit run {run.id}: {run.n_examples} examples, "
-                        f"{run.n_failures} failures; " +
-               ", ".join(f"{k} {fmt(v)}" for k, v in headline.items()))
+    held = run.metrics.get("n_failures", 0)
+    payload["failures_by_split"] = {"heldout": held, "training": run.n_failures - held}
+    out.result(payload, lambda: _audit_text(run))
+
+
+def _audit_text(run) -> str:
+    """Held-out figures first, the training-set ones apart, each saying what it covers."""
+    membership = run.membership or {}
+    held = run.metrics.get("n_failures", run.n_failures)
+    split = f" ({held} on examples it was not trained on)" if run.training_metrics else ""
+    lines = [f"audit run {run.id} of {run.model} on {run.dataset}: {run.n_examples} examples, "
+             f"{run.n_failures} failures{split}"]
+    trained = run.training_metrics is not None
+    label = "held-out" if trained or membership.get("status") == "trained" else "metrics"
+    lines.append(f"{label}: {membership.get('metrics_cover', 'all examples')}")
+    lines.append("  " + _headline(run.metrics))
+    if trained:
+        lines.append(f"training set (apart; not a measure of generalisation): "
+                     f"{membership.get('training_metrics_cover')}")
+        lines.append("  " + _headline(run.training_metrics))
+    return "\n".join(lines)
+
+
+def _headline(metrics: dict) -> str:
+    return ", ".join(f"{k} {fmt(v)}" for k, v in metrics.items()
+                     if isinstance(v, (int, float)) and not isinstance(v, bool)
+                     and not k.endswith("_ci"))
 
 
 def cmd_runs(args, out: Output) -> None:
@@ -38,8 +60,14 @@ def cmd_failures(args, out: Output) -> None:
     from workstation.audits import list_failures
 
     with open_workspace(args, read_only=True) as ws:
-        items = list_failures(ws, args.run, limit=args.limit, offset=args.offset)
-    out.result({"run_id": args.run, "failures": items}, lambda: _failures_text(items))
+        items = list_failures(ws, args.run, limit=args.limit, offset=args.offset,
+                              split=args.split)
+    out.result({"run_id": args.run, "split": args.split, "failures": items},
+               lambda: _failures_text(items))
+
+
+_SPLIT_WORDS = {"heldout": "held-out", "training": "training", "validation": "validation",
+                None: "not trained on"}
 
 
 def _failures_text(items: list[dict]) -> str:
@@ -56,8 +84,8 @@ def _failures_text(items: list[dict]) -> str:
         scores = ", ".join(f"{k} {fmt(f[k])}" for k in ("score", "margin", "score_chosen",
                                                         "score_rejected") if f.get(k) is not None)
         lines.append(f"#{f.get('rank', '')} example {f['example_id']} "
-                     f"(source index {f.get('source_index')}): {scores}; "
-                     f"label {f.get('label')}")
+                     f"(source index {f.get('source_index')}) [{_SPLIT_WORDS[f.get('split')]}]: "
+                     f"{scores}; label {f.get('label')}")
     return "\n".join(lines)
 
 
@@ -98,6 +126,9 @@ def register(cli: Commands) -> None:
     p.add_argument("--run", type=int, required=True)
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--offset", type=int, default=0)
+    p.add_argument("--split", choices=["heldout", "training", "all"], default="all",
+                   help="heldout: examples the version was not trained on; training: those "
+                        "it was (default: all, each item says its split)")
 
     p = add("probe", cmd_probe, "run the automated probe suite on a dataset")
     p.add_argument("--model", required=True, help="NAME or NAME@VERSION")

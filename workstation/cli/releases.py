@@ -10,15 +10,17 @@ from workstation.errors import WorkstationError
 
 def cmd_compare(args, out: Output) -> None:
     from workstation.regression import compare
+    from workstation.regression.report import counts_text
 
     with open_workspace(args) as ws:
         report = compare(ws, args.candidate, args.baseline, datasets=args.dataset,
                          progress=out.progress(), tolerance=args.tolerance, budget=args.budget)
     payload = report.to_json()
     gate = payload["gate"]
-    lines = [f"{payload['candidate']} vs {payload['baseline']}: fixed {payload['fixed']}, "
-             f"broken {payload['broken']}, unchanged {payload['unchanged']}",
-             f"gate: {'PASS' if gate['pass'] else 'FAIL'}"]
+    lines = [f"{report.candidate.ref} against {report.baseline.ref}: {counts_text(payload)}"]
+    lines += [f"  {line}" for line in payload["summary"]]
+    lines += [f"  skipped {name}: {why}" for name, why in payload["skipped_datasets"].items()]
+    lines.append(f"gate (on held-out figures): {'PASS' if gate['pass'] else 'FAIL'}")
     lines += [f"  - {reason}" for reason in gate.get("reasons", [])]
     out.result(payload, "\n".join(lines))
 

@@ -82,7 +82,10 @@ def _json(text: Any) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class AuditSummary:
-    """The latest audit of a version on one dataset."""
+    """The latest audit of a version on one dataset. ``metrics`` cover the
+    examples the version was not trained on, ``training_metrics`` those it was
+    (None: not trained on this dataset, or audited before that was recorded);
+    ``membership`` says in words what each covers (None: not recorded)."""
 
     run_id: int
     dataset: str
@@ -91,23 +94,29 @@ class AuditSummary:
     n_failures: int
     created_at: str
     metrics: dict[str, Any]
+    training_metrics: dict[str, Any] | None = None
+    membership: dict[str, Any] | None = None
 
-    def headline(self) -> dict[str, Any]:
-        """The overall metrics (numbers only, no per-category detail)."""
-        return {k: v for k, v in self.metrics.items()
+    def headline(self, training: bool = False) -> dict[str, Any]:
+        """The overall metrics (numbers only, no per-category detail), held-out
+        ones unless ``training``."""
+        metrics = (self.training_metrics or {}) if training else self.metrics
+        return {k: v for k, v in metrics.items()
                 if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 def latest_audits(ws: Workspace, version_id: int) -> list[AuditSummary]:
     """The version's newest audit run per dataset, by dataset name."""
     rows = ws.execute(
-        "SELECT r.id, d.name, d.kind, r.n_examples, r.n_failures, r.created_at, r.metrics "
+        "SELECT r.id, d.name, d.kind, r.n_examples, r.n_failures, r.created_at, r.metrics, "
+        "r.training_metrics, r.membership "
         "FROM audit_runs r JOIN datasets d ON d.id = r.dataset_id "
         "WHERE r.kind = 'audit' AND r.model_version_id = ? AND r.id = ("
         "  SELECT max(r2.id) FROM audit_runs r2 WHERE r2.kind = 'audit' "
         "  AND r2.model_version_id = r.model_version_id AND r2.dataset_id = r.dataset_id) "
         "ORDER BY d.name", [version_id]).fetchall()
-    return [AuditSummary(r[0], r[1], r[2], int(r[3]), int(r[4]), r[5], _json(r[6]))
+    return [AuditSummary(r[0], r[1], r[2], int(r[3]), int(r[4]), r[5], _json(r[6]),
+                         _json(r[7]) if r[7] else None, _json(r[8]) if r[8] else None)
             for r in rows]
 
 

@@ -6,7 +6,9 @@ row whose version counts up per model name from 1, with a manifest recording
 the input kind, the output and column used and what kind of score it is,
 the parent version, who and when, free notes, and the ONNX file's own
 metadata. Registration refuses a model that does not fit its input kind
-(see ``workstation.models.onnx_model``) and leaves the workspace unchanged.
+(see ``workstation.models.onnx_model``), and a version that would score
+exactly as its parent does (the same ONNX bytes and the same output, column
+and score type), and leaves the workspace unchanged.
 
 Manifest keys: ``name``, ``version``, ``input_kind``; ``input`` (what the
 model takes: for text-embedding ``encoder``, ``dim``, ``width``, ``layout``
@@ -117,6 +119,7 @@ def add_model_bytes(ws: Workspace, data: bytes, name: str, input_kind: str, *,
         checked["input"]["encoder"] = encoder.id
     with ws.transaction():
         parent_version = _parent(ws, parent)
+        _check_changed(data, checked, parent_version, source)
         return _insert(ws, data, name, input_kind, checked, parent_version, notes,
                        analyst or default_analyst(), source, tokenizer_text, extras or {})
 
@@ -141,6 +144,18 @@ def _insert(ws: Workspace, data: bytes, name: str, kind: str, checked: dict[str,
                [row.id, name, version, sha, kind, row.parent_id, analyst, row.created_at,
                 json.dumps(manifest, ensure_ascii=False)])
     return row
+
+
+def _check_changed(data: bytes, checked: dict[str, Any], parent: ModelVersion | None,
+                   source: str) -> None:
+    """Refuse a version that would score exactly as its parent."""
+    if parent is None or parent.sha256 != sha256_bytes(data):
+        return
+    scoring = ("input", "output", "column", "score_type")
+    if all(checked.get(k) == parent.manifest.get(k) for k in scoring):
+        raise WorkstationError(f"{source} is identical to {parent.ref} (the same ONNX file, "
+                               f"read the same way): as a new version it would change nothing; "
+                               f"nothing registered")
 
 
 def _store_blob(ws: Workspace, data: bytes) -> str:

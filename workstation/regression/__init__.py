@@ -17,9 +17,9 @@ suite), ``gate`` (the three rules), ``report`` (the records and their JSON),
 from workstation.regression.compare import DEFAULT_BUDGET, DEFAULT_TOLERANCE, compare
 from workstation.regression.gate import BUDGET_RULE, METRIC_RULE, SUITE_RULE, gate
 from workstation.regression.release_gate import gate_report_for_release, release_baseline
-from workstation.regression.report import REPORT_FORMAT, RegressionReport
+from workstation.regression.report import REPORT_FORMAT, RegressionReport, counts_text
 from workstation.regression.suite import SuiteItem, record_fixed, suite_for
 
 __all__ = ["BUDGET_RULE", "DEFAULT_BUDGET", "DEFAULT_TOLERANCE", "METRIC_RULE", "REPORT_FORMAT",
-           "RegressionReport", "SUITE_RULE", "SuiteItem", "compare", "gate",
+           "RegressionReport", "SUITE_RULE", "SuiteItem", "compare", "counts_text", "gate",
            "gate_report_for_release", "record_fixed", "release_baseline", "suite_for"]

@@ -14,6 +14,11 @@ the threshold of the newest audit of that dataset by a version of these
 models with the same score type, preferring its own runs, else the audit
 default. Everything is read in one transaction, so both versions see the
 same labels.
+
+Held-out figures: the examples either version was trained on
+(``workstation.models.membership``) are left out of a dataset's fixed /
+broken / unchanged counts, category deltas and margins, and counted apart;
+each comparison says in words which examples it used.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import numpy as np
 
 from workstation.audits.runs import default_threshold, judge
 from workstation.errors import WorkstationError
+from workstation.models import membership as ms
 from workstation.models.registry import ModelVersion, resolve
 from workstation.models.scoring import ScoreResult, score_dataset
 from workstation.progress import Progress
@@ -150,17 +156,38 @@ def compare_dataset(ws: Workspace, candidate: ModelVersion, baseline: ModelVersi
     (rb, rc), (vb, vc) = results, verdicts
     common = np.intersect1d(rb.example_ids[vb.keep], rc.example_ids[vc.keep])
     ib, ic = np.searchsorted(rb.example_ids, common), np.searchsorted(rc.example_ids, common)
+    members = {side: ms.membership_for(ws, v, dataset_id)
+               for side, v in (("baseline", baseline), ("candidate", candidate))}
+    compared = np.logical_and.reduce([ms.not_trained_on(ms.example_roles(m, common))
+                                      for m in members.values()])
     values = "margin" if rb.dataset_kind == "pairs" else "score"
+    jb, jc = ib[compared], ic[compared]
     categories = category_deltas(
-        rb.dataset_kind, getattr(rb, values)[ib], getattr(rc, values)[ic], vb.passed[ib],
-        vc.passed[ic], rb.labels[ib], rb.category_codes[ib], rb.category_names, seed)
+        rb.dataset_kind, getattr(rb, values)[jb], getattr(rc, values)[jc], vb.passed[jb],
+        vc.passed[jc], rb.labels[jb], rb.category_codes[jb], rb.category_names, seed)
     comparison = DatasetComparison(
         _dataset_name(ws, dataset_id), dataset_id, rb.dataset_kind,
         {"baseline": vb.threshold, "candidate": vc.threshold}, common, vb.passed[ib],
-        vc.passed[ic], vb.margin[ib], vc.margin[ic], categories, notes=rb.notes + rc.notes)
+        vc.passed[ic], vb.margin[ib], vc.margin[ic], categories, notes=rb.notes + rc.notes,
+        compared=compared, memberships={k: m.to_json() for k, m in members.items()},
+        which=examples_used(members))
     if rb.dataset_kind == "demos":
         comparison.protected = _protected(rb, rc, common[rb.labels[ib]])
     return comparison
+
+
+def examples_used(members: dict[str, ms.Membership]) -> str:
+    """In words, which examples a dataset comparison counted."""
+    trained = [m.version for m in members.values() if m.status == ms.TRAINED]
+    unknown = [m.version for m in members.values() if m.status == ms.UNKNOWN]
+    note = (f"; {' and '.join(unknown)}: training data unknown, counted as not trained on"
+            if unknown else "")
+    if trained:
+        verb = "were" if len(trained) > 1 else "was"
+        return f"held-out (the examples {' and '.join(trained)} {verb} not trained on{note})"
+    if unknown:
+        return f"all (no version is known to have been trained on this dataset{note})"
+    return "all (neither version was trained on this dataset)"
 
 
 def _check_finite(result: ScoreResult) -> None:

@@ -28,8 +28,8 @@ import pyarrow as pa
 from workstation import releases
 from workstation.models.registry import ModelVersion
 from workstation.regression.findings import ThresholdFor, replay_cases
-from workstation.regression.report import (REPORT_FORMAT, DatasetComparison, RegressionReport,
-                                           SuiteCheck, version_json)
+from workstation.regression.report import (READABLE_FORMATS, DatasetComparison,
+                                           RegressionReport, SuiteCheck, version_json)
 from workstation.workspace import Workspace, now_iso
 
 _COLUMNS = ("model", "item_key", "kind", "example_id", "dataset_id", "finding_ref",
@@ -124,7 +124,7 @@ def sync_from_releases(ws: Workspace, model: str) -> list[SuiteItem]:
     items = []
     for rel in releases.list_releases(ws, model):
         report = rel.batch.get("regression_report")
-        if (isinstance(report, dict) and report.get("format") == REPORT_FORMAT
+        if (isinstance(report, dict) and report.get("format") in READABLE_FORMATS
                 and report.get("candidate", {}).get("model_version_id") == rel.model_version_id):
             items += items_from_report(report, rel.id)
     if items and not ws.read_only:

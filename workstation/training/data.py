@@ -9,25 +9,27 @@ Text inputs follow the registry's ``text-embedding`` convention: the prompt
 embedding followed by the response embedding (2·D floats), read through the
 workspace's embedding cache (``embed_texts``), so texts are encoded once.
 
-The held-out split is a pure function of (split seed, example id): an
-example keeps its role when others are added, excluded or relabeled, so two
-versions trained on the same dataset are compared on the same held-out set.
+The held-out split is a pure function of (split seed, example id)
+(``workstation.models.membership``): an example keeps its role when others
+are added, excluded or relabeled, so two versions trained on the same dataset
+are compared on the same held-out set.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from workstation.errors import WorkstationError
+# The split lives with the models (audits need it without torch); re-exported here.
+from workstation.models.membership import (  # noqa: F401
+    HELDOUT, TRAIN, VALIDATION, split_roles)
 from workstation.progress import Progress
 from workstation.review import head_hash
 from workstation.workspace import Workspace
 
-TRAIN, VALIDATION, HELDOUT = 0, 1, 2
 # Rebuilding the data while an analyst edits on another thread could mix two
 # review states; retry the read until the log head is the same before and after.
 _SNAPSHOT_ATTEMPTS = 3
@@ -188,31 +190,3 @@ def _obs_width(ws: Workspace, dataset_id: int) -> int:
         raise WorkstationError(f"observations have different widths ({low}..{high}); "
                                f"a demonstration dataset needs one width")
     return int(low)
-
-
-# -- the split -----------------------------------------------------------------
-
-def split_position(example_ids: np.ndarray, split_seed: int) -> np.ndarray:
-    """A uniform number in [0, 1) per example id, fixed by (split_seed, id)."""
-    out = np.empty(len(example_ids), dtype=np.float64)
-    for i, example_id in enumerate(example_ids):
-        digest = hashlib.sha256(f"{int(split_seed)}:{int(example_id)}".encode()).digest()
-        out[i] = int.from_bytes(digest[:8], "little") / 2.0 ** 64
-    return out
-
-
-def split_roles(example_ids: np.ndarray, heldout_fraction: float, split_seed: int,
-                validation_fraction: float = 0.0) -> np.ndarray:
-    """TRAIN / VALIDATION / HELDOUT per example id.
-
-    Held-out: position < heldout_fraction; validation: the next
-    ``validation_fraction``; the rest trains. A dataset too small to leave
-    a training example trains on everything (and reports no held-out figures).
-    """
-    u = split_position(example_ids, split_seed)
-    roles = np.full(len(u), TRAIN, dtype=np.int8)
-    roles[u < heldout_fraction + validation_fraction] = VALIDATION
-    roles[u < heldout_fraction] = HELDOUT
-    if len(roles) and not (roles == TRAIN).any():
-        roles[:] = TRAIN
-    return roles

@@ -4,7 +4,13 @@
 calls for (pairs: Bradley-Terry ensemble; labels: classifier ensemble;
 demos: mixture of autoencoder experts), exports it to ONNX, checks the
 export against torch, and registers it as the next version of ``name`` with
-its lineage. Nothing is registered when it is cancelled or a check fails.
+its lineage. Nothing is registered when it is cancelled or a check fails,
+when a labels set holds one class, or when the model comes out identical to
+its parent or another version of ``name`` (``refusals``).
+
+The lineage records what the audits need to keep held-out apart: the dataset,
+the review-log head its data was read at, the hyper-parameters (the split's
+among them) and ``split`` (rule and counts), plus ``training_data_sha256``.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from typing import Any, Callable
 import torch
 
 from workstation.errors import WorkstationError
+from workstation.hashing import sha256_bytes
 from workstation.models.registry import ModelVersion, add_model_bytes, resolve
 from workstation.progress import Progress, null_progress
 from workstation.training.data import DatasetRef, Snapshot, dataset_ref, read_snapshot
@@ -23,6 +30,8 @@ from workstation.training.export import TrainedHead, check_parity, parity, to_on
 from workstation.training.fit import TRAINING_THREADS, deterministic
 from workstation.training.iirl import train_demos
 from workstation.training.params import resolve_params
+from workstation.training.refusals import (check_not_identical, check_trainable, data_roles,
+                                           split_record, training_data_sha256)
 from workstation.workspace import Workspace, now_iso
 
 TRAINERS: dict[str, Callable[..., TrainedHead]] = {
@@ -72,10 +81,16 @@ def train(ws: Workspace, dataset: str, name: str, *, parent: str | None = None, 
 
         encoder = get_encoder(progress)
     snapshot = read_snapshot(ws, ref, encoder, progress)
+    roles = data_roles(snapshot.data, hp)
+    check_trainable(ref, snapshot.data, roles)
     with deterministic():
         trained = TRAINERS[ref.kind](snapshot.data, hp, seed, progress)
         data, worst = _export(trained, progress)
     lineage = _lineage(ref, snapshot, parent_version, seed, hp, trained)
+    lineage["split"] = split_record(ref, roles, hp)
+    lineage["training_data_sha256"] = training_data_sha256(
+        ref, snapshot.data, roles, encoder.id if input_kind == "text-embedding" else None)
+    check_not_identical(ws, sha256_bytes(data), name, parent_version, lineage)
     version = add_model_bytes(
         ws, data, name, input_kind, source=f"trained on dataset {ref.name}", output="reward",
         score_type=trained.score_type, parent=parent_version,
@@ -105,8 +120,6 @@ def _lineage(ref: DatasetRef, snapshot: Snapshot, parent: ModelVersion | None, s
             "dataset_id": ref.id, "dataset_kind": ref.kind, "dataset_snapshot": snapshot.head,
             "n_examples": len(snapshot.data), "objective": trained.objective,
             "seed": int(seed), "hyperparameters": dict(hp), "training_metrics": trained.metrics,
-            "split": "held-out = sha256(f'{split_seed}:{example_id}') as a fraction of 2^64 "
-                     "< heldout_fraction",
             "trained_at": now_iso(), "torch_version": torch.__version__,
             "torch_threads": TRAINING_THREADS}
 

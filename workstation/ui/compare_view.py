@@ -147,6 +147,8 @@ class CompareView(QWidget):
         self._fill_deltas(pd.report_category_deltas(report))
 
     def _verdict_html(self, report: dict[str, Any]) -> str:
+        from workstation.regression.report import counts_text
+
         gate = report.get("gate") or {}
         passed = bool(gate.get("pass"))
         colour = semantic_colour("fixed" if passed else "broken", self.palette()).name()
@@ -154,8 +156,7 @@ class CompareView(QWidget):
                 f'{"PASSED" if passed else "FAILED"}</span> &nbsp; '
                 f'{_esc(pd.report_ref(report.get("candidate"), "candidate"))} against '
                 f'{_esc(pd.report_ref(report.get("baseline"), "baseline"))}: '
-                f'{report.get("fixed", 0):,} fixed, {report.get("broken", 0):,} broken, '
-                f'{report.get("unchanged", 0):,} unchanged')
+                f'{_esc(counts_text(report))}')
         all_reasons = list(gate.get("reasons", []))
         self.verdict.setToolTip("\n".join(all_reasons))
         shown = all_reasons[:REASONS_SHOWN]
@@ -180,9 +181,10 @@ class CompareView(QWidget):
                 item.setData(Qt.ItemDataRole.UserRole, r.example_id)
                 item.setForeground(colour)
                 widget.addItem(item)
+        examples = report.get("examples") or report  # format /1 kept its counts on top
         for outcome, label in (("fixed", self.fixed_label), ("broken", self.broken_label)):
-            label.setText(f"{outcome.capitalize()} ({report.get(outcome, 0):,}; click one to "
-                          f"open it)")
+            label.setText(f"{outcome.capitalize()} examples ({examples.get(outcome, 0):,}; "
+                          f"click one to open it)")
 
     def _fill_deltas(self, deltas: list[pd.CategoryDelta]) -> None:
         self.deltas.setRowCount(len(deltas))

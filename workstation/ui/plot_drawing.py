@@ -213,8 +213,9 @@ def draw_versions(tab: PlotTab, c: pd.VersionComparison | str, p: QPalette,
         tab.plot.addItem(items[index])
         legend.append((colours[name], "●", f"{name} ({c.counts[name]:,})"))
     tab.items = [items[i] for i in range(len(pd.CLASSES))]  # indexed like pd.CLASSES
-    tab.set_caption(f"{c.dataset}: above the horizontal line passes now, right of the vertical "
-                    f"line passed before. Click a point to open its example.", legend)
+    tab.set_caption(f"{c.dataset}: {c.counts_text}. Above the horizontal line passes now, "
+                    f"right of the vertical line passed before. Click a point to open its "
+                    f"example.", legend)
 
 
 def _span(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
@@ -229,18 +230,19 @@ def draw_flywheel(tab: PlotTab, history: list[pd.HistoryPoint], current: int,
     if not history:
         return tab.show_reason("no model versions")
     legend, top = [], 0
-    series = (("failures found", [h.failures_found for h in history], "accent", -0.27),
-              ("fixed vs parent", [h.fixed for h in history], "fixed", 0.0),
-              ("broken vs parent", [h.broken for h in history], "broken", 0.27))
-    for name, values, colour_name, offset in series:
-        colour = semantic_colour(colour_name, p)
-        known = [(i, v) for i, v in enumerate(values) if v is not None]  # no parent: no bar
+    series = pd.flywheel_series(history)
+    width = 0.8 / len(series)
+    for k, s in enumerate(series):
+        offset = (k - (len(series) - 1) / 2) * width
+        colour = semantic_colour(s.colour, p)
+        known = [(i, v) for i, v in enumerate(s.values) if v is not None]  # no parent: no bar
         if known:
             xs, heights = zip(*known)
-            tab.plot.addItem(pg.BarGraphItem(x=np.array(xs) + offset, height=heights, width=0.25,
-                                             brush=with_alpha(colour, 190), pen=pg.mkPen(colour)))
+            tab.plot.addItem(pg.BarGraphItem(x=np.array(xs) + offset, height=heights,
+                                             width=width * 0.9, brush=with_alpha(colour, 190),
+                                             pen=pg.mkPen(colour)))
             top = max(top, max(heights))
-        legend.append((colour, "■", name))
+        legend.append((colour, "■", s.name))
     for i, h in enumerate(history):
         if h.fixed is None:  # say why a version has no fixed/broken bars
             note = pg.TextItem("no parent audit to compare" if h.parent_ref else "no parent",
@@ -253,10 +255,7 @@ def draw_flywheel(tab: PlotTab, history: list[pd.HistoryPoint], current: int,
     tab.plot.showGrid(x=False, y=True, alpha=0.15)
     tab.plot.setXRange(-0.6, len(history) - 0.4, padding=0)
     _headroom(tab, top)
-    tab.set_caption(
-        "Failures found = audit failures (latest run per dataset) + probe findings (latest probe "
-        "run per dataset). Fixed / broken: verdicts changed against the parent, on datasets "
-        "both versions audited.", legend)
+    tab.set_caption(pd.FLYWHEEL_CAPTION, legend)
 
 
 def _fmt(value: float | None) -> str:

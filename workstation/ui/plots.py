@@ -120,7 +120,7 @@ class PlotsPanel(QWidget):
         self.categories_tab = PlotTab("", "")
         self.length_tab = PlotTab("response length", "score")
         self.versions_tab = PlotTab("old margin", "new margin")
-        self.flywheel_tab = PlotTab("model version (lineage order)", "examples")
+        self.flywheel_tab = PlotTab(pd.FLYWHEEL_X_LABEL, pd.FLYWHEEL_Y_LABEL)
         self.metric_box = QComboBox()
         self.baseline_box = QComboBox()
         self._add_control(self.categories_tab, "Metric:", self.metric_box)
@@ -195,8 +195,8 @@ class PlotsPanel(QWidget):
         run = b.run
         self.header.setText(
             f"<b>{run.model}</b> on <b>{run.dataset}</b> ({run.kind}) &nbsp;·&nbsp; run "
-            f"{run.run_id} &nbsp;·&nbsp; {_counted(run.metrics.get('n'), 'example')}, "
-            f"{_counted(run.metrics.get('n_failures'), 'failure')}")
+            f"{run.run_id} &nbsp;·&nbsp; {_counted(run.metrics.get('n_failures'), 'failure')} "
+            f"among {run.covers}")
         draw_scores(self.scores_tab, b.distributions, p)
         draw_calibration(self.calibration_tab, b.reliability, p)
         draw_roc(self.roc_tab, b.roc, p)

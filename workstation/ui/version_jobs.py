@@ -59,10 +59,11 @@ def gate_lines(report: dict[str, Any] | None) -> list[str]:
     if report is None:
         return ["Regression gate: nothing to compare with (no release in force and no "
                 "parent); the release records no regression evidence."]
+    from workstation.regression.report import counts_text
+
     gate = report.get("gate") or {}
     baseline = pd.report_ref(report.get("baseline"), "the baseline")
-    counts = (f"Against {baseline}: {report.get('fixed', 0):,} fixed, "
-              f"{report.get('broken', 0):,} broken, {report.get('unchanged', 0):,} unchanged.")
+    counts = f"Against {baseline}: {counts_text(report)}."
     if gate.get("pass"):
         return ["Regression gate: PASSED.", counts]
     return ["Regression gate: FAILED.", counts, ""] + [f"• {r}" for r in gate.get("reasons", [])]
