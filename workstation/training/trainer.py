@@ -2,7 +2,8 @@
 
 ``train`` reads the dataset as currently reviewed, fits the head its kind
 calls for (pairs: Bradley-Terry ensemble; labels: classifier ensemble;
-demos: mixture of autoencoder experts), exports it to ONNX, checks the
+demos: occupancy and progress, or the paper's mixture of autoencoder
+experts), exports it to ONNX, checks the
 export against torch, and registers it as the next version of ``name`` with
 its lineage. Nothing is registered when it is cancelled or a check fails.
 """
@@ -21,7 +22,7 @@ from workstation.training.data import DatasetRef, Snapshot, dataset_ref, read_sn
 from workstation.training.ensemble import train_labels, train_pairs
 from workstation.training.export import TrainedHead, check_parity, parity, to_onnx
 from workstation.training.fit import TRAINING_THREADS, deterministic
-from workstation.training.iirl import train_demos
+from workstation.training.demo_rewards import train_demos
 from workstation.training.params import resolve_params
 from workstation.workspace import Workspace, now_iso
 
@@ -76,14 +77,16 @@ def train(ws: Workspace, dataset: str, name: str, *, parent: str | None = None, 
         trained = TRAINERS[ref.kind](snapshot.data, hp, seed, progress)
         data, worst = _export(trained, progress)
     lineage = _lineage(ref, snapshot, parent_version, seed, hp, trained)
+    extras = {"lineage": lineage, "onnx_parity_max_abs_diff": worst["reward"],
+              "onnx_parity": worst, "uncertainty": trained.uncertainty,
+              "outputs": list(trained.output_names)}
+    if trained.calibration is not None:
+        extras["calibration"] = trained.calibration
     version = add_model_bytes(
         ws, data, name, input_kind, source=f"trained on dataset {ref.name}", output="reward",
         score_type=trained.score_type, parent=parent_version,
         notes=f"trained on {ref.name} ({trained.objective})", analyst=analyst,
-        encoder=encoder if input_kind == "text-embedding" else None,
-        extras={"lineage": lineage, "onnx_parity_max_abs_diff": worst["reward"],
-                "onnx_parity": worst, "uncertainty": trained.uncertainty,
-                "outputs": list(trained.output_names)})
+        encoder=encoder if input_kind == "text-embedding" else None, extras=extras)
     return TrainResult(version, trained.metrics, trained.module)
 
 
