@@ -227,6 +227,8 @@ class VersionDetails(QWidget):
         parent = node.parent_ref or "none"
         self.title.setText(f"{node.ref} · parent {parent} · by {node.created_by}")
         self._section("Training", node.training_metrics or {"(none recorded)": ""}, None)
+        if isinstance(node.manifest.get("calibration"), dict):  # what a threshold of 0.5 means
+            self._section("Calibration", node.manifest["calibration"], None)
         for audit in audits:
             self._section(f"Audit of {audit.dataset} (run {audit.run_id})", audit.headline(),
                           audit.run_id)
