@@ -22,7 +22,9 @@ The raw score of a state x adds up four terms, each put on a common scale
 * the mix: progress weighs w = 2·a − 1 (clipped to [0, 1]) and occupancy
   1 − w, where a is how often progress orders two steps of a *validation*
   trajectory correctly: about 1 when the experts always head one way, about
-  0.5 when they only hold a state;
+  0.5 when they only hold a state. Any steady trend counts as progress, a
+  slow drift of the cart along the track too; ``progress_weight`` sets w
+  instead (0: occupancy alone);
 * support: within the demonstrations' reach (the distance to the nearest
   kernel centre that 98% of validation steps stay within) nothing is added;
   beyond it, the log of a Gaussian kernel of width ``support_bandwidth`` at
@@ -236,6 +238,8 @@ def fit_occupancy(steps: Steps, hp: dict[str, Any], seed: int,
     monitor = steps.validation if steps.validation.any() else steps.train
     accuracy = order_accuracy(net, steps.obs, pairs_for(monitor, rng))
     weight = float(np.clip(2.0 * accuracy - 1.0, 0.0, 1.0))
+    if hp.get("progress_weight") is not None:  # the analyst's choice over the measured one
+        weight = float(hp["progress_weight"])
     norms, reach = _normalisers(density, net, torch.from_numpy(steps.obs[monitor]))
     scorer = OccupancyScorer(density, net, norms, weight, reach,
                              float(hp["support_bandwidth"])).eval()

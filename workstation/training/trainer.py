@@ -47,7 +47,8 @@ class TrainResult:
                 "metrics": self.metrics, "parent": lineage.get("parent"),
                 "dataset": lineage.get("dataset"), "seed": lineage.get("seed"),
                 "hyperparameters": lineage.get("hyperparameters"),
-                "onnx_parity_max_abs_diff": self.version.manifest.get("onnx_parity_max_abs_diff")}
+                "onnx_parity_max_abs_diff": self.version.manifest.get("onnx_parity_max_abs_diff"),
+                "calibration": self.version.manifest.get("calibration")}
 
 
 def train(ws: Workspace, dataset: str, name: str, *, parent: str | None = None, seed: int = 0,
