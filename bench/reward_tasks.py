@@ -11,7 +11,8 @@ Experts (each checked: its mean return over episodes from the environment's
 own reset distribution must reach the task's known good return):
 
 * CartPole: LQR on the linearised dynamics, bang-bang (push the way the LQR
-  force points); known good 475 (gymnasium's threshold).
+  force points), one action in five random (``CARTPOLE_NOISE``); known good
+  475 (gymnasium's threshold).
 * Pendulum: energy-based swing-up (torque ∝ -(E - E_top)·speed) and a PD
   balance near the top; known good -200 (gymnasium has no threshold; this
   is the usual bar for a swing-up that holds the pendulum up).
@@ -23,8 +24,12 @@ own reset distribution must reach the task's known good return):
   of the optimal expected return from the start (exact policy evaluation).
 
 Demonstrations start from random states (uniform over the task's state box;
-Pendulum from its own reset, which is already uniform in angle; CliffWalking
-from its start cell, as in the demo) and every step is kept. An episode that
+Pendulum from its own reset, which is already uniform in angle; Acrobot at
+rest-ish, uniform angles and speeds within 1; CliffWalking from its start
+cell, as in the demo) and every step is kept. The state boxes: CartPole the
+non-terminal box with speeds within 2, Pendulum the full angle and speed
+range, MountainCar positions up to the goal, Acrobot angles and speeds up to
+what the expert reaches (4 pi and 5 pi). An episode that
 ends in failure (CartPole's pole falls) is not a demonstration.
 
 References (what a learned reward should rank like):
