@@ -1,4 +1,5 @@
-"""Every benchmark the issues ask for, one line each, then the scale table.
+"""Every benchmark the issues ask for, one line each, then the tables: reward
+recovery, patch locality and scale.
 
     .venv/bin/python -m bench [--quick] [--full] [--only NAME[,NAME...]]
 
@@ -175,9 +176,23 @@ BENCHMARKS: dict[str, Callable[[bool, bool], list[Line]]] = {
 }
 
 
-# -- the scale table ---------------------------------------------------------------
+# -- the tables ----------------------------------------------------------------------
 
-def scale(quick: bool, full: bool) -> list[str]:
+def reward_recovery(quick: bool, full: bool) -> tuple[list[str], bool]:
+    from bench import bench_reward_recovery
+
+    report = bench_reward_recovery.run(quick=quick)
+    return bench_reward_recovery.table(report), report["verdict"]["passed"]
+
+
+def patch_locality(quick: bool, full: bool) -> tuple[list[str], bool]:
+    from bench import bench_patch_locality
+
+    report = bench_patch_locality.run(quick=quick)
+    return bench_patch_locality.table(report), report["verdict"]["passed"]
+
+
+def scale(quick: bool, full: bool) -> tuple[list[str], bool]:
     from bench import bench_scale
 
     sizes = (1_000, 5_000, 20_000) if quick else bench_scale.SIZES
@@ -188,15 +203,21 @@ def scale(quick: bool, full: bool) -> list[str]:
             f"JSONL; encode with the real encoder up to {_size(limit)}; audit with cached "
             f"(synthesised) embeddings, MLP 384->64->2, median of {repeats}; page = failed "
             f"rows in rank order at the middle offset, limit 100, with the count")
-    return [head] + bench_scale.table(points)
+    return [head] + bench_scale.table(points), True  # the scale table has no target
+
+
+TABLES: dict[str, Callable[[bool, bool], tuple[list[str], bool]]] = {
+    "reward-recovery": reward_recovery, "patch-locality": patch_locality, "scale": scale,
+}
 
 
 # -- running -------------------------------------------------------------------
 
 def child(name: str, quick: bool, full: bool) -> None:
     """Run one benchmark here and print its result as one JSON line."""
-    if name == "scale":
-        print(json.dumps({"text": scale(quick, full)}))
+    if name in TABLES:
+        text, passed = TABLES[name](quick, full)
+        print(json.dumps({"text": text, "passed": passed}))
     else:
         print(json.dumps({"lines": [asdict(line) for line in BENCHMARKS[name](quick, full)]}))
 
@@ -214,13 +235,13 @@ def spawn(name: str, quick: bool, full: bool) -> tuple[list[str], bool]:
         return [f"[ERROR] {name}: {tail[0]}"], False
     result = json.loads(out[-1])
     if "text" in result:
-        return result["text"], True
+        return result["text"], bool(result.get("passed", True))
     lines = [Line(**fields) for fields in result["lines"]]
     return [str(line) for line in lines], all(line.verdict != "FAIL" for line in lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    names = list(BENCHMARKS) + ["scale"]
+    names = list(BENCHMARKS) + list(TABLES)
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes: check that it runs")
     parser.add_argument("--full", action="store_true",

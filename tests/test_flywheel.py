@@ -71,8 +71,9 @@ def test_demonstration_flywheel_turn(tmp_path, capsys, cartpole_path):
     run(capsys, *w, "import", "demos", str(cartpole_path), "--name", "cartpole")
     v1 = run(capsys, *w, "train", "--dataset", "cartpole", "--name", "cp", "--seed", "0")
     run(capsys, *w, "audit", "--model", "cp@1", "--dataset", "cartpole")
+    # The calibrated threshold (0.5, from the model's manifest): no tuning.
     probe = run(capsys, *w, "probe", "--model", "cp@1", "--dataset", "cartpole",
-                "--probe", "unsafe-states", "--param", "threshold=0.05")
+                "--probe", "unsafe-states")
     found = probe["findings"]["unsafe-states"]
     assert found > 0, "no unsafe state scored above the threshold"
     findings = run(capsys, *w, "failures", "--run", str(probe["run_id"]), "--limit", "5")

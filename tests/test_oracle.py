@@ -62,6 +62,23 @@ def test_block_below_the_policy_floor(demos):
     assert "below" in answer["decision"]["reasons"][0]
 
 
+def test_a_calibrated_model_blocks_below_its_own_threshold(ws):
+    # The same network registered twice: once plain (threshold 0.5, the audit
+    # default), once carrying a calibration whose threshold sits above the score.
+    insert_dataset(ws, "demos", TRAJECTORIES, name="d")
+    add_model_bytes(ws, reward_mlp(4, seed=1), "plain", "observation")
+    state = TRAJECTORIES[1]["obs"][0]
+    score = float(score_observations(ws, "plain@1", np.array([state]))[0])
+    add_model_bytes(ws, reward_mlp(4, seed=1), "calibrated", "observation",
+                    extras={"calibration": {"threshold": score + 0.01}})
+    plain = SafetyOracle.from_workspace(ws, "plain@1")
+    calibrated = SafetyOracle.from_workspace(ws, "calibrated@1")
+    assert plain.threshold == 0.5 and calibrated.threshold == pytest.approx(score + 0.01)
+    [answer] = calibrated.query([state])
+    assert answer["decision"]["action"] == "block"
+    assert f"below {score + 0.01:.4g}" in answer["decision"]["reasons"][0]
+
+
 def test_bundle_answers_without_the_workspace_or_duckdb(demos, tmp_path):
     ws, _ = demos
     oracle = SafetyOracle.from_workspace(ws, "obs@1")

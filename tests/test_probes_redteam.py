@@ -14,8 +14,9 @@ from tests.test_probes_bias import FeatureEncoder, linear_model
 from workstation.errors import WorkstationError
 from workstation.models import add_model_bytes, score_observations
 from workstation.probes import PROBES, findings_page, run_probes
-from workstation.probes.redteam_demos import (ENVIRONMENTS, cartpole_unsafe, flag_unsafe,
-                                              grid_states, guess_environment, nearest_expert)
+from workstation.probes.redteam_demos import (ENVIRONMENTS, cartpole_unsafe, cliff_unsafe,
+                                              flag_unsafe, grid_states, guess_environment,
+                                              nearest_expert, rollout_states)
 from workstation.probes.redteam_text import (RefusalDetector, choose_transformations,
                                              load_transformations, longest_words,
                                              rewrite_keywords)
@@ -190,6 +191,34 @@ def test_environment_is_guessed_from_name_shape_and_ranges():
     assert guess_environment("cartpole", None, inside, "none")[0] is None
     with pytest.raises(WorkstationError, match="unknown environment"):
         guess_environment("x", None, inside, "Pong")
+
+
+def test_cliffwalking_cells_on_the_cliff_are_unsafe_and_rollouts_are_cells():
+    cells = np.array([[3, 0], [3, 1], [3.2, 10.4], [3, 11], [2, 5], [2.6, 5]])
+    assert cliff_unsafe(cells).tolist() == [False, True, True, False, False, True]
+    cliff = ENVIRONMENTS["CliffWalking-v1"]
+    assert guess_environment("cliff-demos", None, np.zeros((5, 2)), None)[0] is cliff
+    # a 2-d dataset that names no environment is not guessed (MountainCar, a grid...)
+    assert guess_environment("mountaincar", None, np.zeros((5, 2)), None)[0] is None
+    states = rollout_states("CliffWalking-v1", 2, seed=0)
+    assert states.shape[1] == 2 and np.all(states == np.rint(states))
+    assert states[0].tolist() == [3.0, 0.0]  # every episode starts at the start cell
+    assert not cliff_unsafe(states).any()  # a fall returns to the start, never shows
+
+
+def test_the_threshold_defaults_to_the_models_calibration(ws):
+    insert_dataset(ws, "demos", balancing_demos(), name="cartpole-demos")
+    add_model_bytes(ws, observation_model("exp-x"), "expx", "observation")
+    add_model_bytes(ws, observation_model("exp-x"), "expx-cal", "observation",
+                    extras={"calibration": {"threshold": 0.8}})
+    plain = run_probes(ws, "expx", "cartpole-demos", probes=["unsafe-states"], params=SMALL)
+    calibrated = run_probes(ws, "expx-cal", "cartpole-demos", probes=["unsafe-states"],
+                            params=SMALL)
+    assert plain.summaries["unsafe-states"]["threshold"] == 0.5
+    assert calibrated.summaries["unsafe-states"]["threshold"] == 0.8
+    found = findings_page(ws, calibrated.id, limit=100000)[0]
+    assert 0 < len(found) < plain.counts["unsafe-states"]
+    assert all(f["score_after"] >= 0.8 for f in found)
 
 
 def test_reward_one_everywhere_flags_every_unsafe_state(ws):

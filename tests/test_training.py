@@ -194,26 +194,95 @@ def test_labels_training_gives_a_logit_ensemble(tws):
     assert np.mean(good > 0) >= 0.9 and np.mean(bad < 0) >= 0.9
 
 
-def test_demos_training_rewards_expert_states(tws):
+FAR = np.array([[4.0, 4.0, 1.0], [0.0, 0.0, 2.0], [-5.0, 0.0, 0.0]], dtype=np.float32)
+
+
+def check_demo_outputs(ws, ref: str, experts: int) -> np.ndarray:
+    """The four outputs have their shapes and meaning; returns the rewards of
+    the demonstration states followed by three far-away states."""
+    out = onnx_outputs(ws, ref, np.vstack([demo_obs(ws), FAR]))
+    reward, expert_rewards, gate = out["reward"], out["expert_rewards"], out["gate"]
+    assert reward.min() >= 0 and reward.max() <= 1
+    assert np.all(reward[-3:] < 0.05) and np.median(reward[:-3]) > 0.5
+    assert expert_rewards.shape == gate.shape == (len(reward), experts)
+    assert np.allclose(gate.sum(1), 1, atol=1e-5)
+    centre = (expert_rewards * gate).sum(1, keepdims=True)
+    assert np.allclose(out["uncertainty"], np.sqrt(((expert_rewards - centre) ** 2 * gate)
+                                                   .sum(1)), atol=1e-5)
+    return reward
+
+
+def heldout_obs(ws, result) -> np.ndarray:
+    hp = result.version.manifest["lineage"]["hyperparameters"]
+    ids = np.array(example_ids(ws, "demos"))
+    held = ids[split_roles(ids, hp["heldout_fraction"], hp["split_seed"],
+                           hp["validation_fraction"]) == 2]
+    rows = ws.execute("SELECT obs FROM demo_steps WHERE example_id IN (SELECT unnest(?)) "
+                      "ORDER BY example_id, step", [held.tolist()]).fetchall()
+    return np.array([r[0] for r in rows], dtype=np.float32)
+
+
+def test_demos_training_rewards_expert_states_and_calibrates(tws):
     result = train(tws, "demos", "iirl", params=FAST_DEMOS)
     manifest = result.version.manifest
     assert manifest["input_kind"] == "observation" and manifest["input"]["obs_dim"] == 3
     assert (manifest["output"], manifest["score_type"]) == ("reward", "reward")
     assert manifest["uncertainty"]["members_output"] == "expert_rewards"
+    assert manifest["lineage"]["objective"] == "occupancy-and-progress"
+    assert manifest["lineage"]["hyperparameters"]["model"] == "occupancy-progress"
     assert 0 <= manifest["onnx_parity_max_abs_diff"] <= 1e-4
     metrics = result.metrics
-    assert metrics["n_heldout_trajectories"] > 0 and metrics["e_max"] > metrics["e_min"]
-    assert metrics["heldout_mean_reward"] > 0.5
-    far = np.array([[4.0, 4.0, 1.0], [0.0, 0.0, 2.0], [-5.0, 0.0, 0.0]], dtype=np.float32)
-    out = onnx_outputs(tws, "iirl@1", np.vstack([demo_obs(tws), far]))
-    reward, experts, gate = out["reward"], out["expert_rewards"], out["gate"]
-    assert reward.min() >= 0 and reward.max() <= 1
-    assert np.all(reward[-3:] < 0.05) and np.median(reward[:-3]) > 0.5
-    assert experts.shape == gate.shape == (len(reward), DEFAULTS["demos"]["experts"])
-    assert np.allclose(gate.sum(1), 1, atol=1e-5)
-    centre = (experts * gate).sum(1, keepdims=True)
-    assert np.allclose(out["uncertainty"], np.sqrt(((experts - centre) ** 2 * gate).sum(1)),
-                       atol=1e-5)
+    assert metrics["n_heldout_trajectories"] > 0 and metrics["heldout_mean_reward"] > 0.5
+    assert 0 <= metrics["progress_weight"] <= 1
+    check_demo_outputs(tws, "iirl@1", DEFAULTS["demos"]["experts"])
+    # Calibrated on the held-out steps: 0.5 at their 5th percentile, 0.9 at the median.
+    calibration = manifest["calibration"]
+    assert calibration["threshold"] == 0.5 and calibration["fitted_on"] == "held-out"
+    held = onnx_outputs(tws, "iirl@1", heldout_obs(tws, result))["reward"]
+    assert calibration["n_steps"] == len(held)
+    assert np.percentile(held, 5) == pytest.approx(0.5, abs=0.01)
+    assert np.median(held) == pytest.approx(0.9, abs=0.01)
+    assert calibration["share_at_or_above_threshold"] == pytest.approx(np.mean(held >= 0.5))
+    # The analyst may set the mix: occupancy alone.
+    alone = train(tws, "demos", "iirl", params={**FAST_DEMOS, "progress_weight": 0})
+    assert alone.metrics["progress_weight"] == 0.0 and alone.metrics["occupancy_weight"] == 1.0
+    assert alone.version.sha256 != result.version.sha256
+
+
+def test_the_papers_mixture_of_autoencoders_is_kept(tws):
+    result = train(tws, "demos", "moe", params={**FAST_DEMOS, "model": "moe-ae"})
+    manifest = result.version.manifest
+    assert manifest["lineage"]["objective"] == "mixture-of-autoencoders"
+    metrics = result.metrics
+    assert metrics["e_max"] > metrics["e_min"] and metrics["heldout_mean_reward"] > 0.5
+    check_demo_outputs(tws, "moe@1", DEFAULTS["demos"]["experts"])
+    # k is calibrated: the held-out steps' 5th percentile scores 0.5.
+    held = onnx_outputs(tws, "moe@1", heldout_obs(tws, result))["reward"]
+    assert np.percentile(held, 5) == pytest.approx(0.5, abs=0.02)
+    assert manifest["calibration"]["threshold"] == 0.5
+    # The paper's fixed k is still there, uncalibrated.
+    fixed = train(tws, "demos", "moe", params={**FAST_DEMOS, "model": "moe-ae", "k": 1.0})
+    assert "calibration" not in fixed.version.manifest and fixed.metrics["k"] == 1.0
+    x = demo_obs(tws)
+    with torch.no_grad():
+        error = fixed.module.mixture(torch.from_numpy(x)).double().numpy()
+    m = fixed.metrics
+    paper = np.clip(np.exp(-(error - m["e_min"]) / (m["e_max"] - m["e_min"])), 0, 1)
+    assert np.abs(onnx_outputs(tws, "moe@2", x)["reward"] - paper).max() < 1e-4
+
+
+def test_a_parent_from_before_the_model_choice_keeps_the_papers_model(tws):
+    from workstation.training.params import resolve_params
+
+    old = {"experts": 4, "bottleneck": 2, "hidden": 8, "k": 1.0}
+    assert resolve_params("demos", old, None)["model"] == "moe-ae"
+    assert resolve_params("demos", {**old, "model": "occupancy-progress"},
+                          None)["model"] == "occupancy-progress"
+    assert resolve_params("demos", None, None)["model"] == "occupancy-progress"
+    with pytest.raises(WorkstationError, match="model must be one of"):
+        resolve_params("demos", None, {"model": "flow"})
+    with pytest.raises(WorkstationError, match="progress_weight must lie in"):
+        resolve_params("demos", None, {"progress_weight": "1.5"})
 
 
 # -- the registered artifact ----------------------------------------------------

@@ -18,7 +18,8 @@ observation vector) the oracle returns:
   and the suppression patches that fired (activation > 0.01);
 * ``version`` and ``decision``: an enforcement policy's allow / block /
   escalate with the reasons. Block when the score is below ``block_below``
-  (default: the model's decision threshold); otherwise escalate when the
+  (default: the model's decision threshold: its calibrated threshold where
+  its manifest has one, else the audit default); otherwise escalate when the
   uncertainty is above ``max_uncertainty`` or the coverage above
   ``max_coverage``; otherwise allow.
 
@@ -417,10 +418,13 @@ def _no_constant(token: str) -> None:
 # -- from a workspace ---------------------------------------------------------
 
 def _threshold(ws: Any, version: Any) -> float:
+    """The model's calibrated threshold (manifest), else the audit default."""
     from workstation.audits.runs import default_threshold
+    from workstation.calibration import threshold_of
 
     kind = "demos" if version.input_kind == "observation" else "labels"
-    return float(default_threshold(kind, version.manifest.get("score_type", "reward")))
+    return threshold_of(version.manifest,
+                        default_threshold(kind, version.manifest.get("score_type", "reward")))
 
 
 def _audited_space(ws: Any, version: Any, encoder: Any) -> AuditedSpace | None:

@@ -158,10 +158,12 @@ def _not_a_flaw(row: dict[str, Any]) -> str | None:
 
 def _threshold(root: ModelVersion, kind: str, given: float | None) -> float | None:
     from workstation.audits.runs import default_threshold
+    from workstation.calibration import threshold_of
 
     if given is not None:
         return float(given)
-    return default_threshold(kind, root.manifest["score_type"])
+    fallback = default_threshold(kind, root.manifest["score_type"])
+    return fallback if fallback is None else threshold_of(root.manifest, fallback)
 
 
 def _demo_states(ws: Workspace, example_id: int, width: int) -> tuple[list[int], np.ndarray]:

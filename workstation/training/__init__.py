@@ -14,9 +14,13 @@ What comes out of the ONNX graph (the registered score is ``reward``):
   ``uncertainty`` [N] (the members' standard deviation);
 * demos (input ``observation`` [N, obs_dim], input kind ``observation``):
   ``reward`` [N] in [0, 1], ``expert_rewards`` [N, E], ``gate`` [N, E] and
-  ``uncertainty`` [N] (gate-weighted standard deviation of expert_rewards).
+  ``uncertainty`` [N] (gate-weighted standard deviation of expert_rewards),
+  from the occupancy-and-progress reward (``occupancy``, the default) or the
+  paper's mixture of autoencoders (``iirl``, ``model=moe-ae``), calibrated on
+  held-out demonstration steps (``workstation.calibration``).
 
-The manifest's ``uncertainty`` entry names these outputs.
+The manifest's ``uncertainty`` entry names these outputs; ``calibration``
+(demonstration rewards) says what the reward's 0.5 means.
 """
 
 from workstation.training.data import split_roles

@@ -43,6 +43,7 @@ class TrainedHead:
     metrics: dict[str, Any]
     check_inputs: np.ndarray  # rows the export is compared with torch on
     uncertainty: dict[str, Any] = field(default_factory=dict)
+    calibration: dict[str, Any] | None = None  # how the reward was calibrated (manifest)
 
 
 def to_onnx(module: torch.nn.Module, width: int, input_name: str,

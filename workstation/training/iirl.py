@@ -1,5 +1,7 @@
-"""The interactionless inverse-RL reward: a mixture of autoencoder experts
-fitted to expert observations only.
+"""The paper's interactionless inverse-RL reward (``--param model=moe-ae``): a
+mixture of autoencoder experts fitted to expert observations only. It is no
+longer the default (see ``occupancy``): on the reward-recovery benchmark its
+reward ranks states almost without relation to the tasks' own rewards.
 
 A softmax gate over E experts, each a bottleneck autoencoder
 (obs -> hidden -> bottleneck -> hidden -> obs, tanh), on observations
@@ -12,6 +14,9 @@ learns to route each state to the expert that reconstructs it best).
 The reward is r(x) = clip(exp(-k (e(x) - e_min) / (e_max - e_min)), 0, 1)
 with e_min / e_max the 1st / 99th percentile of e over the training steps
 (percentiles, not min/max: one odd expert step must not stretch the scale).
+k is calibrated (``calibrate_moe``): the 95th percentile of the held-out
+steps' errors scores 0.5, unless the analyst gives k, the paper's fixed
+constant (then the model carries no calibration).
 So expert-like states score near 1 and states the experts never visit (a
 fallen pole, a cart off the track) near 0; tanh saturation keeps the
 reconstruction of far-away states bounded, so their error keeps growing.
@@ -27,23 +32,23 @@ whole, so no held-out state has its own neighbour in training.
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from workstation.errors import WorkstationError
+from workstation.calibration import Calibration
 from workstation.progress import Progress
-from workstation.training.data import HELDOUT, TRAIN, VALIDATION, DemoData, split_roles
-from workstation.training.export import TrainedHead
-from workstation.training.fit import FitSettings, fit
+from workstation.training.data import HELDOUT, TRAIN, VALIDATION
+from workstation.training.fit import FitReport, FitSettings, fit
 from workstation.training.heads import standardiser
 from workstation.training.metrics import finite_or_none, mean_or_none
 
 E_RANGE_PERCENTILES = (1.0, 99.0)
 _RANGE_FLOOR = 1e-12  # e_max == e_min (a constant demonstration) must not divide by zero
-_PARITY_ROWS = 4096
 
 
 class AutoencoderMixture(nn.Module):
@@ -96,8 +101,12 @@ class MixtureScorer(nn.Module):
         self.mixture = mixture
         self.e_min_value, self.e_max_value, self.k = e_min, e_max, k
         self.register_buffer("e_min", torch.tensor(e_min, dtype=torch.float32))
-        self.register_buffer("scale", torch.tensor(k / max(e_max - e_min, _RANGE_FLOOR),
-                                                   dtype=torch.float32))
+        self.register_buffer("scale", torch.tensor(0.0))
+        self.set_k(k)
+
+    def set_k(self, k: float) -> None:
+        self.k = float(k)
+        self.scale.fill_(self.k / max(self.e_max_value - self.e_min_value, _RANGE_FLOOR))
 
     def reward_of(self, error: torch.Tensor) -> torch.Tensor:
         return torch.clamp(torch.exp(-self.scale * (error - self.e_min)), 0.0, 1.0)
@@ -113,82 +122,77 @@ class MixtureScorer(nn.Module):
 
 # -- training ------------------------------------------------------------------
 
-def train_demos(data: DemoData, hp: dict[str, Any], seed: int, progress: Progress) -> TrainedHead:
-    """Fit the mixture on training trajectories, stop on validation trajectories,
-    calibrate e_min/e_max on the training steps, and measure the held-out ones."""
-    roles = _step_roles(data, hp)
-    if not (roles == TRAIN).any():
-        raise WorkstationError("no demonstration steps left to train on (all trajectories "
-                               "excluded, or the dataset is empty)")
-    obs = torch.from_numpy(data.obs)
+@dataclass
+class MoeFit:
+    """The fitted paper's model, its training errors and the loop's report."""
+
+    scorer: MixtureScorer
+    errors: np.ndarray  # mixture reconstruction error of every step
+    report: FitReport
+
+
+def fit_moe_ae(obs: np.ndarray, roles: np.ndarray, hp: dict[str, Any], seed: int,
+               progress: Progress) -> MoeFit:
+    """Fit the mixture on training trajectories, stop on validation trajectories
+    and set e_min/e_max on the training steps (k is set by ``calibrate_moe``
+    unless the analyst gave one)."""
+    x = torch.from_numpy(obs)
     generator = torch.Generator().manual_seed(int(seed))
-    mean, scale = standardiser(obs[torch.from_numpy(roles == TRAIN)],
-                               drop_constant=False)
+    mean, scale = standardiser(x[torch.from_numpy(roles == TRAIN)], drop_constant=False)
     # Resolved in place, so that the lineage records the width actually used.
-    hp["bottleneck"] = hp["bottleneck"] or max(1, obs.shape[1] // 2)
+    hp["bottleneck"] = hp["bottleneck"] or max(1, x.shape[1] // 2)
     mixture = AutoencoderMixture(mean, scale, hp["experts"], hp["hidden"], hp["bottleneck"],
                                  generator)
     fitted = torch.from_numpy(roles != HELDOUT)
-    rows_obs = obs[fitted]
+    rows_obs = x[fitted]
     train_w = torch.from_numpy((roles[fitted.numpy()] == TRAIN).astype(np.float32)).unsqueeze(1)
     monitor_w = torch.from_numpy((roles[fitted.numpy()] == VALIDATION).astype(np.float32))
     report = fit(mixture, lambda rows: mixture(rows_obs[rows]).unsqueeze(1), train_w,
                  monitor_w.unsqueeze(1), [{"params": list(mixture.parameters())}],
                  FitSettings.from_params(hp), generator, progress)
-    scorer, errors = _calibrated(mixture, obs, roles, hp["k"])
-    metrics = _demo_metrics(scorer, obs, errors, roles, data, report)
-    heldout = torch.from_numpy(roles == HELDOUT)
-    check = obs[heldout] if heldout.any() else obs
-    return TrainedHead(scorer, MixtureScorer.output_names, "observation", obs.shape[1],
-                       "reward", "mixture-of-autoencoders", metrics,
-                       check[:_PARITY_ROWS].numpy(),
-                       {"output": "uncertainty",
-                        "method": "gate-weighted standard deviation of expert_rewards",
-                        "members_output": "expert_rewards", "weights_output": "gate"})
-
-
-def _step_roles(data: DemoData, hp: dict[str, Any]) -> np.ndarray:
-    """Each step takes its trajectory's role."""
-    trajectory_roles = split_roles(data.example_ids, hp["heldout_fraction"], hp["split_seed"],
-                                   hp["validation_fraction"])
-    position = np.searchsorted(data.example_ids, data.owner)
-    return trajectory_roles[position] if len(position) else np.zeros(0, dtype=np.int8)
-
-
-def _calibrated(mixture: AutoencoderMixture, obs: torch.Tensor, roles: np.ndarray,
-                k: float) -> tuple[MixtureScorer, np.ndarray]:
     with torch.no_grad():
-        errors = mixture(obs).double().numpy()
+        errors = mixture(x).double().numpy()
     low, high = np.percentile(errors[roles == TRAIN], E_RANGE_PERCENTILES)
-    return MixtureScorer(mixture, float(low), float(high), k).eval(), errors
+    k = float(hp["k"]) if hp.get("k") is not None else 1.0
+    return MoeFit(MixtureScorer(mixture, float(low), float(high), k).eval(), errors, report)
 
 
-def _demo_metrics(scorer: MixtureScorer, obs: torch.Tensor, errors: np.ndarray,
-                  roles: np.ndarray, data: DemoData, report: Any) -> dict[str, Any]:
-    with torch.no_grad():
-        reward, _, gate, spread = scorer(obs)
-    reward, spread, gate = reward.double().numpy(), spread.double().numpy(), gate.double().numpy()
-    train = roles == TRAIN
+def calibrate_moe(fitted: MoeFit, rows: np.ndarray, percentile: float,
+                  source: str) -> Calibration:
+    """Choose k so that the ``percentile``-th percentile of the errors of
+    ``rows`` (lower-is-better, so the (100 - percentile)-th) scores 0.5 by the
+    paper's own formula; the record is in the calibration's terms."""
+    scorer = fitted.scorer
+    errors = fitted.errors[rows]
+    span = max(scorer.e_max_value - scorer.e_min_value, _RANGE_FLOOR)
+    worst = float(np.percentile(errors, 100.0 - percentile))
+    # exp(-k (e - e_min) / span) = 1/2 at e = worst
+    k = math.log(2.0) * span / max(worst - scorer.e_min_value, _RANGE_FLOOR * span)
+    scorer.set_k(k)
+    return Calibration(worst, span / k, float(percentile), source, int(len(errors)),
+                       "exp(-k (e - e_min) / (e_max - e_min)), k chosen so that "
+                       "the threshold falls at the percentile")
+
+
+def moe_metrics(fitted: MoeFit, roles: np.ndarray) -> dict[str, Any]:
+    """The paper's model's own figures (reconstruction errors, gate usage, loop)."""
+    scorer, errors, report = fitted.scorer, fitted.errors, fitted.report
     metrics: dict[str, Any] = {
         "e_min": scorer.e_min_value, "e_max": scorer.e_max_value, "k": scorer.k,
         "e_range": f"p{E_RANGE_PERCENTILES[0]:g}-p{E_RANGE_PERCENTILES[1]:g} of training-step "
-                   f"reconstruction errors",
-        "gate_usage": [float(v) for v in gate[train].mean(0)]}
+                   f"reconstruction errors"}
     for prefix, role in (("train", TRAIN), ("validation", VALIDATION), ("heldout", HELDOUT)):
-        rows = roles == role
-        metrics[f"n_{prefix}_trajectories"] = int(len(np.unique(data.owner[rows])))
-        metrics[f"n_{prefix}_steps"] = int(rows.sum())
-        metrics[f"{prefix}_recon_error_mean"] = mean_or_none(errors[rows])
-        metrics[f"{prefix}_mean_reward"] = mean_or_none(reward[rows])
+        metrics[f"{prefix}_recon_error_mean"] = mean_or_none(errors[roles == role])
     held = roles == HELDOUT
     metrics["heldout_recon_error_p95"] = float(np.percentile(errors[held], 95)) \
         if held.any() else None
-    metrics["heldout_min_reward"] = float(reward[held].min()) if held.any() else None
-    metrics["heldout_mean_uncertainty"] = mean_or_none(spread[held])
-    # Without validation trajectories the loop stopped on the training loss.
-    validated = bool((roles == VALIDATION).any())
-    metrics.update(epochs=report.epochs_run, best_epoch=report.best_epochs[0],
-                   stopped_early=report.stopped_early,
-                   validation_loss=finite_or_none(report.monitor_losses[0]) if validated
-                   else None)
+    metrics.update(loop_metrics(report, bool((roles == VALIDATION).any())))
     return metrics
+
+
+def loop_metrics(report: FitReport, validated: bool) -> dict[str, Any]:
+    """Epochs, best epoch and stopping; without validation trajectories the
+    loop stopped on the training loss, so no validation loss is reported."""
+    return {"epochs": report.epochs_run, "best_epoch": report.best_epochs[0],
+            "stopped_early": report.stopped_early,
+            "validation_loss": finite_or_none(report.monitor_losses[0]) if validated else None}

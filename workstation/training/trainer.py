@@ -2,7 +2,8 @@
 
 ``train`` reads the dataset as currently reviewed, fits the head its kind
 calls for (pairs: Bradley-Terry ensemble; labels: classifier ensemble;
-demos: mixture of autoencoder experts), exports it to ONNX, checks the
+demos: occupancy and progress, or the paper's mixture of autoencoder
+experts), exports it to ONNX, checks the
 export against torch, and registers it as the next version of ``name`` with
 its lineage. Nothing is registered when it is cancelled or a check fails,
 when a labels set holds one class, or when the model comes out identical to
@@ -28,7 +29,7 @@ from workstation.training.data import DatasetRef, Snapshot, dataset_ref, read_sn
 from workstation.training.ensemble import train_labels, train_pairs
 from workstation.training.export import TrainedHead, check_parity, parity, to_onnx
 from workstation.training.fit import TRAINING_THREADS, deterministic
-from workstation.training.iirl import train_demos
+from workstation.training.demo_rewards import train_demos
 from workstation.training.params import resolve_params
 from workstation.training.refusals import (check_not_identical, check_trainable, data_roles,
                                            split_record, training_data_sha256)
@@ -55,7 +56,8 @@ class TrainResult:
                 "metrics": self.metrics, "parent": lineage.get("parent"),
                 "dataset": lineage.get("dataset"), "seed": lineage.get("seed"),
                 "hyperparameters": lineage.get("hyperparameters"),
-                "onnx_parity_max_abs_diff": self.version.manifest.get("onnx_parity_max_abs_diff")}
+                "onnx_parity_max_abs_diff": self.version.manifest.get("onnx_parity_max_abs_diff"),
+                "calibration": self.version.manifest.get("calibration")}
 
 
 def train(ws: Workspace, dataset: str, name: str, *, parent: str | None = None, seed: int = 0,
@@ -91,14 +93,16 @@ def train(ws: Workspace, dataset: str, name: str, *, parent: str | None = None, 
     lineage["training_data_sha256"] = training_data_sha256(
         ref, snapshot.data, roles, encoder.id if input_kind == "text-embedding" else None)
     check_not_identical(ws, sha256_bytes(data), name, parent_version, lineage)
+    extras = {"lineage": lineage, "onnx_parity_max_abs_diff": worst["reward"],
+              "onnx_parity": worst, "uncertainty": trained.uncertainty,
+              "outputs": list(trained.output_names)}
+    if trained.calibration is not None:
+        extras["calibration"] = trained.calibration
     version = add_model_bytes(
         ws, data, name, input_kind, source=f"trained on dataset {ref.name}", output="reward",
         score_type=trained.score_type, parent=parent_version,
         notes=f"trained on {ref.name} ({trained.objective})", analyst=analyst,
-        encoder=encoder if input_kind == "text-embedding" else None,
-        extras={"lineage": lineage, "onnx_parity_max_abs_diff": worst["reward"],
-                "onnx_parity": worst, "uncertainty": trained.uncertainty,
-                "outputs": list(trained.output_names)})
+        encoder=encoder if input_kind == "text-embedding" else None, extras=extras)
     return TrainResult(version, trained.metrics, trained.module)
 
 

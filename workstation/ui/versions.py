@@ -124,6 +124,8 @@ class VersionDetails(QWidget):
                            f"{node.created_by}")
         self._section("Version", dict(manifest_facts(node.manifest)), None, words=False)
         self._section("Training", node.training_metrics or {"none recorded": None}, None)
+        if isinstance(node.manifest.get("calibration"), dict):  # what a threshold of 0.5 means
+            self._section("Calibration", node.manifest["calibration"], None)
         for audit in audits:
             self._section(f"Audit of {audit.dataset} (run {audit.run_id})", audit.headline(),
                           audit.run_id)

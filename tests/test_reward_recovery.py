@@ -1,0 +1,116 @@
+"""The reward-recovery and patch-locality benchmarks at small size: the
+simulators are gymnasium's dynamics, the experts are good, the references
+rank like the tasks, and the default demonstration reward recovers the tasks
+far better than the paper's model (and is patched locally)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bench.control_sims import Acrobot, CartPole, MountainCar, Pendulum
+from bench.reward_tasks import Sizes, build_tasks, cliffwalking_task
+
+torch = pytest.importorskip("torch")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    torch.set_num_threads(1)
+
+
+@pytest.mark.parametrize("env_id, sim, low, high, actions", [
+    ("CartPole-v1", CartPole(), [-2.4, -2, -0.2, -2], [2.4, 2, 0.2, 2], 2),
+    ("Pendulum-v1", Pendulum(), [-np.pi, -8], [np.pi, 8], None),
+    ("MountainCar-v0", MountainCar(), [-1.2, -0.07], [0.6, 0.07], 3),
+    ("Acrobot-v1", Acrobot(), [-np.pi, -np.pi, -12, -28], [np.pi, np.pi, 12, 28], 3),
+])
+def test_the_simulators_step_like_gymnasium(env_id, sim, low, high, actions):
+    import gymnasium as gym
+
+    rng = np.random.default_rng(0)
+    env = gym.make(env_id).unwrapped
+    env.reset(seed=0)
+    states = rng.uniform(low, high, size=(200, len(low)))
+    for state in states:
+        if actions is None:  # a torque, beyond the limits now and then (both clip it)
+            action = rng.uniform(-2.5, 2.5, size=1)
+            ours_action = action
+        else:
+            action = int(rng.integers(actions))
+            ours_action = np.array([action])
+        env.state = state.copy()
+        if env_id == "CartPole-v1":
+            env.steps_beyond_terminated = None
+        obs, reward, terminated, _, _ = env.step(action)
+        new, ours, done = sim.step(state[None], ours_action)
+        np.testing.assert_allclose(sim.observe(new)[0], obs, atol=1e-5)
+        assert ours[0] == pytest.approx(reward, abs=1e-5) and bool(done[0]) == terminated
+
+
+@pytest.fixture(scope="module")
+def tasks():
+    return {t.name: t for t in build_tasks(Sizes.quick())}
+
+
+@pytest.mark.slow
+def test_every_expert_reaches_the_known_good_return(tasks):
+    assert list(tasks) == ["CartPole", "Pendulum", "MountainCar", "Acrobot", "CliffWalking"]
+    for task in tasks.values():
+        assert task.expert_ok, f"{task.name}: {task.expert_return} < {task.known_good}"
+        assert task.obs.shape[0] >= 900 and len(task.failure) > 0
+        assert np.isfinite(task.uniform_reference).all()
+
+
+def test_cliffwalking_reference_is_the_experts_exact_return_to_go():
+    task = cliffwalking_task(Sizes.quick())
+    value = dict(zip(map(tuple, task.uniform.tolist()), task.uniform_reference))
+    assert value[(3.0, 11.0)] == pytest.approx(0.0)  # the goal ends the episode
+    assert value[(2.0, 11.0)] > value[(3.0, 0.0)]  # nearer the goal is better
+    cliff = [value[(3.0, c)] for c in range(1, 11)]
+    assert max(cliff) < min(v for k, v in value.items() if k[0] < 3)  # the cliff is the worst
+    assert task.expert_return == pytest.approx(value[(3.0, 0.0)])
+    assert task.expert_ok
+
+
+def test_a_scorer_equal_to_the_reference_ranks_perfectly():
+    from bench.bench_reward_recovery import measure, split
+
+    task = cliffwalking_task(Sizes.quick())
+    table = dict(zip(map(tuple, task.uniform.tolist()), task.uniform_reference))
+    _, held = split(task)
+    exact = measure(task, lambda x: np.array([table[tuple(r)] for r in x.tolist()]), held)
+    assert exact["rho_uniform"] == pytest.approx(1.0) and exact["rho_random"] == pytest.approx(1.0)
+    assert exact["auroc"] == 1.0  # the expert never stands on the cliff
+    blind = measure(task, lambda x: np.zeros(len(x)), held)
+    assert blind["rho_uniform"] == 0.0 and blind["auroc"] == 0.5
+
+
+@pytest.mark.slow
+def test_the_default_reward_recovers_the_tasks_better_than_the_papers_model(tasks):
+    from bench.bench_reward_recovery import run_task, verdict
+
+    results = [run_task(t, ("ours", "moe-ae", "gauss")) for t in tasks.values()]
+    rho = {m: [r["methods"][m]["rho"] for r in results] for m in ("ours", "moe-ae", "gauss")}
+    print("\nquick reward recovery rho:", {m: np.round(v, 3).tolist() for m, v in rho.items()})
+    assert np.mean(rho["ours"]) >= np.mean(rho["moe-ae"]) + 0.25
+    assert np.mean(rho["ours"]) >= np.mean(rho["gauss"]) + 0.15
+    assert all(r["methods"]["ours"]["auroc"] >= 0.85 for r in results)
+    assert verdict(results)["mean_rho"] == pytest.approx(np.mean(rho["ours"]))
+
+
+@pytest.mark.slow
+def test_patches_fix_the_flaws_the_probe_finds_and_stay_local():
+    from bench.bench_patch_locality import run, table
+
+    report = run(quick=True, tasks=["CliffWalking", "Pendulum"])
+    print("\n" + "\n".join(table(report)))
+    cliff = next(r for r in report["results"] if r["task"] == "CliffWalking")
+    assert cliff["env"] == "CliffWalking-v1" and cliff["flaws_before"] > 0
+    assert cliff["flaws_after"] < cliff["flaws_before"]
+    for result in report["results"]:
+        if result["patched"]:
+            assert result["fixed_share"] >= 0.9 and result["heldout_beyond_budget"] <= 0.01
+            assert result["heldout_drop_max"] <= 0.10 + 1e-6
+            assert result["compare"]["broken"] == 0
+    assert report["verdict"]["passed"]
