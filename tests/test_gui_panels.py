@@ -388,7 +388,7 @@ def test_release_and_roll_back_from_the_panel(qtbot, ctx, runs, answers):
     qtbot.waitUntil(lambda: "rolled back" in table.item(table.rowCount() - 1, 4).text(),
                     timeout=WAIT)
     assert [table.item(r, 3).text() for r in range(table.rowCount())] == [
-        "key-created", "release", "release", "rollback"]
+        "trust-owner", "release", "release", "rollback"]
     panel.tabs.setCurrentWidget(panel.ledger_view)
     shot(panel, "models-ledger")
 
