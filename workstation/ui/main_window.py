@@ -24,6 +24,7 @@ from workstation.ui import dialogs
 from workstation.ui.browser import BrowserPanel
 from workstation.ui.context import AppContext
 from workstation.ui.demo_builder import DemoBuilder
+from workstation.ui.identity_dialogs import SignedInButton
 from workstation.ui.jobs import Job, JobRunner
 from workstation.ui.shortcuts import Reviewer, make_action
 
@@ -225,6 +226,8 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.pages)
         self.job_bar = JobBar(self.ctx.jobs)
         self.statusBar().addPermanentWidget(self.job_bar)
+        self.signed_in = SignedInButton()  # who signs edits and releases
+        self.statusBar().addPermanentWidget(self.signed_in)
         self.actions: dict[str, QAction] = {}
         self.flywheel = Flywheel(self)
         self._build_menus()
