@@ -120,3 +120,18 @@ def test_declining_to_sign_in_changes_nothing(qtbot, window, tmp_path, monkeypat
     flip_first_row(qtbot, window)
     assert review.entries(window.ctx.ws) == []
     assert window.statusBar().currentMessage() == "not signed in: nothing changed"
+
+
+def test_opening_an_old_workspace_says_which_backups_hold_its_key(qtbot, tmp_path):
+    from tests.old_workspaces import make_v3_with_release
+    from tests.test_releases import _onnx_bytes
+    from workstation.ui.main_window import MainWindow
+
+    path = tmp_path / "old.duckdb"
+    make_v3_with_release(path, _onnx_bytes(1.0))
+    win = MainWindow()
+    qtbot.addWidget(win)
+    assert win.open_workspace(str(path))
+    message = win.statusBar().currentMessage()
+    assert "no longer holds its private signing key" in message and "old.duckdb.v3.bak" in message
+    win.close()

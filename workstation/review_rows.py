@@ -25,6 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 from workstation import trust
+from workstation.errors import WorkstationError
 from workstation.hashing import canonical_json, sha256_text
 from workstation.workspace import Workspace
 
@@ -71,8 +72,6 @@ def source_ref(ws: Workspace, example_id: int) -> tuple[str, int]:
     rows = ws.execute("SELECT source_sha256, source_index FROM examples WHERE id = ?",
                       [example_id]).fetchall()
     if not rows:
-        from workstation.errors import WorkstationError
-
         raise WorkstationError(f"no example with id {example_id}")
     return rows[0][0], int(rows[0][1])
 

@@ -366,6 +366,10 @@ class MainWindow(QMainWindow):
         self.pages.setCurrentWidget(self.tabs)
         self.browser.view.setFocus()
         QTimer.singleShot(WARM_UP_AFTER_MS, self.warm_up)
+        if ws.key_backups:  # the upgrade to identities left the old private key only there
+            self.ctx.status.emit("upgraded: the workspace no longer holds its private signing "
+                                 f"key, but {', '.join(b.name for b in ws.key_backups)} still "
+                                 "do; delete them once you no longer need them")
         return True
 
     def warm_up(self) -> threading.Thread:

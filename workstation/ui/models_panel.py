@@ -578,9 +578,6 @@ class ModelsPanel(QWidget):
     def _encoder(self) -> Any:
         return getattr(self.ctx, "encoder", None)
 
-    def _analyst(self) -> str | None:
-        return self.ctx.analyst() if hasattr(self.ctx, "analyst") else None
-
     # -- compare -----------------------------------------------------------------------
     def compare(self, candidate: int, baseline: int) -> None:
         if candidate == baseline:
