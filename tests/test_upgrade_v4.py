@@ -152,3 +152,19 @@ def test_an_upgraded_workspace_has_the_schema_of_a_new_one(v3, tmp_path):
     assert upgraded == fresh
     assert ("review_log", "signature", "VARCHAR", "YES") in upgraded[0]
     assert ("payload" in {c[1] for c in upgraded[0] if c[0] == "ledger"})
+
+
+def test_backups_made_after_the_upgrade_hold_no_key(v3, monkeypatch):
+    """The next schema upgrade backs up a v4 file: owner-only, and without the key."""
+    from workstation import schema
+
+    path, old = v3
+    Workspace.open(path).close()
+    later = (CURRENT_VERSION + 1, ["CREATE TABLE later_feature (x INTEGER)"])
+    monkeypatch.setattr(workspace, "MIGRATIONS", schema.MIGRATIONS + [later])
+    monkeypatch.setattr(workspace, "CURRENT_VERSION", CURRENT_VERSION + 1)
+    with Workspace.open(path) as ws:
+        backup = ws.migration_backup
+        assert ws.key_backups == []  # nothing new to warn about
+    assert backup.name == f"old.duckdb.v{CURRENT_VERSION}.bak" and _mode(backup) == 0o600
+    assert _holds_key(backup, old) == [] and _holds_key(path, old) == []

@@ -169,6 +169,7 @@ class _History:
     times: list[str] = field(default_factory=list)
     roles: list[frozenset[str]] = field(default_factory=list)   # empty set: revoked
     revoked_at: str | None = None
+    key: Ed25519PublicKey | None = None  # loaded once: verify checks every row with it
 
 
 class Timeline:
@@ -214,7 +215,10 @@ class Timeline:
             return f"signed by key {key_id}, revoked at {status.revoked_at}, before the row"
         if role is not None and role not in status.roles:
             return f"signed by key {key_id}, which was not an {role} at {time}"
-        if not signature_ok(status.public_pem or "", row_hash, signature):
+        history = self.keys[key_id]
+        if history.key is None:
+            history.key = _load_public(history.public_pem)
+        if history.key is None or not _verifies(history.key, row_hash, signature):
             return f"its signature does not verify with key {key_id}"
         return None
 
@@ -230,11 +234,23 @@ def timeline(ws: Workspace) -> Timeline:
 
 def signature_ok(public_pem_text: str, row_hash: str, signature_hex: str | None) -> bool:
     """Does ``signature_hex`` sign ``row_hash`` (its hex text) under that key?"""
+    key = _load_public(public_pem_text)
+    return key is not None and _verifies(key, row_hash, signature_hex)
+
+
+def _load_public(pem: str) -> Ed25519PublicKey | None:
     try:
-        key = serialization.load_pem_public_key(public_pem_text.encode("ascii"))
+        key = serialization.load_pem_public_key(pem.encode("ascii"))
+    except (ValueError, TypeError, AttributeError, UnicodeEncodeError, UnsupportedAlgorithm):
+        return None
+    return key if isinstance(key, Ed25519PublicKey) else None
+
+
+def _verifies(key: Ed25519PublicKey, row_hash: str, signature_hex: str | None) -> bool:
+    try:
         key.verify(bytes.fromhex(signature_hex or ""), row_hash.encode("ascii"))
         return True
-    except (InvalidSignature, ValueError, TypeError, AttributeError, UnsupportedAlgorithm):
+    except (InvalidSignature, ValueError, TypeError, UnicodeEncodeError):
         return False
 
 
