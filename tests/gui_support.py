@@ -116,6 +116,23 @@ def slow_encoder(delay: float = 0.05):
     return SlowEncoder()
 
 
+def gated_encoder():
+    """A stand-in encoder that reports its first batch, then holds the job
+    until it is cancelled: a cancel is sure to land inside the run, however
+    fast or loaded the machine (no race between the work and the click)."""
+    import time
+
+    class GatedEncoder(HashEncoder):
+        def encode(self, texts, progress=None, batch_size=64):
+            if progress is None:
+                return super().encode(texts)
+            progress.step(min(batch_size, len(texts)), len(texts))
+            while True:  # the job's thread waits here; Cancel raises out of check()
+                progress.check()
+                time.sleep(0.01)
+    return GatedEncoder()
+
+
 # -- fixtures (imported by the GUI test modules) -------------------------------------
 
 @pytest.fixture(autouse=True)
@@ -133,3 +150,15 @@ def template(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("template") / "template.duckdb"
     build_workspace(path)
     return path
+
+
+def distinct_colours(image_path: Path, samples: int = 4000) -> int:
+    """How many colours a screenshot shows, sampled on a grid: a blank (or
+    one-colour) grab has one or two."""
+    from PySide6.QtGui import QImage
+
+    image = QImage(str(image_path))
+    assert not image.isNull(), image_path
+    step = max(1, int((image.width() * image.height() / samples) ** 0.5))
+    return len({image.pixel(x, y) for x in range(0, image.width(), step)
+                for y in range(0, image.height(), step)})

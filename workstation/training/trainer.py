@@ -127,7 +127,7 @@ def _parent(ws: Workspace, parent: str | None, input_kind: str) -> ModelVersion 
     version = resolve(ws, parent)
     if version.input_kind != input_kind:
         raise WorkstationError(f"parent {version.ref} takes {version.input_kind} input; "
-                               f"this dataset trains a {input_kind} model")
+                               f"this dataset trains a model that takes {input_kind} input")
     return version
 
 
@@ -135,8 +135,8 @@ def _check_model_kind(ws: Workspace, name: str, input_kind: str) -> None:
     rows = ws.execute("SELECT input_kind FROM model_versions WHERE model = ? "
                       "ORDER BY version DESC LIMIT 1", [name]).fetchall()
     if rows and rows[0][0] != input_kind:
-        raise WorkstationError(f"model '{name}' takes {rows[0][0]} input; a {input_kind} "
-                               f"model needs another name")
+        raise WorkstationError(f"model '{name}' takes {rows[0][0]} input; a model that takes "
+                               f"{input_kind} input needs another name")
 
 
 def _inherited(parent: ModelVersion | None) -> dict[str, Any]:

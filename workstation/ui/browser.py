@@ -4,26 +4,27 @@ beside the table.
 
 The table is a ``LazyTableModel`` over ``failure_page`` (audit runs, or a
 dataset browsed without a run) or ``findings_page`` (probe runs); filters and
-sorting run in SQL. Review keys live in ``shortcuts``.
+sorting run in SQL. The pickers are in ``selection_bar``, the filters in
+``filter_bar``; what the review keys do is in ``reviewer``.
 """
 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, fields
 from typing import Any, Iterator
 
 from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt, QTimer, Signal
-from PySide6.QtGui import QDoubleValidator, QKeySequence, QShortcut
-from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QFrame, QHBoxLayout, QHeaderView,
-                               QLabel, QLineEdit, QPushButton, QSplitter, QStackedWidget,
+from PySide6.QtWidgets import (QAbstractItemView, QHeaderView, QSplitter, QStackedWidget,
                                QTableView, QVBoxLayout, QWidget)
 
 from workstation.ui.context import AppContext
-from workstation.ui.detail import DetailView, plain_label
+from workstation.ui.detail import DetailView
+from workstation.ui.filter_bar import FilterBar, Filters
+from workstation.ui.selection_bar import SelectionBar
 from workstation.ui.table_model import Column, LazyTableModel, PageFetch
-
-ALL = "All"
+from workstation.ui.verdicts import as_shown
+from workstation.ui.widgets import EmptyState, HintBar
+from workstation.ui.wording import count
 
 
 # -- what the table shows ----------------------------------------------------------
@@ -41,11 +42,12 @@ def columns_for(kind: str, mode: str) -> list[Column]:
                 Column("label", "Label", None, "label", 70),
                 Column("category", "Category", width=120)]
     label_key = "flipped" if kind == "pairs" else "current_label"
-    head = [Column("rank", "Rank", "rank", "int", 60)] if mode == "run" else []
-    head += [Column("example_id", "Example", "example_id", "int", 70),
-             Column("category", "Category", "category", width=120),
+    # The audit's columns come first: at 1024 px the scores must not be off-screen.
+    head = [Column("rank", "Rank", "rank", "rank", 58)] + _score_columns(kind) \
+        if mode == "run" else []
+    head += [Column("example_id", "Example", "example_id", "int", 64),
+             Column("category", "Category", "category", width=110),
              Column("label", "Label", label_key, width=90)]
-    scores = _score_columns(kind) if mode == "run" else []
     texts = {"pairs": [Column("prompt", "Prompt", "prompt", width=220),
                        Column("chosen", "Chosen", "chosen", width=220),
                        Column("rejected", "Rejected", "rejected", width=220)],
@@ -54,62 +56,32 @@ def columns_for(kind: str, mode: str) -> list[Column]:
              "demos": [Column("n_steps", "Steps", "n_steps", "int", 60)]}[kind]
     tail = [Column("tags", "Tags", "tags", "list", 100), Column("note", "Note", "note", width=140),
             Column("reviewed", "Reviewed", "reviewed", "bool", 70)]
-    return head + scores + texts + tail
+    return head + texts + tail
 
 
 def _score_columns(kind: str) -> list[Column]:
-    verdict = Column("passed", "Verdict", "passed", "verdict", 60)
-    margin = Column("margin", "Margin", "margin", "number", 70)
+    # Wide enough for "FAIL before edit"; a response's margin is its score's
+    # distance from the threshold (often the score itself): the detail says it.
+    verdict = Column("passed", "Verdict", "passed", "verdict", 104)
     if kind == "pairs":
-        return [verdict, margin, Column("score_chosen", "Chosen score", "score_chosen", "number",
-                                        100),
-                Column("score_rejected", "Rejected score", "score_rejected", "number", 110)]
-    return [verdict, Column("score", "Score", "score", "number", 70), margin]
-
-
-@dataclass
-class Filters:
-    """The browser's filters; None means "any"."""
-
-    verdict: str | None = None
-    category: str | None = None
-    tag: str | None = None
-    reviewed: bool | None = None
-    score_min: float | None = None
-    score_max: float | None = None
-    margin_min: float | None = None
-    margin_max: float | None = None
-    text: str | None = None
-    probe: str | None = None
-
-    def page_filters(self) -> dict[str, Any]:
-        """Keyword arguments for ``failure_page``."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "probe"}
-
-    def describe(self) -> str:
-        """The active filters in words ("" when none)."""
-        words = {"verdict": "verdict", "category": "category", "tag": "tag",
-                 "score_min": "score ≥", "score_max": "score ≤", "margin_min": "margin ≥",
-                 "margin_max": "margin ≤", "text": "text contains", "probe": "probe"}
-        parts = [f"{words[k]} {getattr(self, k)!r}" if k in ("text", "category", "tag")
-                 else f"{words[k]} {getattr(self, k)}" for k in words
-                 if getattr(self, k) is not None]
-        if self.reviewed is not None:
-            parts.append("reviewed" if self.reviewed else "unreviewed")
-        return " · ".join(parts)
+        return [verdict, Column("margin", "Margin", "margin", "number", 66),
+                Column("score_chosen", "Chosen score", "score_chosen", "number", 96),
+                Column("score_rejected", "Rejected score", "score_rejected", "number", 106)]
+    return [verdict, Column("score", "Score", "score", "number", 66)]
 
 
 def failure_fetch(run_id: int | None, dataset: str, filters: Filters) -> PageFetch:
-    """Pages of an audit run's results (or of a dataset without a run)."""
+    """Pages of an audit run's results (or of a dataset without a run), as shown."""
     kwargs = filters.page_filters()
 
     def fetch(ws: Any, offset: int, limit: int, order_by: str | None, descending: bool,
               count: bool) -> tuple[list[dict], int | None]:
         from workstation.audits.runs import failure_page
 
-        return failure_page(ws, run_id, dataset=dataset, order_by=order_by or "rank",
-                            descending=descending, limit=limit, offset=offset, count=count,
-                            **kwargs)
+        rows, total = failure_page(ws, run_id, dataset=dataset, order_by=order_by or "rank",
+                                   descending=descending, limit=limit, offset=offset,
+                                   count=count, **kwargs)
+        return [as_shown(r) for r in rows], total
     return fetch
 
 
@@ -121,326 +93,6 @@ def findings_fetch(run_id: int, probe: str | None) -> PageFetch:
 
         return findings_page(ws, run_id, probe=probe, limit=limit, offset=offset)
     return fetch
-
-
-# -- the pickers -------------------------------------------------------------------
-
-def _combo(min_width: int = 0) -> QComboBox:
-    combo = QComboBox()
-    combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
-    combo.setMinimumContentsLength(8)
-    combo.setMinimumWidth(min_width)
-    return combo
-
-
-class SelectionBar(QWidget):
-    """Dataset, model version and run pickers."""
-
-    changed = Signal()
-
-    def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.ctx = ctx
-        self.dataset_box, self.model_box, self.run_box = _combo(160), _combo(120), _combo(320)
-        row = QHBoxLayout(self)
-        row.setContentsMargins(0, 0, 0, 0)
-        for text, box in (("Dataset", self.dataset_box), ("Model", self.model_box),
-                          ("Run", self.run_box)):
-            row.addWidget(QLabel(text))
-            row.addWidget(box)
-        row.addStretch(1)
-        self.datasets: dict[str, Any] = {}
-        self.runs: dict[int, Any] = {}
-        self._filling = False
-        self.dataset_box.activated.connect(lambda _i: self._dataset_chosen())
-        self.model_box.activated.connect(lambda _i: self._model_chosen())
-        self.run_box.activated.connect(lambda _i: self._emit())
-
-    # -- reading the choice ----------------------------------------------------
-    @property
-    def dataset(self) -> Any:
-        return self.datasets.get(self.dataset_box.currentData())
-
-    @property
-    def run(self) -> Any:
-        return self.runs.get(self.run_box.currentData())
-
-    @property
-    def model_version_id(self) -> int | None:
-        return self.model_box.currentData()
-
-    # -- filling ---------------------------------------------------------------
-    def refresh(self, select_run: int | None = None, dataset: str | None = None) -> None:
-        """Re-read datasets, models and runs, keeping the choices that remain
-        (or showing run ``select_run``, or dataset ``dataset``)."""
-        from workstation import catalog
-
-        ws = self.ctx.ws
-        self._filling = True
-        try:
-            infos = catalog.datasets(ws) if ws is not None else []
-            self.datasets = {d.name: d for d in infos}
-            _refill(self.dataset_box, [(f"{d.name}  ({d.kind}, {d.n_examples:,})", d.name)
-                                       for d in infos])
-            if select_run is not None:
-                dataset = catalog.run(ws, select_run).dataset
-            if dataset in self.datasets:
-                self.dataset_box.setCurrentIndex(self.dataset_box.findData(dataset))
-            versions = catalog.model_versions(ws) if ws is not None else []
-            _refill(self.model_box, [("Any model", None)] + [(v.ref, v.id) for v in versions])
-            if select_run is not None:  # the run's own model may be filtered out
-                self.model_box.setCurrentIndex(0)
-            self._fill_runs(select_run)
-        finally:
-            self._filling = False
-        self._emit()
-
-    def _fill_runs(self, select_run: int | None = None) -> None:
-        from workstation import catalog
-
-        dataset = self.dataset
-        runs = catalog.runs(self.ctx.ws, dataset.name, self.model_version_id) if dataset else []
-        self.runs = {r.id: r for r in runs}
-        keep = select_run if select_run in self.runs else self.run_box.currentData()
-        items = [(run_text(r), r.id) for r in runs]
-        self.run_box.clear()
-        self.run_box.addItem("Browse all examples (no run)", None)
-        for text, run_id in items:
-            self.run_box.addItem(text, run_id)
-        if keep in self.runs:
-            self.run_box.setCurrentIndex(self.run_box.findData(keep))
-        else:  # the newest audit, else browsing
-            audits = [r.id for r in runs if r.kind == "audit"]
-            self.run_box.setCurrentIndex(self.run_box.findData(audits[0]) if audits else 0)
-
-    def _dataset_chosen(self) -> None:
-        self._fill_runs()
-        self._emit()
-
-    def _model_chosen(self) -> None:
-        self._fill_runs()
-        self._emit()
-
-    def _emit(self) -> None:
-        if not self._filling:
-            self.changed.emit()
-
-    def select_dataset(self, name: str) -> None:
-        """Show dataset ``name`` (browsing it, or its newest audit)."""
-        self.dataset_box.setCurrentIndex(max(self.dataset_box.findData(name), 0))
-        self._dataset_chosen()
-
-    def select_run(self, run_id: int) -> None:
-        """Show run ``run_id`` (switching dataset if needed)."""
-        self.refresh(select_run=run_id)
-
-
-def run_text(run: Any) -> str:
-    """How a run reads in the picker."""
-    when = run.created_at[:16].replace("T", " ")
-    if run.kind == "probe":
-        return f"Run {run.id} · probes · {run.model} · {when} · {run.n_failures:,} findings"
-    return (f"Run {run.id} · audit · {run.model} · {when} · {run.n_failures:,} failures "
-            f"of {run.n_examples:,}")
-
-
-def _refill(combo: QComboBox, items: list[tuple[str, Any]]) -> None:
-    keep = combo.currentData()
-    combo.clear()
-    for text, data in items:
-        combo.addItem(text, data)
-    at = combo.findData(keep)
-    combo.setCurrentIndex(at if at >= 0 else 0)
-
-
-# -- the filters -------------------------------------------------------------------
-
-class FilterBar(QWidget):
-    """Search, verdict, review state, category, tag, ranges and probe."""
-
-    changed = Signal()
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.search = QLineEdit()
-        self.search.setPlaceholderText("Search prompts and responses…  (Ctrl+F)")
-        self.search.setClearButtonEnabled(True)
-        self.verdict = self._choice([(ALL, None), ("Failed", "failed"), ("Passed", "passed")])
-        self.reviewed = self._choice([(ALL, None), ("Unreviewed", False), ("Reviewed", True)])
-        self.category = self._choice([(ALL, None)])
-        self.tag = self._choice([(ALL, None)])
-        self.probe = self._choice([(ALL, None)])
-        self.ranges = {name: self._number(name) for name in
-                       ("score_min", "score_max", "margin_min", "margin_max")}
-        self.clear_button = QPushButton("Clear filters")
-        self.clear_button.clicked.connect(lambda _checked=False: self.clear())
-        self._typing = QTimer(self, singleShot=True, interval=300)
-        self._typing.timeout.connect(self.changed.emit)
-        self.search.textChanged.connect(lambda _t: self._typing.start())
-        QShortcut(QKeySequence("Escape"), self.search, activated=self.search.clear,
-                  context=Qt.ShortcutContext.WidgetShortcut)
-        self._layout()
-
-    def _choice(self, items: list[tuple[str, Any]]) -> QComboBox:
-        combo = _combo()
-        for text, data in items:
-            combo.addItem(text, data)
-        combo.activated.connect(lambda _i: self.changed.emit())
-        return combo
-
-    def _number(self, name: str) -> QLineEdit:
-        edit = QLineEdit()
-        edit.setPlaceholderText("min" if name.endswith("min") else "max")
-        edit.setValidator(QDoubleValidator())
-        edit.setMaximumWidth(64)
-        edit.editingFinished.connect(self.changed.emit)
-        return edit
-
-    def _layout(self) -> None:
-        top = QHBoxLayout()
-        top.setContentsMargins(0, 0, 0, 0)
-        top.addWidget(self.search, 3)
-        self.labels: dict[str, QLabel] = {}
-        for text, widget in (("Verdict", self.verdict), ("Review", self.reviewed),
-                             ("Category", self.category), ("Tag", self.tag),
-                             ("Probe", self.probe)):
-            label = self.labels[text] = QLabel(text)
-            label.setBuddy(widget)
-            top.addWidget(label)
-            top.addWidget(widget)
-        second = QHBoxLayout()
-        second.setContentsMargins(0, 0, 0, 0)
-        for text, low, high in (("Score", "score_min", "score_max"),
-                                ("Margin", "margin_min", "margin_max")):
-            second.addWidget(QLabel(text))
-            second.addWidget(self.ranges[low])
-            second.addWidget(QLabel("to"))
-            second.addWidget(self.ranges[high])
-            second.addSpacing(8)
-        self.summary = plain_label(wrap=False)
-        self.count = plain_label(wrap=False)
-        second.addWidget(self.summary, 1)
-        second.addWidget(self.count)
-        second.addWidget(self.clear_button)
-        column = QVBoxLayout(self)
-        column.setContentsMargins(0, 0, 0, 0)
-        column.addLayout(top)
-        column.addLayout(second)
-
-    # -- state -----------------------------------------------------------------
-    def set_mode(self, mode: str, categories: list[str], tags: list[str],
-                 probes: list[str]) -> None:
-        """Enable what applies: probe runs filter by probe only; browsing has no scores."""
-        _refill(self.category, [(ALL, None)] + [(c, c) for c in categories])
-        _refill(self.tag, [(ALL, None)] + [(t, t) for t in tags])
-        _refill(self.probe, [(ALL, None)] + [(p, p) for p in probes])
-        findings = mode == "findings"
-        for widget in (self.search, self.reviewed, self.category, self.tag):
-            widget.setEnabled(not findings)
-        for widget in (self.verdict, *self.ranges.values()):
-            widget.setEnabled(mode == "run")
-        self.probe.setEnabled(findings)
-        self.probe.setVisible(findings)
-        self.labels["Probe"].setVisible(findings)
-
-    def filters(self) -> Filters:
-        ranges = {k: _float(e.text()) if e.isEnabled() else None for k, e in self.ranges.items()}
-        enabled = self.search.isEnabled()
-        return Filters(
-            verdict=self.verdict.currentData() if self.verdict.isEnabled() else None,
-            category=self.category.currentData() if enabled else None,
-            tag=self.tag.currentData() if enabled else None,
-            reviewed=self.reviewed.currentData() if enabled else None,
-            text=(self.search.text().strip() or None) if enabled else None,
-            probe=self.probe.currentData() if self.probe.isEnabled() else None, **ranges)
-
-    def restore(self, filters: Filters) -> None:
-        """Show ``filters`` again (after the choices were refilled)."""
-        for combo, value in ((self.verdict, filters.verdict), (self.category, filters.category),
-                             (self.tag, filters.tag), (self.reviewed, filters.reviewed),
-                             (self.probe, filters.probe)):
-            combo.setCurrentIndex(max(combo.findData(value), 0))
-
-    def set_verdict(self, verdict: str | None) -> None:
-        self.verdict.setCurrentIndex(max(self.verdict.findData(verdict), 0))
-
-    def clear(self, emit: bool = True) -> None:
-        """Back to no filter (a run shows its failures)."""
-        self._typing.stop()
-        for combo in (self.reviewed, self.category, self.tag, self.probe):
-            combo.setCurrentIndex(0)
-        self.search.blockSignals(True)
-        self.search.clear()
-        self.search.blockSignals(False)
-        for edit in self.ranges.values():
-            edit.clear()
-        self.verdict.setCurrentIndex(0)
-        if emit:
-            self.changed.emit()
-
-
-def _float(text: str) -> float | None:
-    try:
-        return float(text.replace(",", ".")) if text.strip() else None
-    except ValueError:
-        return None
-
-
-# -- empty states ------------------------------------------------------------------
-
-class EmptyState(QWidget):
-    """What to do next, when there is nothing to show."""
-
-    action = Signal(str)
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.title = plain_label()
-        font = self.title.font()
-        font.setPointSizeF(font.pointSizeF() * 1.4)
-        self.title.setFont(font)
-        self.text = plain_label()
-        self.button = QPushButton()
-        self.button.clicked.connect(lambda: self.action.emit(self._action))
-        self._action = ""
-        column = QVBoxLayout(self)
-        column.addStretch(1)
-        for widget in (self.title, self.text):
-            widget.setAlignment(Qt.AlignmentFlag.AlignCenter)
-            column.addWidget(widget)
-        column.addWidget(self.button, 0, Qt.AlignmentFlag.AlignCenter)
-        column.addStretch(2)
-
-    def show_state(self, title: str, text: str, button: str = "", action: str = "") -> None:
-        self.title.setText(title)
-        self.text.setText(text)
-        self.button.setText(button)
-        self.button.setVisible(bool(button))
-        self._action = action
-
-
-class HintBar(QFrame):
-    """A one-line hint with an action, above the table."""
-
-    action = Signal(str)
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setFrameShape(QFrame.Shape.StyledPanel)
-        self.text = plain_label()
-        self.button = QPushButton()
-        self.button.clicked.connect(lambda: self.action.emit(self._action))
-        self._action = ""
-        row = QHBoxLayout(self)
-        row.setContentsMargins(6, 2, 6, 2)
-        row.addWidget(self.text, 1)
-        row.addWidget(self.button)
-
-    def show_hint(self, text: str, button: str, action: str) -> None:
-        self.text.setText(text)
-        self.button.setText(button)
-        self._action = action
-        self.show()
 
 
 # -- the panel ---------------------------------------------------------------------
@@ -464,7 +116,7 @@ class BrowserPanel(QWidget):
         self.detail = DetailView(ctx)
         self._build()
         self._own_change = False
-        self._choice: tuple[Any, Any] = (None, None)
+        self._choice: tuple[Any, ...] | None = None  # (dataset, run, model) shown
         self._pending_row = -1
         self._detail_timer = QTimer(self, singleShot=True, interval=30)
         self._detail_timer.timeout.connect(self._show_detail)
@@ -530,12 +182,16 @@ class BrowserPanel(QWidget):
         self.view.selectionModel().currentRowChanged.connect(self._row_changed)
         self.empty.action.connect(self._empty_action)
         self.hint.action.connect(self.request_action.emit)
-        self.ctx.workspace_changed.connect(lambda _ws: self.refresh())
+        self.ctx.workspace_changed.connect(self._workspace_changed)
         self.ctx.workspace_closing.connect(self.model.stop)
         self.ctx.data_changed.connect(self._data_changed)
         self.ctx.example_selected.connect(self._example_selected_elsewhere)
 
     # -- choices ---------------------------------------------------------------
+    def _workspace_changed(self, _ws: Any) -> None:
+        self._choice = None  # whatever it shows in the new workspace is a new choice
+        self.refresh()
+
     def refresh(self, select_run: int | None = None, dataset: str | None = None) -> None:
         """Re-read the workspace's datasets, models and runs."""
         self.selection.refresh(select_run, dataset)
@@ -547,15 +203,16 @@ class BrowserPanel(QWidget):
     def _choice_changed(self) -> None:
         dataset, run = self.selection.dataset, self.selection.run
         self.outer.setCurrentIndex(0 if dataset is not None or self.ctx.ws is None else 1)
-        self.ctx.dataset_selected.emit(dataset.name if dataset else None)
-        self.ctx.model_selected.emit(run.model_version_id if run
-                                     else self.selection.model_version_id)
-        self.ctx.run_selected.emit(run.id if run and run.kind == "audit" else None)
-        self.mode = "findings" if run and run.kind == "probe" else "run" if run else "browse"
-        self.kind = dataset.kind if dataset else "pairs"
-        choice = (dataset.name if dataset else None, run.id if run else None)
+        model = run.model_version_id if run else self.selection.model_version_id
+        choice = (dataset.name if dataset else None, run.id if run else None, model)
         same = choice == self._choice
         self._choice = choice
+        if not same:  # a refresh that keeps the choice moves no other panel
+            self.ctx.dataset_selected.emit(choice[0])
+            self.ctx.model_selected.emit(model)
+            self.ctx.run_selected.emit(run.id if run and run.kind == "audit" else None)
+        self.mode = "findings" if run and run.kind == "probe" else "run" if run else "browse"
+        self.kind = dataset.kind if dataset else "pairs"
         kept = self.filter_bar.filters()
         self._fill_filters(dataset, run)
         self._show_hint()
@@ -586,8 +243,9 @@ class BrowserPanel(QWidget):
         if self.mode != "browse" or self.selection.dataset is None:
             self.hint.hide()
         elif self.selection.model_box.count() <= 1:
-            self.hint.show_hint("No reward model registered yet: register one to audit this "
-                                "dataset.", "Register a model…", "register")
+            self.hint.show_hint("No reward model yet: train one on this dataset as reviewed, "
+                                "or register an ONNX model you have.", "Train a model…",
+                                "train", "Register a model…", "register")
         else:
             self.hint.show_hint("Browsing without an audit run: audit a model on this dataset "
                                 "to see its scores and failures.", "Run an audit…", "audit")
@@ -754,7 +412,7 @@ class BrowserPanel(QWidget):
             return None
         rows, _ = failure_page(self.ctx.ws, run.id if run else None, dataset=dataset.name,
                                example_id=example_id, limit=1, count=False)
-        return rows[0] if rows else None
+        return as_shown(rows[0]) if rows else None
 
     @contextlib.contextmanager
     def quiet(self) -> Iterator[None]:
@@ -778,11 +436,13 @@ class BrowserPanel(QWidget):
 def count_text(total: int, mode: str, filters: Filters, dataset: Any, run: Any) -> str:
     """"1,234 of 2,312 failures": rows matching the filter out of the run's."""
     if mode == "findings":
-        return f"{total:,} of {run.n_failures:,} findings"
-    if mode == "browse":
-        return f"{total:,} of {dataset.n_examples:,} examples"
-    if filters.verdict == "failed":
-        return f"{total:,} of {run.n_failures:,} failures"
-    if filters.verdict == "passed":
+        of, noun = run.n_failures, "finding"
+    elif mode == "browse":
+        of, noun = dataset.n_examples, "example"
+    elif filters.verdict == "failed":
+        of, noun = run.n_failures, "failure"
+    elif filters.verdict == "passed":
         return f"{total:,} of {run.n_examples - run.n_failures:,} passing"
-    return f"{total:,} of {run.n_examples:,} audited examples"
+    else:
+        of, noun = run.n_examples, "audited example"
+    return f"{total:,} of {count(of, noun)}"

@@ -39,6 +39,9 @@ class AppContext(QObject):
     model_selected = Signal(object)     # model version id or None
     # A one-line message for the status bar.
     status = Signal(str)
+    # A panel asks the window for a flywheel action ("import", "register",
+    # "audit", "train") that it offers in an empty state.
+    action_requested = Signal(str)
 
     def __init__(self, ws: Workspace | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -87,11 +90,16 @@ class AppContext(QObject):
 
     def run_job(self, title: str, fn: Callable[[Workspace, Progress], Any],
                 on_done: Callable[[Any], None] | None = None,
-                changes: set[str] | None = None) -> Job:
+                changes: set[str] | None = None,
+                on_failed: Callable[[str], None] | None = None) -> Job:
         """Run ``fn(ws, progress)`` in the background. When it succeeds,
         ``on_done(result)`` runs on the GUI thread and ``data_changed`` is
-        emitted with ``changes``."""
+        emitted with ``changes``. When it fails, ``on_failed(message)`` shows
+        the failure if given (else the window does)."""
         job = Job(title, fn, self.ws)
+        if on_failed is not None:  # connected before the job can fail
+            job.shows_own_failure = True
+            job.signals.failed.connect(lambda message, _details: on_failed(message))
 
         def finished(result: Any) -> None:
             if on_done is not None:

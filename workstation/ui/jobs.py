@@ -12,7 +12,7 @@ import time
 import traceback
 from typing import Any, Callable
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, QTimer, Signal
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
 from workstation.errors import Cancelled, WorkstationError
 from workstation.progress import Progress
@@ -48,6 +48,9 @@ class Job(QRunnable):
         self._last_emit = 0.0
         self.result: Any = None
         self.error: str | None = None
+        # True when whoever started the job shows its failure (the window
+        # then shows no message of its own).
+        self.shows_own_failure = False
 
     def cancel(self) -> None:
         self.progress.cancel()
@@ -112,7 +115,3 @@ class JobRunner(QObject):
 
     def wait(self, msecs: int = -1) -> bool:
         return self.pool.waitForDone(msecs)
-
-
-def call_later(msecs: int, fn: Callable[[], None]) -> None:
-    QTimer.singleShot(msecs, fn)

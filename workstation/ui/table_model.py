@@ -15,7 +15,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, Qt, Signal
+from PySide6.QtCore import (QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, Qt,
+                            Signal)
 from PySide6.QtGui import QColor, QFont
 
 from workstation.workspace import Workspace
@@ -29,6 +30,10 @@ PLACEHOLDER = "…"
 PASS_COLOUR = QColor("#2e9d4f")
 FAIL_COLOUR = QColor("#d9453b")
 RowRole = Qt.ItemDataRole.UserRole + 1
+RANK_TIP = "Failures are ranked by how confidently the model disagrees: 1 is the most."
+UNRANKED_TIP = "This row passes: only failures are ranked."
+STALE_VERDICT = ("As audited, before your edit of the label: audit again to judge the example "
+                 "as it is now.")
 
 
 @dataclass(frozen=True)
@@ -39,7 +44,7 @@ class Column:
     key: str
     title: str
     order_by: str | None = None
-    kind: str = "text"   # text, number, int, verdict, list, bool, label
+    kind: str = "text"   # text, number, int, rank, verdict, list, bool, label
     width: int = 90
 
 
@@ -340,8 +345,14 @@ class LazyTableModel(QAbstractTableModel):
         column = self.columns[index.column()]
         if values is None:
             return PLACEHOLDER if role == Qt.ItemDataRole.DisplayRole else None
+        stale = column.kind == "verdict" and values.get("edited")
         if role == Qt.ItemDataRole.DisplayRole:
-            return display_text(column, values.get(column.key))
+            text = display_text(column, values.get(column.key))
+            return f"{text} before edit" if stale else text
+        if role == Qt.ItemDataRole.ToolTipRole and stale:
+            return STALE_VERDICT
+        if role == Qt.ItemDataRole.ToolTipRole and column.kind == "rank":
+            return RANK_TIP if values.get(column.key) is not None else UNRANKED_TIP
         if role == Qt.ItemDataRole.ToolTipRole and column.kind == "text":
             return _tooltip(values.get(column.key))
         if role == RowRole:
@@ -361,10 +372,10 @@ class LazyTableModel(QAbstractTableModel):
 def display_text(column: Column, value: Any) -> str:
     """How a value reads in a cell: one line, numbers to three decimals."""
     if value is None:
-        return ""
+        return "—" if column.kind == "rank" else ""
     if column.kind == "number":
         return f"{value:.3f}"
-    if column.kind == "int":
+    if column.kind in ("int", "rank"):
         return f"{value:,}" if column.key != "example_id" else str(value)
     if column.kind == "verdict":
         return "pass" if value else "FAIL"
@@ -388,7 +399,7 @@ def _tooltip(value: Any) -> str | None:
 
 
 def _style(role: int, column: Column, values: dict[str, Any]) -> Any:
-    if role == Qt.ItemDataRole.TextAlignmentRole and column.kind in ("number", "int"):
+    if role == Qt.ItemDataRole.TextAlignmentRole and column.kind in ("number", "int", "rank"):
         return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
     if role == Qt.ItemDataRole.ForegroundRole and column.kind == "verdict":
         passed = values.get(column.key)
