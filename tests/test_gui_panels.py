@@ -460,7 +460,7 @@ def test_release_and_roll_back_from_the_panel(qtbot, ctx, runs, answers):
     qtbot.waitUntil(lambda: "rolled back" in table.item(table.rowCount() - 1, 4).text(),
                     timeout=WAIT)
     assert [table.item(r, 3).text() for r in range(table.rowCount())] == [
-        "key-created", "release", "release", "rollback"]
+        "trust-owner", "release", "release", "rollback"]
     panel.tabs.setCurrentWidget(panel.ledger_view)
     shot(panel, "models-ledger")
 
@@ -562,7 +562,10 @@ def _finished(qtbot, ctx, jobs: list) -> None:
 
 @pytest.mark.slow
 def test_retrain_from_the_models_panel_records_the_windows_analyst(qtbot, ctx, runs, answers,
-                                                                   monkeypatch):
+                                                                   monkeypatch, no_session,
+                                                                   session_identity):
+    """Nobody signed in: the Preferences name; signed in: the identity's name."""
+    from workstation import identity
     from workstation.models import resolve
 
     shown, _ = answers
@@ -581,6 +584,8 @@ def test_retrain_from_the_models_panel_records_the_windows_analyst(qtbot, ctx, r
     version = resolve(ctx.ws, "rm@4")
     assert version.created_by == "dr-lee"  # not the login name
     assert version.parent_id == resolve(ctx.ws, "rm@3").id
+    identity.set_session_signer(session_identity)
+    assert ctx.analyst() == "test-analyst"  # who signs is who is recorded
 
 
 @pytest.mark.parametrize("cause", ["an error", "no regression module"])
