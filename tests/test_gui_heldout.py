@@ -205,8 +205,9 @@ def test_an_outside_models_audit_says_its_training_membership_is_unknown(qtbot, 
     _select(panel, "ext@1")
     [group] = children(_audit_section(panel, runs["ext@1"]))
     assert group.text(0) == "All examples"
-    assert group.text(1) == ("training membership unknown (registered from outside the "
-                             "workstation): all 80 counted as not trained on")
+    assert group.text(1) == ("training membership unknown: all 80 counted as not trained "
+                             "on (registered from outside the workstation)")
+    assert group.toolTip(1) == group.text(1)
     assert _values(group)["examples"] == "80"
 
 
@@ -517,6 +518,9 @@ def test_screens_of_heldout_and_training_figures(qtbot, sized, runs):
     grab(win, f"heldout_plots_heldout_{size}")
     _pick(qtbot, plots, "training")
     grab(win, f"heldout_plots_training_{size}")
+    with qtbot.waitSignal(plots.rendered, timeout=WAIT):
+        win.ctx.run_selected.emit(runs["old"])
+    grab(win, f"heldout_plots_unrecorded_run_{size}")
     with qtbot.waitSignal(plots.rendered, timeout=WAIT):
         win.ctx.run_selected.emit(runs["rm@2"])
     plots.tabs.setCurrentWidget(plots.flywheel_tab)

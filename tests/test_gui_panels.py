@@ -382,8 +382,8 @@ def test_models_panel_lists_versions_with_lineage(qtbot, ctx, runs):
     assert head.text(0) == f"Audit of safety-labels (run {runs[('rm@2', 'safety-labels')]})"
     [group] = [head.child(k) for k in range(head.childCount())]  # registered from outside
     assert (group.text(0), group.text(1)) == (
-        "All examples", "training membership unknown (registered from outside the "
-                        "workstation): all 300 counted as not trained on")
+        "All examples", "training membership unknown: all 300 counted as not trained on "
+                        "(registered from outside the workstation)")
     audit = {group.child(k).text(0): group.child(k).text(1) for k in range(group.childCount())}
     assert {"examples", "failures", "AUROC", "calibration error (ECE)"} <= set(audit)
     assert not any("_" in name for name in audit)

@@ -40,8 +40,9 @@ def metrics_heading(membership: dict[str, Any] | None) -> tuple[str, str]:
     if membership.get("status") == "unknown":
         counts = membership.get("counts") or {}
         n = int(counts.get("heldout", 0)) + int(counts.get("not_trained", 0))
-        return "All examples", (f"training membership unknown ({membership.get('reason')}): "
-                                f"all {n:,} counted as not trained on")
+        # the reason last: a narrow column elides it (the tooltip has it whole)
+        return "All examples", (f"training membership unknown: all {n:,} counted as not "
+                                f"trained on ({membership.get('reason')})")
     return "Held-out", str(membership.get("metrics_cover") or "")
 
 
