@@ -15,7 +15,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QPoint, Qt
+from PySide6.QtCore import QEvent, QPointF, Qt
+from PySide6.QtGui import QHelpEvent
 from PySide6.QtWidgets import QApplication, QGraphicsRectItem, QMessageBox, QToolTip
 
 from tests.gui_support import own_settings  # noqa: F401 (settings of each test's own)
@@ -350,24 +351,14 @@ def test_the_plots_of_runs_without_a_training_set_offer_none(qtbot, ctx, runs):
 
 # -- the Flywheel tooltip ---------------------------------------------------------------
 
-def _tooltip_at(qtbot, tab, x: float, y: float) -> str:
+def _tooltip_at(tab, x: float, y: float) -> str:
     """The tooltip a person sees hovering over (x, y) in data coordinates."""
-    from PySide6.QtGui import QHelpEvent
-    from PySide6.QtCore import QEvent
-
     plot = tab.plot
-    scene_pos = plot.getPlotItem().vb.mapViewToScene(pg_point(x, y))
-    at = plot.mapFromScene(scene_pos)
+    at = plot.mapFromScene(plot.getPlotItem().vb.mapViewToScene(QPointF(x, y)))
     QToolTip.hideText()
-    event = QHelpEvent(QEvent.Type.ToolTip, at, plot.viewport().mapToGlobal(at))
-    QApplication.sendEvent(plot.viewport(), event)
+    QApplication.sendEvent(plot.viewport(), QHelpEvent(QEvent.Type.ToolTip, at,
+                                                       plot.viewport().mapToGlobal(at)))
     return QToolTip.text() if QToolTip.isVisible() else ""
-
-
-def pg_point(x: float, y: float):
-    from PySide6.QtCore import QPointF
-
-    return QPointF(x, y)
 
 
 def test_the_flywheel_says_per_version_what_is_held_out_and_how_many_were_compared(
@@ -377,7 +368,7 @@ def test_the_flywheel_says_per_version_what_is_held_out_and_how_many_were_compar
     qtbot.waitExposed(panel.flywheel_tab.plot)
     first, second = pd.flywheel_history(ctx.ws, "rm")
     assert (second.heldout_failing_examples, second.n_compared) == (5, 13)
-    tip = _tooltip_at(qtbot, panel.flywheel_tab, 1.0, 1.0)  # over rm@2's bars
+    tip = _tooltip_at(panel.flywheel_tab, 1.0, 1.0)  # over rm@2's bars
     assert tip.splitlines() == [
         "rm@2 (parent rm@1)",
         f"{second.failing_examples} failing examples in its latest audit of each dataset, 5 of "
@@ -385,7 +376,7 @@ def test_the_flywheel_says_per_version_what_is_held_out_and_how_many_were_compar
         "0 probe findings in its latest probe runs",
         f"Against rm@1: {second.fixed} fixed, {second.broken} broken among 13 held-out examples "
         f"compared (neither version trained on them; pairs)"]
-    tip = _tooltip_at(qtbot, panel.flywheel_tab, 0.0, 1.0)
+    tip = _tooltip_at(panel.flywheel_tab, 0.0, 1.0)
     assert tip.splitlines()[1].endswith(f"{first.heldout_failing_examples} of them held-out "
                                         f"(not trained on by rm@1)")
     assert tip.splitlines()[-1] == "No parent to compare with."
@@ -524,7 +515,7 @@ def test_screens_of_heldout_and_training_figures(qtbot, sized, runs):
     with qtbot.waitSignal(plots.rendered, timeout=WAIT):
         win.ctx.run_selected.emit(runs["rm@2"])
     plots.tabs.setCurrentWidget(plots.flywheel_tab)
-    assert "held-out" in _tooltip_at(qtbot, plots.flywheel_tab, 1.0, 1.0)
+    assert "held-out" in _tooltip_at(plots.flywheel_tab, 1.0, 1.0)
     grab(win, f"heldout_plots_flywheel_{size}")
     grab(_tip_label(), f"heldout_flywheel_tooltip_{size}")
     QToolTip.hideText()
