@@ -44,6 +44,7 @@ class ReportWritten:
     content_sha256: str
     seconds: float
     limits: int
+    summary: str
     pages: int | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -103,7 +104,7 @@ def build_report(ws: Any, model_ref: str, out: str | os.PathLike, *, fmt: str | 
                          content["runs"]["audit"] + content["runs"]["probe"], len(data),
                          signer.key_id, signer.name, content_sha256(content),
                          round(time.perf_counter() - started, 3), len(content["limits"]),
-                         _pages(data) if fmt == "pdf" else None)
+                         content["summary"]["text"], _pages(data) if fmt == "pdf" else None)
 
 
 def _write(path: Path, data: bytes) -> None:
