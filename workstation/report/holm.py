@@ -16,7 +16,7 @@ from typing import Any
 
 ALPHA = 0.05
 METHOD = ("two-sided two-proportion z-test of each category against the run's other examples, "
-          f"Holm-corrected over the categories at family-wise alpha {ALPHA:g}")
+          "Holm-corrected over the categories")
 
 
 def successes(share: float | None, n: int) -> int | None:
