@@ -125,7 +125,7 @@ class MainWindow(QMainWindow):
         needs = {"close": ws is not None, "import": ws is not None, "register": ws is not None,
                  "export": datasets, "train": datasets, "retrain": datasets and models,
                  "audit": datasets and models, "probes": datasets and models,
-                 "patch": datasets and models}
+                 "patch": datasets and models, "report": datasets and models}
         for name in REVIEW_ACTIONS:
             needs[name] = datasets
         for name, possible in needs.items():
@@ -232,6 +232,30 @@ class MainWindow(QMainWindow):
                                     ("retrain", "Re&train…", f.retrain),
                                     ("patch", "&Patch selected…", f.patch_selected)):
             self.actions[name] = self._action(menu, text, handler)
+        menu.addSeparator()
+        self.actions["report"] = self._action(menu, "Re&port…", self.report, "Ctrl+Shift+R")
+        self.actions["report"].setStatusTip("write a signed audit report (HTML, PDF or JSON) of "
+                                            "a model version")
+
+    def report(self) -> None:
+        """Report…: the dialog that builds, previews and saves a signed audit report."""
+        from workstation.ui.report_dialog import ReportDialog, audited_versions
+
+        ws = self.ctx.ws
+        if ws is None:
+            return
+        versions = audited_versions(ws)
+        if not versions:
+            dialogs.show_error(self, "No model version has been audited yet: run Model > "
+                                     "Audit… first; the report shows audit runs.")
+            return
+        current = None
+        if self.ctx.model_version_id is not None:
+            from workstation.models.registry import get_version
+
+            current = get_version(ws, self.ctx.model_version_id).ref
+        self.report_dialog = ReportDialog(self.ctx, versions, current, self)
+        self.report_dialog.show()
 
     def _focus_search(self) -> None:
         self.tabs.setCurrentWidget(self.browser)
