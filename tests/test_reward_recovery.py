@@ -114,3 +114,18 @@ def test_patches_fix_the_flaws_the_probe_finds_and_stay_local():
             assert result["heldout_drop_max"] <= 0.10 + 1e-6
             assert result["compare"]["broken"] == 0
     assert report["verdict"]["passed"]
+
+
+def test_a_state_where_the_episode_is_over_has_no_return_to_go():
+    from bench.reward_tasks import acrobot_task, mountaincar_task, return_to_go
+
+    acrobot, car = acrobot_task(), mountaincar_task()
+    # The tip above the line but swinging down: stepping on falls below it
+    # (rolled on, its return would be about -3), and a state hanging at rest.
+    tip_up = np.array([[0.75 * np.pi, 0.0, -6.0, 3.0], [0.0, 0.0, 0.0, 0.0]])
+    assert acrobot.sim.terminal(tip_up).tolist() == [True, False]
+    values = return_to_go(acrobot.sim, acrobot.policy(), tip_up, acrobot.sim.max_steps)
+    assert values[0] == 0.0 and values[1] < -10  # the goal, then a state at rest far from it
+    at_flag = np.array([[0.55, 0.01], [-0.5, 0.0]])
+    values = return_to_go(car.sim, car.policy(), at_flag, car.sim.max_steps)
+    assert values[0] == 0.0 and values[1] < -10
