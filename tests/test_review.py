@@ -76,8 +76,21 @@ def test_label_category_tag_note_exclude(labels):
 
 def test_edit_that_changes_nothing_is_not_logged(labels):
     ws, first = labels
-    assert review.apply(ws, [Edit(first, "label", "safe", "confirm")]) == []
-    assert review.entries(ws) == []
+    review.apply(ws, [Edit(first, "note", "n", "r")])
+    assert review.apply(ws, [Edit(first, "note", "n", "again")]) == []
+    assert review.apply(ws, [Edit(first, "excluded", False, "as it is")]) == []
+    assert len(review.entries(ws)) == 1
+
+
+def test_a_confirmed_label_is_logged_once(labels):
+    """Setting the label in force records the analyst's own judgement (agreement
+    needs confirmations, not only disagreements); setting it again does nothing."""
+    ws, first = labels
+    [confirm] = review.apply(ws, [Edit(first, "label", "safe", "confirm")])
+    assert (confirm.old, confirm.new) == ("safe", "safe")
+    assert review.own_values(ws, first, confirm.key_id) == {"label": "safe"}
+    assert review.apply(ws, [Edit(first, "label", "safe", "again")]) == []
+    assert _current(ws, first)[1] is True and len(review.entries(ws)) == 1
 
 
 def test_undo_and_redo_are_logged_changes_not_deletions(pairs):
