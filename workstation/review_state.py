@@ -299,6 +299,13 @@ def refresh(ws: Workspace, example_ids: Iterable[int]) -> dict[int, ExampleRevie
     return found
 
 
+def refresh_disputed(ws: Workspace) -> None:
+    """Rewrite the caches of every example two analysts labelled (after the
+    label policy changed)."""
+    refresh(ws, [r[0] for r in ws.execute(
+        "SELECT DISTINCT example_id FROM label_decisions WHERE n_analysts > 1").fetchall()])
+
+
 def rebuild(ws: Workspace) -> None:
     """Recompute every cache from the whole log (the schema-7 migration; a
     policy change)."""
