@@ -17,9 +17,11 @@ from workstation.identity import Signer
 from workstation.workspace import Workspace
 
 
-def resolve_analyst(ws: Workspace, who: str) -> str:
-    """A trusted reviewer's key id, from their key id or their (unique) name."""
-    keys = [k for k in trust.list_keys(ws) if k.active and "reviewer" in k.roles]
+def resolve_analyst(ws: Workspace, who: str, *, reviewers_only: bool = True) -> str:
+    """A trusted reviewer's key id, from their key id or their (unique) name
+    (``reviewers_only`` False: any key ever trusted here, revoked ones too)."""
+    keys = [k for k in trust.list_keys(ws)
+            if not reviewers_only or (k.active and "reviewer" in k.roles)]
     exact = [k for k in keys if k.key_id == who] or [k for k in keys if k.name == who]
     if len(exact) == 1:
         return exact[0].key_id

@@ -15,13 +15,13 @@ import json
 import sys
 
 from workstation import __version__
-from workstation.cli import app, audits, data, identity, models, releases, review, trust
+from workstation.cli import app, audits, data, identity, models, releases, review, team, trust
 from workstation.cli.common import (EXIT_ERROR, EXIT_USAGE, Commands, Output, Parser,
                                     UsageError, refuse_passphrase_values, workspace_path)
 from workstation.errors import WorkstationError
 
 # The command groups, in the order `workstation --help` lists them.
-GROUPS = (data, models, audits, review, releases, identity, trust, app)
+GROUPS = (data, models, audits, review, team, releases, identity, trust, app)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,4 +1,4 @@
-"""The review log from the command line: label, undo, redo, log."""
+"""The review log from the command line: label, undo, redo, log (team review: cli.team)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,7 @@ def cmd_label(args, out: Output) -> None:
     field, value = _label_change(args)
     acting_signer(args)
     with open_workspace(args) as ws:
-        if field == "flipped":
-            value = not review.current_values(ws, args.example_id)["flipped"]
-        elif field == "tags":
+        if field == "tags":
             current = review.current_values(ws, args.example_id)["tags"]
             value = sorted(set(current) | {value}) if args.tag else [t for t in current if t != value]
         changes = review.apply(ws, [review.Edit(args.example_id, field, value, args.reason)])
@@ -26,8 +24,8 @@ def cmd_label(args, out: Output) -> None:
 
 
 def _label_change(args) -> tuple[str, Any]:
-    if args.flip:
-        return "flipped", None  # resolved below: flipping toggles the current state
+    if args.flip or args.no_flip:
+        return "flipped", bool(args.flip)  # your judgement: which reply is better
     for attr, field in (("set_label", "label"), ("category", "category"), ("note", "note")):
         if getattr(args, attr) is not None:
             return field, getattr(args, attr)
@@ -67,7 +65,11 @@ def register(cli: Commands) -> None:
     p = add("label", cmd_label, "change an example's label, category, tags, note or exclusion")
     p.add_argument("example_id", type=int)
     what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--flip", action="store_true", help="swap chosen and rejected (pairs)")
+    what.add_argument("--flip", action="store_true",
+                      help="the rejected reply is better: swap chosen and rejected (pairs)")
+    what.add_argument("--no-flip", action="store_true",
+                      help="the chosen reply is better, as imported (pairs; confirms or "
+                           "takes back a flip)")
     what.add_argument("--set-label", metavar="L", help="safe or unsafe (labeled responses)")
     what.add_argument("--category", metavar="C")
     what.add_argument("--tag", metavar="T", help="add a tag")
@@ -77,8 +79,8 @@ def register(cli: Commands) -> None:
     what.add_argument("--restore", action="store_true", help="undo an exclusion")
     p.add_argument("--reason", required=True, help="why (kept in the review log)")
 
-    add("undo", cmd_undo_redo, "undo the newest review change (logged, never deleted)")
-    add("redo", cmd_undo_redo, "redo the newest undone review change")
+    add("undo", cmd_undo_redo, "undo your newest review change (logged, never deleted)")
+    add("redo", cmd_undo_redo, "redo your newest undone review change")
 
     p = add("log", cmd_log, "show the review log")
     p.add_argument("--example", type=int, help="only this example's history")
