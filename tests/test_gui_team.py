@@ -12,6 +12,8 @@ from tests.test_gui import SCREENSHOTS, _save, wait_rows
 from tests.test_team_review import ANN, BOB, _exchange, _ids, laptops  # noqa: F401 (fixture)
 from workstation import identity, review
 
+pytestmark = pytest.mark.slow  # two laptops' edits, then a window
+
 
 @pytest.fixture
 def team_window(qtbot, laptops):  # noqa: F811

@@ -164,3 +164,31 @@ def test_state_that_disagrees_with_the_log_is_found(pairs):
     review.apply(ws, [Edit(first, "flipped", True, "r")])
     ws.execute("UPDATE example_state SET flipped = false")
     assert f"example {first}" in review.verify_state(ws)
+
+
+def test_the_review_state_is_a_function_of_the_set_of_rows():
+    """Two laptops hold the same rows in different orders: the same state."""
+    import random
+
+    from workstation import review_state
+
+    def row(seq, key, field, new, time, action="edit", target=None, old=None):
+        return {"seq": seq, "example_id": 7, "field": field, "old": old, "new": new,
+                "analyst": key, "key_id": key, "time": time, "action": action,
+                "row_hash": f"h{seq}", "target_hash": target}
+    rows = [row(1, "ann", "label", "unsafe", "t1"), row(2, "bob", "label", "safe", "t2"),
+            row(3, "ann", "tags", ["a"], "t3", old=[]), row(4, "bob", "tags", ["b"], "t3", old=[]),
+            row(5, "bob", "label", "unsafe", "t4"), row(6, "bob", "label", None, "t5", "undo",
+                                                         target="h5"),
+            row(7, "cat", "category", "Fraud", "t6"), row(8, "ann", "note", "n", "t7")]
+    base = review_state.baseline(True, "Privacy")
+    first = review_state.fold(7, rows, base, "adjudicated")
+    for seed in range(5):
+        shuffled = rows[:]
+        random.Random(seed).shuffle(shuffled)
+        again = review_state.fold(7, shuffled, base, "adjudicated")
+        assert review_state.cache_rows(again) == review_state.cache_rows(first)
+    assert first.values["label"] == "safe"  # ann unsafe, bob safe after his undo: the import
+    assert first.decisions["label"].open_conflict
+    assert first.values["tags"] == ["a", "b"] and first.values["category"] == "Fraud"
+    assert review_state.fold(7, rows, base, "majority").values["label"] == "safe"  # a tie

@@ -22,6 +22,8 @@ from workstation.review import Edit
 from workstation.verify import content_hash, verify_workspace
 from workstation.workspace import Workspace
 
+pytestmark = pytest.mark.slow  # two laptops, dozens of signed edits each
+
 N = 40
 CATEGORIES = ("Privacy", "Violence", "Fraud")
 
