@@ -28,6 +28,9 @@ def value_words(value: object, limit: int = 60) -> str:
     joined by commas, text shortened to ``limit`` characters."""
     if value is None or value == []:
         return "none"
+    if isinstance(value, dict) and "analysts" in value:  # what an adjudication settled
+        return f"{value_words(value.get('in_force'))} (analysts: " + ", ".join(
+            value_words(v) for v in value["analysts"].values()) + ")"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, (list, tuple)):
