@@ -12,7 +12,7 @@ from typing import Any
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QDoubleValidator, QKeySequence, QShortcut
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QLineEdit,
-                               QPushButton, QVBoxLayout, QWidget)
+                               QPushButton, QSizePolicy, QVBoxLayout, QWidget)
 
 from workstation.ui.widgets import plain_label, refill, small_combo
 
@@ -73,6 +73,7 @@ class FilterBar(QWidget):
         self.tag = self._choice([(ALL, None)])
         self.probe = self._choice([(ALL, None)])
         self.labelled_by = self._choice([(ALL, None)])
+        self.labelled_by.setMinimumContentsLength(6)
         self.mine = QCheckBox("Assigned to me")
         self.mine.toggled.connect(lambda _on: self.changed.emit())
         self.me: str | None = None  # the key id "assigned to me" means
@@ -109,12 +110,11 @@ class FilterBar(QWidget):
         self.labels: dict[str, QLabel] = {}
         for text, widget in (("Verdict", self.verdict), ("Review", self.reviewed),
                              ("Category", self.category), ("Tag", self.tag),
-                             ("Labelled by", self.labelled_by), ("Probe", self.probe)):
+                             ("Probe", self.probe)):
             label = self.labels[text] = QLabel(text)
             label.setBuddy(widget)
             top.addWidget(label)
             top.addWidget(widget)
-        top.addWidget(self.mine)
         second = QHBoxLayout()
         second.setContentsMargins(0, 0, 0, 0)
         for text, low, high in (("Score", "score_min", "score_max"),
@@ -124,7 +124,17 @@ class FilterBar(QWidget):
             second.addWidget(QLabel("to"))
             second.addWidget(self.ranges[high])
             second.addSpacing(8)
+        # Team review: whose labels, and the rows handed to me (a narrow second row keeps
+        # the window's minimum width).
+        label = self.labels["Labelled by"] = QLabel("Labelled by")
+        label.setBuddy(self.labelled_by)
+        second.addWidget(label)
+        second.addWidget(self.labelled_by)
+        second.addWidget(self.mine)
+        second.addSpacing(8)
         self.summary = plain_label(wrap=False)
+        # A long filter summary is cut at the window's edge, never widens the window.
+        self.summary.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.count = plain_label(wrap=False)
         second.addWidget(self.summary, 1)
         second.addWidget(self.count)
