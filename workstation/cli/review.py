@@ -19,8 +19,19 @@ def cmd_label(args, out: Output) -> None:
             value = sorted(set(current) | {value}) if args.tag else [t for t in current if t != value]
         changes = review.apply(ws, [review.Edit(args.example_id, field, value, args.reason)])
     payload = {"changes": [c.to_json() for c in changes]}
-    out.result(payload, "\n".join(f"example {c.example_id}: {c.field} {c.old!r} -> {c.new!r} "
+    out.result(payload, "\n".join(f"example {c.example_id}: {_change_words(c.field, c.old, c.new)} "
                                   f"(log row {c.seq})" for c in changes) or "nothing changed")
+
+
+def _change_words(field: str, old: Any, new: Any, action: str = "edit") -> str:
+    """A logged change as a line says it: an unchanged value is a confirmation,
+    an adjudication names what it settled."""
+    if action == "adjudicate" and isinstance(old, dict):
+        held = ", ".join(f"{k[:8]} {v!r}" for k, v in sorted((old.get("analysts") or {}).items()))
+        return f"{field} settled to {new!r} (analysts: {held}; in force was {old.get('in_force')!r})"
+    if old == new and action == "edit":
+        return f"{field} {new!r} confirmed"
+    return f"{field} {old!r} -> {new!r}"
 
 
 def _label_change(args) -> tuple[str, Any]:
@@ -55,7 +66,8 @@ def cmd_log(args, out: Output) -> None:
         items = review.entries(ws, example_id=args.example, limit=args.limit)
     text = "\n".join(f"{e['seq']:>5} {e['time'][:19]} {e['analyst']}"
                      f"{' [' + e['key_id'] + ']' if e['key_id'] else ''}: example {e['example_id']} "
-                     f"{e['field']} {e['old']!r} -> {e['new']!r} [{e['action']}] {e['reason']}"
+                     f"{_change_words(e['field'], e['old'], e['new'], e['action'])} "
+                     f"[{e['action']}] {e['reason']}"
                      for e in items) or "the review log is empty"
     out.result({"entries": items}, text)
 

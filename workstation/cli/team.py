@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from workstation.cli.common import Commands, Output, UsageError, acting_signer, fmt, ids, \
+from workstation.cli.common import Commands, Output, UsageError, acting_signer, ids, \
     open_workspace
 
 
@@ -17,7 +17,7 @@ def cmd_export(args, out: Output) -> None:
         report = review_bundles.export(ws, args.dataset, args.out, signer=signer,
                                        every_author=args.all_authors)
     out.result(report.to_json(),
-               f"wrote {report.rows} review rows of '{report.dataset}' "
+               f"wrote {_count(report.rows, 'review row')} of '{report.dataset}' "
                f"({', '.join(report.analysts) or 'none'}) to {report.path}, signed by "
                f"{signer.name}")
 
@@ -27,12 +27,16 @@ def cmd_merge(args, out: Output) -> None:
 
     with open_workspace(args) as ws:
         report = review_bundles.merge(ws, args.bundles, out.progress())
-    lines = [f"{b.path}: {b.added} new rows of '{b.dataset}' (exported by {b.exported_by}), "
-             f"{b.already_here} already here" for b in report.bundles]
-    lines.append(f"{report.added} rows added on {report.examples} examples; "
-                 f"{report.conflicts} open conflicts among them "
-                 f"(`workstation conflicts --dataset D`)")
+    lines = [f"{b.path}: {_count(b.added, 'new row')} of '{b.dataset}' (exported by "
+             f"{b.exported_by}), {b.already_here} already here" for b in report.bundles]
+    lines.append(f"{_count(report.added, 'row')} added on {_count(report.examples, 'example')}; "
+                 f"{_count(report.conflicts, 'open conflict')} among them"
+                 + (" (`workstation conflicts --dataset D`)" if report.conflicts else ""))
     out.result(report.to_json(), "\n".join(lines))
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
 def cmd_conflicts(args, out: Output) -> None:
@@ -76,27 +80,34 @@ def cmd_agreement(args, out: Output) -> None:
 
 
 def _agreement_text(report: Any) -> str:
-    def fig(f: Any) -> str:
+    def fig(f: Any, unit: str = "") -> str:
         return "n/a" if f.value is None else (
-            f"{fmt(f.value)}" + (f" (95% CI {fmt(f.ci[0])}–{fmt(f.ci[1])})" if f.ci else ""))
+            f"{f.value:.3g}{unit}" if unit else f"{f.value:.3f}") + (
+            f" (95% CI {f.ci[0]:.3g} to {f.ci[1]:.3g}{unit})" if f.ci else "")
     lines = [f"{report.dataset} · {report.field}: {report.n_items} items labelled by two or "
              f"more of {report.n_analysts} analysts",
-             f"percent agreement {fig(report.percent_agreement)}",
+             f"percent agreement {fig(report.percent_agreement, '%')}",
              f"Krippendorff's alpha (nominal) {fig(report.krippendorff_alpha)}"]
     for k in report.cohen_kappa:
-        value = "n/a" if k["value"] is None else fmt(k["value"])
-        lines.append(f"Cohen's kappa {k['analyst_a']} / {k['analyst_b']} ({k['n_items']} items) "
-                     f"{value}")
+        lines.append(f"Cohen's kappa {k['analyst_a']} / {k['analyst_b']} "
+                     f"({_count(k['n_items'], 'item')}) {fig(_figure(k))}")
     for c in report.per_category:
-        pa = c["percent_agreement"]["value"]
-        lines.append(f"  {c['category']}: {c['n_items']} items, agreement "
-                     f"{'n/a' if pa is None else fmt(pa)}%")
+        lines.append(f"  {c['category'] or '(no category)'}: {_count(c['n_items'], 'item')}, "
+                     f"agreement {fig(_figure(c['percent_agreement']), '%')}")
     if report.model_agreement:
         for a in report.model_agreement["analysts"]:
             lines.append(f"{a['analyst']} agrees with the model (run "
                          f"{report.model_agreement['run_id']}) on "
-                         f"{fmt(a['percent_agreement']['value'])}% of {a['n_items']}")
+                         f"{fig(_figure(a['percent_agreement']), '%')} of "
+                         f"{_count(a['n_items'], 'example')}")
     return "\n".join(lines)
+
+
+def _figure(entry: dict[str, Any]) -> Any:
+    from workstation.agreement import Figure
+
+    ci = entry.get("ci95")
+    return Figure(entry.get("value"), None if ci is None else tuple(ci))
 
 
 def cmd_assign(args, out: Output) -> None:
