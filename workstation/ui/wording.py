@@ -40,7 +40,11 @@ def value_words(value: object, limit: int = 60) -> str:
 
 
 def change_words(field: str, old: object, new: object) -> str:
-    """"excluded: no → yes", "tags: none → later, urgent"."""
+    """"excluded: no → yes", "tags: none → later, urgent"; an analyst's
+    judgement set to the value it had is their confirmation: "label: unsafe
+    (confirmed)"."""
+    if old == new and field in ("label", "flipped", "category"):
+        return f"{field}: {value_words(new)} (confirmed)"
     return f"{field}: {value_words(old)} → {value_words(new)}"
 
 
