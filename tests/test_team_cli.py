@@ -68,6 +68,9 @@ def test_two_laptops_from_the_terminal(laptops, capsys):  # noqa: F811
     assert report["n_items"] == len([i for i in sorted(ANN)[:16] if i in sorted(BOB)[:16]])
     assert report["n_analysts"] == 2 and len(report["cohen_kappa"]) == 1
     assert {"value", "ci95"} <= set(report["krippendorff_alpha"])
+    prefs = cli(capsys, a, "ann", "agreement", "--dataset", "prefs", "--boot", "50")
+    assert prefs["field"] == "flipped" and prefs["n_items"] == 1  # a pairs dataset's judgement
+    assert prefs["percent_agreement"]["value"] == 0.0  # the adjudication keeps both judgements
 
     assigned = cli(capsys, a, "ann", "assign", "--examples", f"{ids[0]},{ids[1]}", "--to", "bob")
     assert assigned["assignee"] == laptops["bob"].key_id and len(assigned["changes"]) == 2

@@ -178,9 +178,14 @@ def ratings(ws: Workspace, dataset: str, field_name: str = "label") -> Ratings:
 
 # -- the report ------------------------------------------------------------------
 
-def agreement(ws: Workspace, dataset: str, field_name: str = "label", *,
+def agreement(ws: Workspace, dataset: str, field_name: str | None = None, *,
               n_boot: int = N_BOOT, seed: int = SEED) -> AgreementReport:
-    """Agreement figures of a dataset's analysts on one judgement field."""
+    """Agreement figures of a dataset's analysts on one judgement field
+    (default: ``flipped`` for a pairs dataset, ``label`` for the others)."""
+    if field_name is None:
+        kind = ws.execute("SELECT kind FROM datasets WHERE id = ?",
+                          [dataset_id(ws, dataset)]).fetchall()[0][0]
+        field_name = "flipped" if kind == "pairs" else "label"
     r = ratings(ws, dataset, field_name)
     overall = _figures(r, n_boot, seed)
     per_category = []

@@ -159,7 +159,8 @@ def register(cli: Commands) -> None:
 
     p = cli.add("agreement", cmd_agreement, "agreement between analysts, and with the model")
     p.add_argument("--dataset", required=True)
-    p.add_argument("--field", choices=["label", "flipped", "category"], default="label")
+    p.add_argument("--field", choices=["label", "flipped", "category"],
+                   help="default: flipped for a pairs dataset, label for the others")
     p.add_argument("--boot", type=int, default=1000, help="bootstrap resamples for the CIs")
 
     p = cli.add("assign", cmd_assign, "assign examples to an analyst (a signed log row each)")
