@@ -48,7 +48,7 @@ SEED = 20240611
 # enough for several units of work, so kills land before, inside and between
 # transactions. Opening the workspace takes the first ~50 ms.
 DELAY_RANGE = {"edits": (0.02, 0.5), "import": (0.05, 0.9), "train": (0.1, 1.2),
-               "release": (0.02, 0.5), "merge": (0.1, 1.2)}
+               "release": (0.02, 0.5), "merge": (0.1, 2.0)}
 RELEASE_VERSIONS = 12
 # `review merge`: a peer's review rows, in BUNDLES bundles of BUNDLE_STEP more rows each.
 BUNDLES, BUNDLE_STEP = 8, 20
