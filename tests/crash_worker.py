@@ -184,8 +184,23 @@ def run_release(ws: Workspace, rng: random.Random, scratch: Path) -> None:
         k += 1
 
 
+def run_merge(ws: Workspace, rng: random.Random, scratch: Path) -> None:
+    """Merge the template's review bundles in order (each holds the peer's rows so
+    far, so each adds the next slice), then the last one again and again (no-ops)."""
+    from workstation import review_bundles
+
+    bundles = JOB["bundles"]
+    k = 0
+    while True:
+        report = review_bundles.merge(ws, [bundles[k]])
+        ack(bundle=k, added=report.added)
+        k = min(k + 1, len(bundles) - 1)
+
+
 OPERATIONS: dict[str, Callable[[Workspace, random.Random, Path], None]] = {
-    "edits": run_edits, "import": run_import, "train": run_train, "release": run_release}
+    "edits": run_edits, "import": run_import, "train": run_train, "release": run_release,
+    "merge": run_merge}
+JOB: dict[str, Any] = {}  # the child's job (what an operation needs besides the workspace)
 
 
 # -- the child -------------------------------------------------------------------
@@ -195,12 +210,12 @@ def _trace_transactions() -> None:
     original = Workspace.transaction
 
     @contextlib.contextmanager
-    def traced(self: Workspace) -> Iterator[Any]:
+    def traced(self: Workspace, *args: Any, **kwargs: Any) -> Iterator[Any]:
         outer = not self._in_tx and not self.read_only
         if outer:
             say("T+")
         try:
-            with original(self) as con:
+            with original(self, *args, **kwargs) as con:
                 yield con
         finally:
             if outer:
@@ -217,6 +232,7 @@ def child(job: dict[str, Any]) -> None:
     os.dup2(err, 2)
     try:
         rng = random.Random(job["seed"])
+        JOB.update(job)
         _trace_transactions()
         ws = Workspace.open(job["workspace"])
         if job.get("small_checkpoints"):
@@ -253,6 +269,7 @@ def serve() -> None:
     import workstation.datasets  # noqa: F401  (imported once, here, before forking)
     import workstation.releases  # noqa: F401
     import workstation.review  # noqa: F401
+    import workstation.review_bundles  # noqa: F401
     import workstation.training  # noqa: F401
     from workstation import identity
 

@@ -1048,8 +1048,8 @@ def test_the_plots_and_models_tabs_build_their_panels_when_first_shown(window):
     from workstation.ui.models_panel import ModelsPanel
     from workstation.ui.plots import PlotsPanel
 
-    plots, models = window.lazy_tabs
-    assert plots.panel is None and models.panel is None  # start-up stays light
+    plots, models, team = window.lazy_tabs
+    assert plots.panel is None and models.panel is None and team.panel is None  # light start-up
     window.tabs.setCurrentWidget(plots)
     window.tabs.setCurrentWidget(models)
     assert isinstance(plots.panel, PlotsPanel) and isinstance(models.panel, ModelsPanel)

@@ -140,6 +140,10 @@ def set(ws: Workspace, key: str, value: Any, *, signer: Signer | None = None  # 
             raise WorkstationError(f"{key} is already {text(parsed)}")
         entry = ledger.append(ws, "policy-set", {"key": key, "value": parsed,
                                                  "previous": previous}, signer=signer)
+        if key == "review.label_policy":  # the label in force of disputed examples follows it
+            from workstation import review_state
+
+            review_state.refresh_disputed(ws)
     return PolicyValue(key, parsed, setting.default, setting.help, entry.actor, entry.time,
                        entry.seq)
 

@@ -318,7 +318,8 @@ _BROWSE_SOURCE = (
 def failure_page(ws: Workspace, run_id: int | None, *, dataset: str | int | None = None,
                  verdict: str | None = None, category: str | Sequence[str] | None = None,
                  tag: str | None = None, reviewed: bool | None = None,
-                 example_id: int | None = None,
+                 example_id: int | None = None, labelled_by: str | None = None,
+                 assigned_to: str | None = None,
                  score_min: float | None = None, score_max: float | None = None,
                  margin_min: float | None = None, margin_max: float | None = None,
                  text: str | None = None, split: str | None = None,
@@ -330,7 +331,9 @@ def failure_page(ws: Workspace, run_id: int | None, *, dataset: str | int | None
     matching). ``verdict`` is "failed", "passed" or None (both); ``text``
     matches prompt or response texts, case-insensitively; ``tag`` keeps
     examples carrying that tag; ``reviewed`` True/False keeps examples the
-    review log has (not) touched; ``example_id`` picks one example; ``split``
+    review log has (not) touched; ``example_id`` picks one example;
+    ``labelled_by`` / ``assigned_to`` (a key id) keep the examples that analyst
+    holds a judgement of / is assigned; ``split``
     "heldout" keeps the examples the version was not trained on, "training"
     those it was (training and validation splits), "all" or None both (each
     row's ``split`` says which: heldout / training / validation, or None when
@@ -345,6 +348,7 @@ def failure_page(ws: Workspace, run_id: int | None, *, dataset: str | int | None
     source, kind, scope, scope_params = _page_scope(ws, run_id, dataset)
     where, params = _page_filters(scope, scope_params, verdict, category, tag, reviewed,
                                   example_id, score_min, score_max, margin_min, margin_max, text)
+    where, params = _team_filters(where, params, labelled_by, assigned_to)
     where = _split_filter(ws, run_id, split, where)
     key, direction = _sort_key(order_by, descending)
     # Sort and page over (example id, sort key) only, then read this page's
@@ -447,6 +451,16 @@ def _review_filters(clauses: list[str], params: list[Any], tag: str | None,
     if example_id is not None:
         clauses.append("r.example_id = ?")
         params.append(int(example_id))
+
+
+def _team_filters(where: str, params: list[Any], labelled_by: str | None,
+                  assigned_to: str | None) -> tuple[str, list[Any]]:
+    for key, table in ((labelled_by, "analyst_labels"), (assigned_to, "assignments")):
+        if key:
+            where += (f" AND EXISTS (SELECT 1 FROM {table} t WHERE t.example_id = r.example_id "
+                      "AND t.key_id = ?)")
+            params = params + [str(key)]
+    return where, params
 
 
 def _page_joins(where: str) -> str:

@@ -60,10 +60,19 @@ def cmd_failures(args, out: Output) -> None:
     from workstation.audits import list_failures
 
     with open_workspace(args, read_only=True) as ws:
+        team = _team_filters(ws, args)
         items = list_failures(ws, args.run, limit=args.limit, offset=args.offset,
-                              split=args.split)
+                              split=args.split, **team)
     out.result({"run_id": args.run, "split": args.split, "failures": items},
                lambda: _failures_text(items))
+
+
+def _team_filters(ws, args) -> dict:
+    from workstation.assignments import resolve_analyst
+
+    return {name: resolve_analyst(ws, who, reviewers_only=False)
+            for name, who in (("labelled_by", args.labelled_by),
+                              ("assigned_to", args.assigned_to)) if who}
 
 
 _SPLIT_WORDS = {"heldout": "held-out", "training": "training", "validation": "validation",
@@ -129,6 +138,10 @@ def register(cli: Commands) -> None:
     p.add_argument("--split", choices=["heldout", "training", "all"], default="all",
                    help="heldout: examples the version was not trained on; training: those "
                         "it was (default: all, each item says its split)")
+    p.add_argument("--labelled-by", metavar="ANALYST",
+                   help="only examples this analyst (name or key id) holds a label of")
+    p.add_argument("--assigned-to", metavar="ANALYST",
+                   help="only examples assigned to this analyst (`workstation assign`)")
 
     p = add("probe", cmd_probe, "run the automated probe suite on a dataset")
     p.add_argument("--model", required=True, help="NAME or NAME@VERSION")
