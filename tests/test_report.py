@@ -16,6 +16,7 @@ import pytest
 from tests.conftest import TEST_PASSPHRASE
 from tests.test_audit import (DIM, NumberEncoder, first_component_probabilities, insert,
                               linear_model, pole_reward_model)
+from workstation import agreement as team_agreement
 from workstation import identity, review, trust
 from workstation.audits import get_run, run_audit
 from workstation.cli import main
@@ -107,6 +108,10 @@ def test_a_second_analyst_turns_single_analyst_into_agreement(small_ws, tmp_path
     agreement = content["review"]["agreement"]
     assert agreement["n_analysts"] == 2 and agreement["n_shared"] == 1
     assert agreement["n_conflicts"] == 1 and agreement["conflicts"][0]["example_id"] == ids[1]
+    # the same figures as `workstation agreement` gives (one shared item, two analysts apart)
+    [figures] = agreement["figures"]
+    assert figures == json.loads(json.dumps(team_agreement.agreement(ws, "small").to_json()))
+    assert figures["n_items"] == 1 and figures["percent_agreement"]["value"] == 0
     assert "single-analyst" not in {limit["kind"] for limit in content["limits"]}
     names = {a["name"]: a["key_id"] for a in content["scope"]["analysts"]}
     assert names["second-analyst"] == other.key_id

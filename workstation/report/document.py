@@ -256,6 +256,15 @@ def _review(c: dict[str, Any]) -> list[Block]:
         out.append(Block("p", f"{a['n_shared']:,} example fields were edited by several "
                               f"analysts: {a['n_agree']:,} agree, {a['n_conflicts']:,} open "
                               f"conflicts (agreement {num(a['agreement'], 3)}; {a['source']})."))
+        if a.get("figures"):
+            out.append(_table("Agreement between analysts (bootstrap 95% intervals)",
+                              ["Dataset", "Field", "Items", "Analysts", "Percent agreement",
+                               "95% CI", "Krippendorff's alpha (nominal)", "95% CI"],
+                              [[f["dataset"], f["field"], f["n_items"], f["n_analysts"],
+                                f["percent_agreement"]["value"],
+                                ci(f["percent_agreement"]["ci95"]),
+                                f["krippendorff_alpha"]["value"],
+                                ci(f["krippendorff_alpha"]["ci95"])] for f in a["figures"]]))
         if a["conflicts"]:
             out.append(_table("Open conflicts", ["Example", "Field", "Values"],
                               [[k["example_id"], k["field"], "; ".join(

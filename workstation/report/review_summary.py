@@ -3,10 +3,9 @@ report's datasets (edits by field and analyst, each analyst named with their
 key id), the excluded examples, and, where several analysts labelled the same
 example, their agreement and the open conflicts.
 
-Agreement is read from the review log as it stands: per (example, field)
-edited by two or more analysts, the value each one set last; they agree when
-those values are equal. ``agreement`` is the one place that reads it, so a
-richer team-review record can take its place without touching the rest.
+Agreement is read from the team-review state (each analyst's current
+judgement per example and field) through the same functions as the
+`agreement` and `conflicts` commands, so the report and the CLI agree.
 """
 
 from __future__ import annotations
@@ -14,7 +13,8 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from workstation import review
+from workstation import agreement as team_agreement
+from workstation import conflicts, review
 from workstation.workspace import Workspace
 
 CONFLICTS_SHOWN = 20
@@ -29,7 +29,7 @@ def review_section(ws: Workspace, dataset_ids: list[int]) -> dict[str, Any]:
             "by_action": _count(rows, lambda e: e["action"]),
             "edits_by_field": _count(_edits(rows), lambda e: e["field"]),
             "edits_by_analyst": _by_analyst(_edits(rows)), "analysts": analysts,
-            "excluded": _excluded(ws, dataset_ids), "agreement": agreement(rows)}
+            "excluded": _excluded(ws, dataset_ids), "agreement": agreement(ws, dataset_ids)}
 
 
 def _edits(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -72,20 +72,44 @@ def _excluded(ws: Workspace, dataset_ids: list[int]) -> dict[str, Any]:
     return {"n": int(sum(n for _, n in rows)), "per_dataset": {k: int(v) for k, v in rows}}
 
 
-def agreement(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Agreement between analysts on the (example, field) pairs several edited."""
-    last: dict[tuple[int, str], dict[str, Any]] = defaultdict(dict)
-    for e in rows:
-        if e["action"] == "edit":
-            last[(e["example_id"], e["field"])][e.get("key_id") or e["analyst"]] = e["new"]
-    shared = {k: v for k, v in last.items() if len(v) > 1}
-    conflicts = [{"example_id": ex, "field": field, "values": {who: value for who, value
-                                                                in sorted(values.items())}}
-                 for (ex, field), values in sorted(shared.items())
-                 if len({repr(v) for v in values.values()}) > 1]
-    n_analysts = len({e.get("key_id") or e["analyst"] for e in rows if e["action"] == "edit"})
-    return {"n_analysts": n_analysts, "n_shared": len(shared),
-            "n_agree": len(shared) - len(conflicts), "n_conflicts": len(conflicts),
-            "agreement": (len(shared) - len(conflicts)) / len(shared) if shared else None,
-            "conflicts": conflicts[:CONFLICTS_SHOWN],
-            "source": "the review log: each analyst's last value per example and field"}
+def agreement(ws: Workspace, dataset_ids: list[int]) -> dict[str, Any]:
+    """Agreement between analysts on the (example, field) pairs several judged,
+    read from the team-review state (``analyst_labels``, ``label_decisions``)
+    that `workstation agreement` and `conflicts` read, so the report and the
+    CLI give the same figures."""
+    if not dataset_ids:
+        return _no_agreement()
+    listed = ", ".join(str(int(d)) for d in dataset_ids)
+    n_analysts, n_shared, n_agree = ws.execute(
+        "WITH per AS (SELECT a.example_id, a.field, count(*) AS n, "
+        "count(DISTINCT CAST(a.value AS VARCHAR)) AS distinct_values "
+        "FROM analyst_labels a JOIN examples e ON e.id = a.example_id "
+        f"WHERE e.dataset_id IN ({listed}) GROUP BY ALL) "
+        "SELECT (SELECT count(DISTINCT a.key_id) FROM analyst_labels a JOIN examples e "
+        f"ON e.id = a.example_id WHERE e.dataset_id IN ({listed})), "
+        "count(*) FILTER (WHERE n > 1), count(*) FILTER (WHERE n > 1 AND distinct_values = 1) "
+        "FROM per").fetchone()
+    names = dict(ws.execute(f"SELECT id, name FROM datasets WHERE id IN ({listed}) "
+                            "ORDER BY name").fetchall())
+    open_conflicts = [c for name in names.values() for c in conflicts.conflicts(ws, name)]
+    figures = []
+    for name in sorted(names.values()):
+        report = team_agreement.agreement(ws, name)
+        if report.n_items:
+            figures.append(report.to_json())
+    n_shared, n_agree = int(n_shared or 0), int(n_agree or 0)
+    return {"n_analysts": int(n_analysts or 0), "n_shared": n_shared, "n_agree": n_agree,
+            "n_conflicts": len(open_conflicts),
+            "agreement": n_agree / n_shared if n_shared else None,
+            "conflicts": [{"example_id": c.example_id, "field": c.field,
+                           "values": {f"{v['analyst']} ({v['key_id']})": v["value"]
+                                      for v in c.values}}
+                          for c in open_conflicts[:CONFLICTS_SHOWN]],
+            "figures": figures,
+            "source": "each analyst's current judgement per example and field, as "
+                      "`workstation agreement` and `conflicts` read them"}
+
+
+def _no_agreement() -> dict[str, Any]:
+    return {"n_analysts": 0, "n_shared": 0, "n_agree": 0, "n_conflicts": 0, "agreement": None,
+            "conflicts": [], "figures": [], "source": "no dataset"}
