@@ -9,7 +9,6 @@ import math
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from tests.test_models import DIM, HashEncoder, insert_dataset, reward_mlp
