@@ -311,9 +311,8 @@ def test_plots_follow_a_dark_palette(qtbot, ctx, runs):
                          (QPalette.ColorRole.ButtonText, "#e8e8e8")):
         dark.setColor(role, QColor(colour))
     panel.setPalette(dark)
-    qtbot.wait(50)
-    background = panel.scores_tab.plot.backgroundBrush().color()
-    assert background.name() == "#17181a"
+    qtbot.waitUntil(lambda: panel.scores_tab.plot.backgroundBrush().color().name() == "#17181a",
+                    timeout=5000)
     for tab in ("versions_tab", "flywheel_tab"):
         panel.tabs.setCurrentWidget(getattr(panel, tab))
         shot(panel, f"plots-dark-{tab.split('_')[0]}")

@@ -17,7 +17,7 @@ import shutil
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+import torch  # noqa: E402
 
 from workstation import review  # noqa: E402
 from workstation.datasets import import_dataset  # noqa: E402

@@ -348,6 +348,52 @@ class Workspace:
 
 
 def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+    limit = memory_limit()  # a bad setting fails before the file is touched
+    con = _open_file(path, read_only)
+    if limit is not None:
+        con.execute(f"SET memory_limit = '{limit}'")  # validated by memory_limit
+    return con
+
+
+# DuckDB keeps cached blocks up to 80% of RAM by default: on a laptop that
+# crowds out the window and the models (bench/bench_duckdb_memory.py measures it).
+MEMORY_ENV = "WORKSTATION_DUCKDB_MEMORY"
+DEFAULT_MEMORY_SHARE = 0.25
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$", re.IGNORECASE)
+_SHARE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
+
+
+def memory_limit() -> str | None:
+    """The DuckDB ``memory_limit`` for the workspaces this process opens:
+    ``$WORKSTATION_DUCKDB_MEMORY`` as a size ("2GB", "512MiB"), a share of
+    the machine's memory ("25%") or "duckdb" (DuckDB's own default, 80%);
+    unset, 25% of the machine's memory. None leaves DuckDB's default."""
+    text = os.environ.get(MEMORY_ENV, "").strip()
+    if text.lower() == "duckdb":
+        return None
+    size = _SIZE_RE.match(text)
+    if size:
+        return f"{size.group(1)}{size.group(2)}"
+    share = _SHARE_RE.match(text)
+    if text and not share or share and not 0 < float(share.group(1)) <= 100:
+        raise WorkstationError(f"{MEMORY_ENV}={text!r} is not a memory limit: give a size "
+                               f"(2GB, 512MB), a share of memory (25%) or 'duckdb'")
+    total = _physical_memory()
+    if total is None:
+        return None
+    fraction = float(share.group(1)) / 100 if share else DEFAULT_MEMORY_SHARE
+    return f"{max(1, int(total * fraction / 2**20))}MiB"
+
+
+def _physical_memory() -> int | None:
+    """The machine's memory in bytes, where the platform says (not Windows)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _open_file(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
     try:
         if read_only:
             return duckdb.connect(str(path), read_only=True)

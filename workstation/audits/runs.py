@@ -38,6 +38,7 @@ from typing import Any, Sequence
 import numpy as np
 import pyarrow as pa
 
+from workstation.audits.findings import findings_page
 from workstation.audits.run_metrics import RunFigures, run_figures
 from workstation.errors import WorkstationError
 from workstation.models import membership as ms
@@ -523,8 +524,6 @@ def list_failures(ws: Workspace, run_id: int, limit: int = 50, offset: int = 0, 
     ``filters`` as in ``failure_page``. For a probe run: its findings, most
     severe first (``findings_page``; the only filter is ``probe``)."""
     if get_run(ws, run_id).kind == "probe":
-        from workstation.probes.base import findings_page
-
         if filters.get("split") not in (None, "all"):
             raise WorkstationError(f"run {run_id} is a probe run; a split filter applies to "
                                    f"audit runs")

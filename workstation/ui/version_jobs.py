@@ -39,7 +39,7 @@ def train_version(ws: Workspace, dataset: str, name: str, parent: int | str | No
     ``parent`` (a version id or ref, or None) as its parent and ``analyst`` as
     its author."""
     from workstation.models import resolve
-    from workstation.training import train  # torch loads here, and only here
+    from workstation.training import train  # lazily: torch loads when a training job starts
 
     parent_ref = resolve(ws, parent).ref if parent is not None else None
     return train(ws, dataset, name, parent=parent_ref, seed=seed, progress=progress,
