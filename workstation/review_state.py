@@ -36,6 +36,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
+from workstation import policy_rules
 from workstation.hashing import canonical_json
 from workstation.workspace import Workspace
 
@@ -191,9 +192,7 @@ def _decode(values: tuple) -> dict[str, Any]:
 
 
 def label_policy(ws: Workspace) -> str:
-    from workstation import policy
-
-    return policy.get(ws, "review.label_policy")
+    return policy_rules.get(ws, "review.label_policy")
 
 
 def reviews(ws: Workspace, example_ids: Iterable[int] | None = None,
