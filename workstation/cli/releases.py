@@ -203,7 +203,7 @@ def register(cli: Commands) -> None:
 
     key_sub = cli.group("key", "public keys that check this workspace's releases")
     p = add("export-public", cmd_key_export_public,
-            "write a public key (PEM) for `verify-release --key`: the legacy workspace key "
+            "write a public key (PEM) for `verify-release --trust`: the legacy workspace key "
             "(releases made before identities) or --key-id ID (a trusted identity's)", key_sub)
     p.add_argument("path")
     p.add_argument("--key-id", metavar="ID", help="a key of `trust list` (default: the legacy key)")
