@@ -378,8 +378,13 @@ def test_models_panel_lists_versions_with_lineage(qtbot, ctx, runs):
     title, training = section(1)  # metric names in words; the keys in tooltips
     assert (title, training) == ("Training", {"loss": "0.33", "held-out: accuracy": "0.78"})
     assert details.metrics.topLevelItem(1).child(1).toolTip(0) == "heldout.accuracy"
-    title, audit = section(3)
-    assert title == f"Audit of safety-labels (run {runs[('rm@2', 'safety-labels')]})"
+    head = details.metrics.topLevelItem(3)
+    assert head.text(0) == f"Audit of safety-labels (run {runs[('rm@2', 'safety-labels')]})"
+    [group] = [head.child(k) for k in range(head.childCount())]  # registered from outside
+    assert (group.text(0), group.text(1)) == (
+        "All examples", "training membership unknown: all 300 counted as not trained on "
+                        "(registered from outside the workstation)")
+    audit = {group.child(k).text(0): group.child(k).text(1) for k in range(group.childCount())}
     assert {"examples", "failures", "AUROC", "calibration error (ECE)"} <= set(audit)
     assert not any("_" in name for name in audit)
     assert section(2)[0] == f"Audit of hh-pairs (run {runs[('rm@2', 'hh-pairs')]})"

@@ -135,7 +135,7 @@ class MainWindow(QMainWindow):
         title = job.title
         job.signals.failed.connect(
             lambda message, details: job.shows_own_failure or dialogs.show_error(
-                self, f"{title} failed: {message}", details))
+                self, _sentence(f"{title} failed: {message}"), details))
         job.signals.cancelled.connect(
             lambda: self.ctx.status.emit(f"{title}: cancelled; nothing was changed"))
 
@@ -390,3 +390,7 @@ def _import_ahead() -> None:
     # would stall the window while a job allocates.
     gc.freeze()
 
+
+def _sentence(text: str) -> str:
+    """A message as one sentence: it ends with a full stop."""
+    return text if text.endswith((".", "?", "!")) else text + "."
