@@ -1,8 +1,10 @@
 """Crash safety: a workspace survives SIGKILL at any moment, and keeps what it acknowledged.
 
 A warm worker process (tests/crash_worker.py) forks a child that applies
-label edits, imports datasets, trains and registers versions, releases versions,
-or merges review bundles in an endless loop on a copy of a template workspace, and kills it
+label edits, imports datasets, trains and registers versions, releases
+versions, requests releases and approves or rejects them (two approvals
+needed), or merges review bundles in an endless loop on a copy of a template
+workspace, and kills it
 with SIGKILL after a random delay (fixed seed). Kills come in chains on one
 file: the next child opens what the last kill left, WAL included, so kills
 also land in WAL replay; every other chain checkpoints at each commit, so
@@ -33,7 +35,8 @@ import pytest
 from tests import crash_worker as worker
 from tests.old_workspaces import make_old_workspace
 from tests.test_models import reward_mlp
-from workstation import ledger, releases, review, review_bundles, trust
+from workstation import (identity, ledger, policy, release_requests, releases, review,
+                         review_bundles, trust)
 from workstation.cli import main
 from workstation.datasets import import_dataset
 from workstation.models import add_model_bytes
@@ -47,8 +50,9 @@ SEED = 20240611
 # Kill delays (seconds after the fork), drawn uniformly per operation: long
 # enough for several units of work, so kills land before, inside and between
 # transactions. Opening the workspace takes the first ~50 ms.
+# A release computes its regression gate inside its transaction (~0.1 s here).
 DELAY_RANGE = {"edits": (0.02, 0.5), "import": (0.05, 0.9), "train": (0.1, 1.2),
-               "release": (0.02, 0.5), "merge": (0.1, 2.0)}
+               "release": (0.05, 0.9), "approve": (0.05, 0.9), "merge": (0.1, 2.0)}
 RELEASE_VERSIONS = 12
 # `review merge`: a peer's review rows, in BUNDLES bundles of BUNDLE_STEP more rows each.
 BUNDLES, BUNDLE_STEP = 8, 20
@@ -159,7 +163,32 @@ class Worker:
 
 
 @pytest.fixture(scope="module")
-def crash_worker():
+def approvers(session_identity) -> list:
+    """The approve operation's two approvers (identities of the test's folder)."""
+    from tests.conftest import TEST_PASSPHRASE
+
+    known = {i.name for i in identity.list_identities()}
+    return [identity.unlock(identity.get(name) if name in known
+                            else identity.create(name, TEST_PASSPHRASE), TEST_PASSPHRASE)
+            for name in worker.APPROVERS]
+
+
+@pytest.fixture(scope="module")
+def approval_template(template, approvers, tmp_path_factory) -> Template:
+    """The template where a release needs two approvals (separation on: not the
+    requester's), with the two approvers trusted."""
+    path = tmp_path_factory.mktemp("crash-approval") / "template.duckdb"
+    shutil.copyfile(template.path, path)
+    with Workspace.open(path) as ws:
+        for who in approvers:
+            trust.add(ws, who.public_pem, who.name, "approver")
+        policy.set(ws, "release.approvals", 2)
+    return Template(path, template.review_rows, template.datasets, template.versions,
+                    template.releases)
+
+
+@pytest.fixture(scope="module")
+def crash_worker(approvers):
     w = Worker()
     yield w
     w.close()
@@ -217,6 +246,15 @@ def assert_nothing_half_made(ws: Workspace) -> None:
          "json_extract_string(payload, '$.key_id') FROM ledger "
          "WHERE kind IN ('trust-owner', 'trust-add'))", "a trusted key the ledger never saw")
     none("SELECT seq FROM review_log WHERE signature IS NULL", "an unsigned review row")
+    none("SELECT seq FROM ledger WHERE kind = 'release-request' AND "
+         "json_extract(payload, '$.release_id')::INTEGER NOT IN (SELECT id FROM release_requests)",
+         "a ledger request row without its request")
+    none("SELECT id FROM release_requests WHERE ledger_seq NOT IN "
+         "(SELECT seq FROM ledger WHERE kind = 'release-request')",
+         "a release request without its ledger row")
+    none("SELECT seq FROM ledger WHERE kind IN ('release-approve', 'release-reject') AND "
+         "json_extract(payload, '$.release_id')::INTEGER NOT IN (SELECT id FROM release_requests)",
+         "an approval or rejection of no request")
     owners = ws.execute("SELECT count(*) FROM ledger WHERE kind = 'trust-owner'").fetchone()[0]
     assert owners == 1, f"{owners} owner rows"
 
@@ -293,9 +331,33 @@ def check_merge(ws: Workspace, acks: list[dict], base: Template, kills: int) -> 
     return extra
 
 
+def check_approve(ws: Workspace, acks: list[dict], base: Template, kills: int) -> int:
+    """Every acknowledged request, approval, completion and rejection is there;
+    at most one request more per kill."""
+    history = {r.id: r for r in releases.release_history(ws, worker.RELEASE_MODEL)}
+    approved = {(d.release_id, d.key_id) for d in release_requests.decisions(ws)
+                if d.decision == "approve"}
+    for a in acks:
+        rel = history.get(a["release_id"])
+        assert rel is not None, f"acknowledged release request {a['release_id']} is lost"
+        if a["step"] == "request":
+            assert release_requests.get(ws, rel.id).ledger_seq == a["ledger_seq"]
+        elif a["step"] == "approve":
+            assert (rel.id, a["key_id"]) in approved, f"approval of {rel.id} is lost"
+        elif a["step"] == "complete":
+            assert rel.status != "pending" and rel.ledger_seq == a["ledger_seq"]
+        else:
+            assert rel.status == "rejected", f"rejection of {rel.id} is lost"
+    requested = sum(a["step"] == "request" for a in acks)
+    extra = len(release_requests.all_requests(ws)) - requested
+    assert 0 <= extra <= kills
+    assert sum(r.status == "pending" for r in history.values()) <= 1
+    return extra
+
+
 CHECKS: dict[str, Callable[[Workspace, list[dict], Template, int], int]] = {
     "edits": check_edits, "import": check_import, "train": check_train,
-    "release": check_release, "merge": check_merge}
+    "release": check_release, "approve": check_approve, "merge": check_merge}
 
 
 # -- the kill cycles ------------------------------------------------------------------
@@ -380,10 +442,11 @@ def kill_cycles(op: str, template: Template, crash_worker: Worker, tmp_path: Pat
 
 @pytest.mark.slow
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="the crash worker forks its children")
-@pytest.mark.parametrize("op", ["edits", "import", "train", "release", "merge"])
-def test_sigkill_never_loses_or_half_makes(op, template, crash_worker, tmp_path,
-                                          record_property):
-    tally = kill_cycles(op, template, crash_worker, tmp_path)
+@pytest.mark.parametrize("op", ["edits", "import", "train", "release", "approve", "merge"])
+def test_sigkill_never_loses_or_half_makes(op, template, approval_template, crash_worker,
+                                          tmp_path, record_property):
+    base = approval_template if op == "approve" else template
+    tally = kill_cycles(op, base, crash_worker, tmp_path)
     record_property("kills", tally.kills)
     record_property("kill_moments", json.dumps(tally.moments))
     record_property("kills_opening_with_wal", tally.opening_with_wal)

@@ -188,7 +188,20 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         "ALTER TABLE audit_runs ADD COLUMN training_metrics JSON",
         "ALTER TABLE audit_runs ADD COLUMN membership JSON",
     ]),
-    # (6 is the release-approval migration.)
+    (6, [
+        # Release requests that wait for approvals (k of n, the policy
+        # release.approvals; workstation.release_requests): the request part
+        # of the governance batch, and the requester's signature over it.
+        # Each has a signed `release-request` ledger row; approvals and
+        # rejections are ledger rows only, and a request that takes effect is
+        # a `releases` row with the same id.
+        """CREATE TABLE release_requests (
+            id INTEGER PRIMARY KEY, model VARCHAR NOT NULL,
+            model_version_id INTEGER NOT NULL, request JSON NOT NULL,
+            signature VARCHAR NOT NULL, key_id VARCHAR NOT NULL,
+            requested_at VARCHAR NOT NULL, requested_by VARCHAR NOT NULL,
+            ledger_seq BIGINT NOT NULL)""",
+    ]),
     (7, [
         # Team review (workstation.review_state): the review log takes
         # adjudications ('adjudicate' rows: an adjudicator settles a field

@@ -46,11 +46,16 @@ def train_version(ws: Workspace, dataset: str, name: str, parent: int | str | No
                  encoder=encoder, analyst=analyst)
 
 
-def release_text(node: VersionNode, current: str | None, report: Any) -> str:
-    """What the release confirmation says: from, to, and the gate's verdict."""
+def release_text(node: VersionNode, current: str | None, report: Any,
+                 approvals: int = 1) -> str:
+    """What the release confirmation says: from, to, the gate's verdict, and
+    how many approvals it needs (``approvals``, the policy's)."""
     lines = [f"Release {node.ref}?", "",
              f"From: {current or 'nothing (the first release of ' + node.model + ')'}",
              f"To:   {node.ref}", ""]
+    if approvals > 1:
+        lines += [f"It needs {approvals} approvals: this records a signed request, which takes "
+                  "effect once enough approvers have approved it.", ""]
     return "\n".join(lines + gate_lines(report))
 
 
