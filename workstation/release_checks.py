@@ -16,7 +16,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
-from workstation import ledger, release_requests, releases, trust
+from workstation import ledger, release_records, release_requests, trust
 from workstation.chain import GENESIS
 from workstation.governance import manifest_sha256
 from workstation.hashing import canonical_json
@@ -25,7 +25,7 @@ from workstation.offline_verify import batch_approvals
 from workstation.release_format import (BATCH_FORMAT, approval_message, release_statement,
                                         request_part, request_sha256)
 from workstation.release_requests import APPROVE_KIND, REJECT_KIND, REQUEST_KIND
-from workstation.releases import Release
+from workstation.release_records import Release
 from workstation.signing import public_pem_for
 from workstation.workspace import Workspace
 
@@ -36,7 +36,7 @@ def verify_releases(ws: Workspace) -> str | None:
     if problem:
         return problem
     line = trust.timeline(ws)
-    for rel in releases.list_releases(ws):
+    for rel in release_records.list_releases(ws):
         problem = check_release(ws, rel, line)
         if problem:
             return problem
@@ -163,7 +163,7 @@ def verify_review_heads(ws: Workspace) -> str | None:
     """Every review-log head a batch names (label edits from and to, the
     regression report's) is in the review log with that hash."""
     named: dict[str, str] = {}
-    batches = [(f"release {r.id}", r.batch) for r in releases.list_releases(ws)]
+    batches = [(f"release {r.id}", r.batch) for r in release_records.list_releases(ws)]
     batches += [(f"release request {q.id}", q.request) for q in release_requests.all_requests(ws)]
     for what, batch in batches:
         for head in _heads(batch):

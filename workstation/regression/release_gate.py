@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from workstation import releases
+from workstation import release_records
 from workstation.models.registry import ModelVersion, resolve
 from workstation.progress import Progress
 from workstation.regression.compare import DEFAULT_BUDGET, DEFAULT_TOLERANCE, compare
@@ -22,7 +22,7 @@ from workstation.workspace import Workspace
 
 def release_baseline(ws: Workspace, version: ModelVersion) -> int | None:
     """The model version id a release of ``version`` is compared with, or None."""
-    current = releases.current_release(ws, version.model)
+    current = release_records.current_release(ws, version.model)
     if current is not None:
         # Re-releasing the version in force is refused by the release itself.
         return None if current.model_version_id == version.id else current.model_version_id

@@ -25,7 +25,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from workstation import releases
+from workstation import release_records
 from workstation.models.registry import ModelVersion
 from workstation.regression.findings import ThresholdFor, replay_cases
 from workstation.regression.report import (READABLE_FORMATS, DatasetComparison,
@@ -122,7 +122,7 @@ def sync_from_releases(ws: Workspace, model: str) -> list[SuiteItem]:
     """Items named by the regression reports stored in the model's releases,
     recorded when the workspace is writable (see the module docstring)."""
     items = []
-    for rel in releases.list_releases(ws, model):
+    for rel in release_records.list_releases(ws, model):
         report = rel.batch.get("regression_report")
         if (isinstance(report, dict) and report.get("format") in READABLE_FORMATS
                 and report.get("candidate", {}).get("model_version_id") == rel.model_version_id):
