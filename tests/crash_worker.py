@@ -316,6 +316,27 @@ def _warm_up() -> None:
     torch.use_deterministic_algorithms(torch.are_deterministic_algorithms_enabled())
 
 
+def _wait_until_opened(out: Path, pid: int, limit: float = 120.0) -> None:
+    """Until the child says OPENED (its workspace is open), so that the delay
+    that follows lands in the work itself however long opening takes on a
+    loaded machine; a child that ended first, or a generous limit, stops it."""
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        if out.exists() and b"OPENED" in out.read_bytes():
+            return
+        if _ended(pid):  # it failed before opening: the test reads why from its .err
+            return
+        time.sleep(0.005)
+
+
+def _ended(pid: int) -> bool:
+    """Whether a child has exited (a zombie, not yet reaped)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
 def serve() -> None:
     """Answer jobs from stdin until it closes (see the module doc)."""
     import workstation.datasets  # noqa: F401  (imported once, here, before forking)
@@ -340,6 +361,8 @@ def serve() -> None:
         pid = os.fork()
         if pid == 0:
             child(job)
+        if job.get("after_open"):
+            _wait_until_opened(Path(job["out"]), pid)
         time.sleep(job["delay"])
         os.kill(pid, signal.SIGKILL)  # a child that already ended is a zombie: harmless
         _, status = os.waitpid(pid, 0)

@@ -47,9 +47,12 @@ from workstation.workspace import Workspace
 KILLS_PER_OPERATION = 32
 KILLS_PER_CHAIN = 4
 SEED = 20240611
-# Kill delays (seconds after the fork), drawn uniformly per operation: long
-# enough for several units of work, so kills land before, inside and between
-# transactions. Opening the workspace takes the first ~50 ms.
+# Kill delays, drawn uniformly per operation: long enough for several units
+# of work, so kills land before, inside and between transactions. Every other
+# kill counts its delay from the fork (opening the workspace takes the first
+# ~50 ms on a quiet machine, so those also land in opening and WAL replay),
+# the others from the moment the child has opened it (on a loaded machine
+# opening takes seconds, and kills timed from the fork would all land there).
 # A release computes its regression gate inside its transaction (~0.1 s here).
 DELAY_RANGE = {"edits": (0.02, 0.5), "import": (0.05, 0.9), "train": (0.1, 1.2),
                "release": (0.05, 0.9), "approve": (0.05, 0.9), "merge": (0.1, 2.0)}
@@ -413,7 +416,8 @@ def kill_cycles(op: str, template: Template, crash_worker: Worker, tmp_path: Pat
             out = folder / f"child-{kill}.out"
             answer = crash_worker.kill_after(op, path, out, rng.randrange(2 ** 31),
                                              rng.uniform(*DELAY_RANGE[op]), small_checkpoints,
-                                             bundles=list(template.bundles))
+                                             bundles=list(template.bundles),
+                                             after_open=kill % 2 == 0)
             errors = Path(f"{out}.err").read_text()
             assert answer["killed"], f"the {op} child ended before the kill:\n{errors}"
             assert "Traceback" not in errors, errors
@@ -453,8 +457,11 @@ def test_sigkill_never_loses_or_half_makes(op, template, approval_template, cras
     record_property("acknowledged", tally.acknowledged)
     print("\n" + tally.line(op))
     assert tally.kills >= 30
-    # The kills must have hit the work itself, not only its start-up.
-    assert tally.moments["mid-transaction"] > 0 and tally.acknowledged > tally.kills
+    # The kills must have hit the work itself, not only its start-up: a good
+    # share inside transactions, and units acknowledged (whose keeping the
+    # checks above proved) for at least every other kill.
+    assert tally.moments["mid-transaction"] >= tally.kills // 4
+    assert tally.acknowledged >= tally.kills // 2
 
 
 # -- the schema-upgrade notice --------------------------------------------------------
