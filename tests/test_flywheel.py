@@ -48,8 +48,15 @@ def test_text_flywheel_turn(tmp_path, capsys, hh_rlhf_path):
     assert "pass" in report["gate"]
 
     first = run(capsys, *w, "release", "rm@1")
-    second = run(capsys, *w, "release", "rm@2", "--force", "turn test") \
-        if not report["gate"]["pass"] else run(capsys, *w, "release", "rm@2")
+    if report["gate"]["pass"]:
+        second = run(capsys, *w, "release", "rm@2")
+        assert second["gate"]["pass"] is True and second["forced"] is False
+    else:  # the release computes the same gate and refuses, until forced with a reason
+        code = main([*w, "release", "rm@2"])
+        err = capsys.readouterr().err
+        assert code != 0 and "regression gate failed" in err and len(err.strip().splitlines()) == 1
+        second = run(capsys, *w, "release", "rm@2", "--force", "turn test")
+        assert second["gate"]["pass"] is False and second["forced"] is True
     assert second["release_id"] > first["release_id"]
     back = run(capsys, *w, "rollback", "rm")
     assert (back["model"], back["version"]) == ("rm", 1)

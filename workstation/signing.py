@@ -69,10 +69,15 @@ def export_public_key(ws: Workspace, path: str | os.PathLike, key_id: str | None
     out = Path(path)
     if out.exists() and not overwrite:
         raise WorkstationError(f"{out} already exists; choose another path")
+    # O_EXCL: the existence check above is only for a friendly message; the
+    # open itself refuses a file (or link) that appeared since.
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
     try:
-        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd = os.open(out, flags, 0o644)
         with os.fdopen(fd, "wb") as f:
             f.write(pem.encode("ascii"))
+    except FileExistsError:
+        raise WorkstationError(f"{out} already exists; choose another path") from None
     except OSError as exc:
         raise WorkstationError(f"cannot write {out}: {exc.strerror}") from None
     return out
