@@ -41,7 +41,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from workstation.errors import WorkstationError
-from workstation.hashing import json_default
+from workstation.hashing import json_default, sha256_bytes
 from workstation.models.onnx_model import OnnxRunner, to_scores
 
 FIRED = 0.01
@@ -84,8 +84,10 @@ class SafetyOracle:
 
     def __init__(self, onnx_bytes: bytes, manifest: dict[str, Any], version: str,
                  audited: AuditedSpace | None, *, threshold: float, policy: Policy | None = None,
-                 tokenizer_json: str | None = None, encoder: Any = None) -> None:
-        self.runner = OnnxRunner(onnx_bytes, manifest, tokenizer_json, source=version)
+                 tokenizer_json: str | None = None, encoder: Any = None,
+                 threads: int | None = None) -> None:
+        self.runner = OnnxRunner(onnx_bytes, manifest, tokenizer_json, source=version,
+                                 threads=threads)
         self.manifest = manifest
         self.version = version
         self.audited = audited
@@ -131,22 +133,29 @@ class SafetyOracle:
 
     @classmethod
     def load(cls, folder: str | Path, policy: Policy | None = None,
-             encoder: Any = None) -> "SafetyOracle":
+             encoder: Any = None, threads: int | None = None) -> "SafetyOracle":
+        """The oracle of a bundle ``save`` wrote; refused when model.onnx is not
+        the file its manifest names (sha256). ``threads``: onnxruntime's."""
         folder = Path(folder)
         missing = [f for f in BUNDLE_FILES if not (folder / f).exists()]
         if missing:
             raise WorkstationError(f"{folder} is not an oracle bundle (missing {missing[0]})")
         meta = json.loads((folder / "oracle.json").read_text())
+        model = (folder / "model.onnx").read_bytes()
+        wanted = meta["manifest"].get("sha256")
+        if wanted and sha256_bytes(model) != wanted:
+            raise WorkstationError(f"{folder}: model.onnx is not the model its manifest names "
+                                   f"(sha256 differs); refused")
         with np.load(folder / "oracle.npz", allow_pickle=False) as z:
             audited = None
             if meta["space"]:
                 audited = AuditedSpace(meta["space"], z["points"], z["example_ids"],
                                        z["scale"] if "scale" in z else None, meta["d_ref"],
                                        {int(k): v for k, v in meta["reviewed"].items()})
-        return cls((folder / "model.onnx").read_bytes(), meta["manifest"], meta["version"],
+        return cls(model, meta["manifest"], meta["version"],
                    audited, threshold=meta["threshold"],
                    policy=policy or Policy(**meta["policy"]), tokenizer_json=meta["tokenizer"],
-                   encoder=encoder)
+                   encoder=encoder, threads=threads)
 
     # -- answering -------------------------------------------------------
     def query(self, items: Iterable[Any], first: int = 1) -> list[dict[str, Any]]:

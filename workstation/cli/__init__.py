@@ -15,13 +15,13 @@ import json
 import sys
 
 from workstation import __version__
-from workstation.cli import app, audits, data, models, releases, review
+from workstation.cli import app, audits, data, models, releases, review, scale
 from workstation.cli.common import (EXIT_ERROR, EXIT_USAGE, Commands, Output, Parser,
                                     UsageError, workspace_path)
 from workstation.errors import WorkstationError
 
 # The command groups, in the order `workstation --help` lists them.
-GROUPS = (data, models, audits, review, releases, app)
+GROUPS = (data, models, audits, review, releases, scale, app)
 
 
 def build_parser() -> argparse.ArgumentParser:
