@@ -6,8 +6,9 @@ manifest and the tokenizer of a token model, oracle.npz; see
 registered with (``encoder/encoder.onnx``, ``encoder/tokenizer.json``,
 ``encoder/encoder.json``), and ``bundle.json``: the model's reference and
 sha256, every file's sha256 and size, and an Ed25519 signature over all of
-that by the workspace's key. One format: ``oracle --bundle`` style loading
-reads the same folder.
+that by the workspace's key. One format: ``SafetyOracle.load`` reads the
+same folder. A bundle made without its encoder scores inputs that carry
+their embeddings already.
 
 ``verify_files`` refuses a bundle with any changed, missing or unlisted file,
 a signature that does not verify, or a model.onnx that is not the file the
@@ -77,8 +78,11 @@ class BundleRecord:
 # -- making ---------------------------------------------------------------------
 
 def make_bundle(ws: Any, ref: str, out_dir: str | Path, signer: BundleSigner, *,
-                encoder: Any = None, analyst: str | None = None) -> BundleRecord:
-    """Write the scoring bundle of model ``ref`` into ``out_dir`` (new or empty)."""
+                encoder: Any = None, analyst: str | None = None,
+                include_encoder: bool = True) -> BundleRecord:
+    """Write the scoring bundle of model ``ref`` into ``out_dir`` (new or empty).
+    ``include_encoder=False`` leaves the encoder out, for inputs that carry
+    their embeddings (``*_embedding`` columns) already."""
     from workstation.models.registry import resolve
     from workstation.workspace import default_analyst, now_iso
 
@@ -90,11 +94,12 @@ def make_bundle(ws: Any, ref: str, out_dir: str | Path, signer: BundleSigner, *,
     out = _empty_folder(Path(out_dir))
     try:
         _oracle_of(ws, version, encoder).save(out)
-        if version.input_kind == "text-embedding":
+        if version.input_kind == "text-embedding" and include_encoder:
             _copy_encoder(version, out / ENCODER_DIR)
         statement = {"format": FORMAT, "model": version.ref, "model_sha256": version.sha256,
                      "input_kind": version.input_kind,
                      "score_type": version.manifest["score_type"],
+                     "encoder": version.manifest["input"].get("encoder"),
                      "created_at": now_iso(), "created_by": analyst or default_analyst(),
                      "workspace": str(getattr(ws, "path", "")),
                      "files": {name: {"sha256": sha256_bytes(data), "size": len(data)}

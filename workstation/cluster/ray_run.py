@@ -126,7 +126,7 @@ def _run(files: dict[str, bytes], bundle: dict[str, Any], paths: list[Path],
     actors = int(num_cpus or ray.cluster_resources().get("CPU", 1))
     hashes = [_hash.remote(str(p)) for p in paths]
     counter = _Counter.remote()
-    ds = ray.data.read_datasource(CorpusSource(paths, form), ray_remote_args={"num_cpus": 0})
+    ds = ray.data.read_datasource(CorpusSource(paths, form), num_cpus=0)
     ds = ds.map_batches(
         _RayScorer, fn_constructor_kwargs={
             "bundle": [ray.put(files)], "kind": form.kind, "threshold": threshold,

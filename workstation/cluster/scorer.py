@@ -56,7 +56,7 @@ class BatchScorer:
         try:
             oracle = SafetyOracle.load(folder, threads=threads)
             self.encoder = _encoder(folder, threads) \
-                if self.bundle["input_kind"] == "text-embedding" else None
+                if (folder / bundles.ENCODER_DIR).is_dir() else None
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         self.runner, self.manifest, self.kind = oracle.runner, oracle.manifest, kind
@@ -67,6 +67,7 @@ class BatchScorer:
         self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        batch = self._refuse_unembedded(batch)
         ok = pc.is_null(batch.column("error")).to_numpy(zero_copy_only=False)
         rows = np.flatnonzero(ok)
         good = batch.take(pa.array(rows, pa.int64()))
@@ -82,10 +83,34 @@ class BatchScorer:
             self.report(batch.num_rows, os.getpid())
         return result
 
+    def _refuse_unembedded(self, batch: pa.Table) -> pa.Table:
+        """Without an encoder, a row lacking a needed embedding is a bad row."""
+        if self.encoder is not None or self.bundle["input_kind"] != "text-embedding":
+            return batch
+        lacking = np.zeros(batch.num_rows, dtype=bool)
+        for column in self._text_columns():
+            name = column + EMBEDDING_SUFFIX
+            lacking |= (pc.is_null(batch.column(name)).to_numpy(zero_copy_only=False)
+                        if name in batch.schema.names else True)
+        if not lacking.any():
+            return batch
+        error = pc.if_else(pa.array(lacking) & pc.is_null(batch.column("error")),
+                           "no precomputed embedding, and the bundle has no encoder",
+                           batch.column("error"))
+        return batch.set_column(batch.schema.get_field_index("error"), "error", error)
+
+    def _text_columns(self) -> list[str]:
+        sides = ["chosen", "rejected"] if self.kind == "pairs" else ["response"]
+        paired = self.manifest["input"].get("layout") == "prompt+response"
+        return (["prompt"] if paired else []) + sides
+
+    def _embedding_width(self) -> int:
+        return int(self.manifest["input"]["dim"])
+
     # -- scores ------------------------------------------------------------------
     def _score(self, batch: pa.Table, sides: tuple[str, ...]) -> list[np.ndarray]:
         prompts = batch.column("prompt").to_pylist()
-        if self.encoder is None:
+        if self.bundle["input_kind"] == "text-tokens":
             return [self._score_tokens(prompts, batch.column(s).to_pylist()) for s in sides]
         paired = self.manifest["input"].get("layout") == "prompt+response"
         prompt_vecs = self._vectors(batch, "prompt") if paired else None
@@ -101,12 +126,12 @@ class BatchScorer:
         """Embeddings of one text column: given ones (``*_embedding``), else
         cached, else encoded now."""
         given = column + EMBEDDING_SUFFIX
-        texts = batch.column(column).to_pylist()
-        out = np.empty((len(texts), int(self.encoder.dim)), dtype=np.float32)
-        todo = np.ones(len(texts), dtype=bool)
+        out = np.empty((batch.num_rows, self._embedding_width()), dtype=np.float32)
+        todo = np.ones(batch.num_rows, dtype=bool)
         if given in batch.schema.names:
             todo = self._given(batch.column(given), out)
-        self._encode(texts, np.flatnonzero(todo), out)
+        if todo.any():
+            self._encode(batch.column(column).to_pylist(), np.flatnonzero(todo), out)
         return out
 
     def _given(self, column: pa.ChunkedArray, out: np.ndarray) -> np.ndarray:

@@ -1,0 +1,327 @@
+"""Beyond one laptop: the scoring bundle, scale runs on a local Ray instance
+(2 CPUs, a small object store) and their results brought home."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tests.conftest import HH_RLHF, require_data
+from workstation.audits import run_audit
+from workstation.cli import main
+from workstation.cluster import bundle as bundles
+from workstation.cluster import inputs as corpus
+from workstation.cluster.homecoming import import_results
+from workstation.errors import WorkstationError
+from workstation.models import add_model_bytes
+from workstation.offline_verify import key_id_of, public_pem_of
+
+DIM = 384
+
+
+def mlp(width: int, hidden: int, seed: int = 0, output: str = "probabilities") -> bytes:
+    """x [N, width] -> relu(x W1) W2 -> softmax: a small text-embedding reward model."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    weights = {"W1": rng.standard_normal((width, hidden)) / np.sqrt(width),
+               "W2": rng.standard_normal((hidden, 2)) / np.sqrt(hidden) * 8}
+    nodes = [helper.make_node("MatMul", ["x", "W1"], ["h0"]),
+             helper.make_node("Relu", ["h0"], ["h1"]),
+             helper.make_node("MatMul", ["h1", "W2"], ["logits"]),
+             helper.make_node("Softmax", ["logits"], [output], axis=1)]
+    graph = helper.make_graph(
+        nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", width])],
+        [helper.make_tensor_value_info(output, TensorProto.FLOAT, ["N", 2])],
+        [numpy_helper.from_array(v.astype(np.float32), k) for k, v in weights.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]
+                             ).SerializeToString()
+
+
+class FixedEncoder:
+    """The encoder identity a model registered for precomputed embeddings names."""
+
+    id, dim = "test-encoder", DIM
+
+
+def signer():
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    return bundles.KeySigner(key_id_of(key.public_key()), public_pem_of(key.public_key()),
+                             key.sign)
+
+
+def hh_head(path: Path, n: int) -> Path:
+    """The first n records of the real HH-RLHF file, as a file of their own."""
+    with gzip.open(require_data(HH_RLHF), "rt", encoding="utf-8") as f:
+        lines = [next(f) for _ in range(n)]
+    path.write_text("".join(lines), encoding="utf-8")
+    return path
+
+
+# -- the bundle (no Ray) ------------------------------------------------------------------
+
+@pytest.fixture
+def text_bundle(ws, tmp_path):
+    from workstation.datasets import import_dataset
+
+    import_dataset(ws, "pairs", hh_head(tmp_path / "hh5.jsonl", 5), "hh5", format="hh-rlhf")
+    add_model_bytes(ws, mlp(2 * DIM, 32), "rm", "text-embedding")
+    run_audit(ws, "rm@1", "hh5")  # the oracle part of the bundle carries the audited space
+    return bundles.make_bundle(ws, "rm@1", tmp_path / "bundle", signer())
+
+
+def test_the_scoring_bundle_is_an_oracle_bundle_with_its_encoder(text_bundle):
+    from workstation.oracle import SafetyOracle
+
+    folder = Path(text_bundle.path)
+    assert set(text_bundle.files) == {"model.onnx", "oracle.json", "oracle.npz",
+                                      "encoder/encoder.onnx", "encoder/tokenizer.json",
+                                      "encoder/encoder.json"}
+    manifest = bundles.verify_files(bundles.read_files(folder))
+    assert manifest["model"] == "rm@1" and manifest["input_kind"] == "text-embedding"
+    answer = SafetyOracle.load(folder).query([{"prompt": "Hi", "chosen": "Hello!",
+                                               "rejected": "Go away."}])[0]
+    assert answer["version"] == "rm@1" and "margin" in answer
+
+
+@pytest.mark.parametrize("change", ["byte", "extra", "missing", "signature"])
+def test_a_changed_bundle_is_refused(text_bundle, change):
+    files = bundles.read_files(text_bundle.path)
+    if change == "byte":
+        data = bytearray(files["encoder/tokenizer.json"])
+        data[100] ^= 1
+        files["encoder/tokenizer.json"] = bytes(data)
+    elif change == "extra":
+        files["notes.txt"] = b"added later"
+    elif change == "missing":
+        del files["oracle.npz"]
+    else:
+        statement = json.loads(files["bundle.json"])
+        statement["model"] = "rm@2"
+        files["bundle.json"] = json.dumps(statement).encode()
+    with pytest.raises(WorkstationError, match="refused"):
+        bundles.verify_files(files)
+
+
+def test_the_oracle_refuses_a_model_that_is_not_its_manifests(text_bundle):
+    from workstation.oracle import SafetyOracle
+
+    folder = Path(text_bundle.path)
+    (folder / "model.onnx").write_bytes(mlp(2 * DIM, 32, seed=1))
+    with pytest.raises(WorkstationError, match="sha256"):
+        SafetyOracle.load(folder)
+
+
+def test_cli_scale_bundle_signs_with_the_workspace_key(ws, tmp_path, capsys):
+    add_model_bytes(ws, mlp(DIM, 8), "rm", "text-embedding", encoder=FixedEncoder())
+    path = ws.path
+    ws.close()
+    # The model names an encoder this installation does not have: refused, nothing left.
+    assert main(["--workspace", str(path), "scale", "bundle", "--model", "rm@1",
+                 str(tmp_path / "b1"), "--json"]) == 1
+    assert "test-encoder" in capsys.readouterr().err and not (tmp_path / "b1").exists()
+
+
+# -- reading the corpus -------------------------------------------------------------------
+
+def test_bad_records_are_counted_with_their_reason_and_reading_goes_on(tmp_path):
+    path = tmp_path / "labels.jsonl"
+    lines = [{"prompt": "p", "response": "fine", "label": "safe", "category": "A"},
+             "{not json", [1, 2], {"prompt": "p", "label": 1},
+             {"prompt": "p", "response": None, "label": 0},
+             {"prompt": "p", "response": "bad", "label": "maybe"},
+             {"response": "last", "label": 0}]
+    path.write_text("\n".join(x if isinstance(x, str) else json.dumps(x) for x in lines)
+                    + "\n\n")
+    assert corpus.detect_format([path]) == "labels-jsonl"
+    records = list(corpus.read_records(path, corpus.FORMATS["labels-jsonl"]))
+    assert [r.index for r in records] == list(range(7))
+    assert [r.row is not None for r in records] == [True, False, False, False, False, False,
+                                                    True]
+    assert records[0].row["category"] == "A" and records[6].row["label"] is False
+    assert "malformed JSON" in records[1].error and str(path) not in records[1].error
+    assert "JSON object" in records[2].error
+    assert "response" in records[3].error and "null response" in records[4].error
+    assert "label 'maybe'" in records[5].error
+
+
+def test_a_truncated_gzip_file_ends_with_one_row_saying_where(tmp_path):
+    whole = gzip.compress(b"".join(json.dumps({"prompt": "p", "chosen": f"c{i}" * 50,
+                                               "rejected": "r"}).encode() + b"\n"
+                                   for i in range(2000)))
+    path = tmp_path / "cut.jsonl.gz"
+    path.write_bytes(whole[:len(whole) // 2])
+    records = list(corpus.read_records(path, corpus.FORMATS["trl-jsonl"]))
+    assert records[-1].index == corpus.FILE_ERROR_INDEX
+    assert "gzip" in records[-1].error and f"after record {len(records) - 1}" in records[-1].error
+    assert [r.index for r in records[:-1]] == list(range(len(records) - 1))
+
+
+# -- on Ray ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray instance for the module: 2 CPUs, a 200 MB object store."""
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    import ray
+
+    ray.init(num_cpus=2, object_store_memory=200 << 20, include_dashboard=False,
+             log_to_driver=False, logging_level="ERROR")
+    yield ray
+    ray.shutdown()
+
+
+@pytest.mark.slow
+def test_scale_run_equals_the_local_audit_and_comes_home_as_one(ws, tmp_path, local_ray,
+                                                                  capsys):
+    from workstation.audits import failure_page, get_run
+    from workstation.datasets import import_dataset
+
+    source = hh_head(tmp_path / "hh.jsonl", 40)
+    bad = tmp_path / "more.jsonl"
+    bad.write_text(json.dumps({"chosen": "\n\nHuman: hi\n\nAssistant: hello",
+                               "rejected": "\n\nHuman: hi\n\nAssistant: go"}) + "\n"
+                   + "{broken\n" + json.dumps({"chosen": 3, "rejected": "x"}) + "\n")
+    import_dataset(ws, "pairs", source, "hh", format="hh-rlhf")
+    add_model_bytes(ws, mlp(2 * DIM, 64), "rm", "text-embedding")
+    local = run_audit(ws, "rm@1", "hh")
+    bundles.make_bundle(ws, "rm@1", tmp_path / "bundle", signer())
+    path = ws.path
+    ws.close()
+
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    os.replace(source, inputs / source.name)
+    os.replace(bad, inputs / bad.name)
+    assert main(["scale", "run", "--bundle", str(tmp_path / "bundle"), "--input", str(inputs),
+                 "--output", str(tmp_path / "out"), "--batch-size", "16", "--format",
+                 "hh-rlhf", "--json"]) == 0
+    run = json.loads(capsys.readouterr().out)
+    by_name = {Path(f["path"]).name: f for f in run["files"]}
+    assert by_name["hh.jsonl"]["rows"] == 40 and by_name["hh.jsonl"]["bad"] == 0
+    assert by_name["more.jsonl"]["rows"] == 3 and by_name["more.jsonl"]["bad"] == 2
+    assert sum(by_name["more.jsonl"]["bad_reasons"].values()) == 2
+    assert run["complete"] and run["where"]["engine"] == "ray"
+    shards = pq.read_table(sorted((tmp_path / "out").glob("*.parquet"))).to_pylist()
+    assert len(shards) == 43
+
+    from workstation.workspace import Workspace
+
+    with Workspace.open(path) as ws:
+        rows = {e["source_index"]: e for e in failure_page(ws, local.id, limit=100)[0]}
+        ours = {r["row_index"]: r for r in shards if r["source_file"].endswith("hh.jsonl")}
+        assert set(ours) == set(rows)
+        for i, row in rows.items():
+            assert abs(ours[i]["score_chosen"] - row["score_chosen"]) < 1e-6
+            assert abs(ours[i]["score_rejected"] - row["score_rejected"]) < 1e-6
+            assert ours[i]["passed"] == row["passed"]
+        # The cluster's metrics over every scored row: the two good files' rows.
+        assert run["metrics"]["n"] == 41
+
+        # Home: into the dataset the local audit used (its source is one of the inputs).
+        capsys.readouterr()
+    assert main(["--workspace", str(path), "scale", "import", "--results",
+                 str(tmp_path / "out"), "--dataset", "hh", "--model", "rm@1", "--json"]) == 1
+    assert "does not hold more.jsonl" in capsys.readouterr().err
+    with Workspace.open(path) as ws:
+        home = import_results(ws, _only(tmp_path, "hh.jsonl"), "hh", "rm@1")
+        assert home.imported is None and home.unmatched == 0
+        run_home = get_run(ws, home.run.id)
+        for key in ("pairwise_accuracy", "mean_margin", "n", "n_failures"):
+            assert run_home.metrics[key] == pytest.approx(local.metrics[key], abs=1e-6)
+        assert run_home.metrics["pairwise_accuracy_ci"] == local.metrics["pairwise_accuracy_ci"]
+        assert run_home.membership["status"] == local.membership["status"]
+        assert run_home.params["ran_on"]["engine"] == "ray"
+        split = ws.execute("SELECT count(*) FILTER (WHERE split IS NULL), count(*) FROM "
+                           "audit_results WHERE run_id = ?", [home.run.id]).fetchall()[0]
+        assert split == (40, 40)
+
+
+def _only(tmp_path: Path, name: str) -> Path:
+    """A copy of the results folder as if only ``name`` had been the input."""
+    import shutil
+
+    from workstation.cluster import results
+
+    out = tmp_path / f"only-{name}"
+    shutil.copytree(tmp_path / "out", out)
+    manifest = results.read_manifest(out)
+    manifest["inputs"] = [f for f in manifest["inputs"] if f["path"].endswith(name)]
+    manifest.pop("format")
+    results.write_manifest(out, manifest)
+    return out
+
+
+def _embedding_corpus(folder: Path, files: int, rows: int) -> dict[str, int]:
+    """Labeled responses with precomputed response embeddings, as Parquet files."""
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    sizes = {}
+    for k in range(files):
+        vectors = rng.standard_normal((rows, DIM)).astype(np.float32)
+        table = pa.table({
+            "prompt": ["p"] * rows, "response": [f"t{k}-{i}" for i in range(rows)],
+            "label": rng.random(rows) < 0.5,
+            "response_embedding": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()),
+                                                                    DIM)})
+        path = folder / f"part-{k:02d}.parquet"
+        pq.write_table(table, path, row_group_size=1000)
+        sizes[str(path.resolve())] = rows
+    return sizes
+
+
+def _scorer_processes() -> list[int]:
+    """The processes of Ray's scoring actors (Ray titles them after the class)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                title = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                continue
+            if b"ray::" in title and b"_RayScorer" in title:
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.slow
+def test_a_killed_actor_loses_and_doubles_no_row(ws, tmp_path, local_ray):
+    from workstation.cluster.ray_run import run_scale
+    from workstation.progress import Progress
+
+    add_model_bytes(ws, mlp(DIM, 1024), "rm", "text-embedding", encoder=FixedEncoder())
+    sizes = _embedding_corpus(tmp_path / "corpus", files=6, rows=6000)
+    # A model on precomputed embeddings needs no encoder in its bundle.
+    bundle = tmp_path / "bundle"
+    bundles.make_bundle(ws, "rm@1", bundle, signer(), include_encoder=False)
+    killed: list[int] = []
+
+    def kill_one(stage: str, done: int, total: int) -> None:
+        if done and not killed:
+            victims = _scorer_processes()
+            if victims:
+                os.kill(victims[0], signal.SIGKILL)
+                killed.append(victims[0])
+    run = run_scale(bundle, str(tmp_path / "corpus"), tmp_path / "out", batch_size=500,
+                    progress=Progress(kill_one))
+    assert killed, "no scoring actor was found to kill"
+    manifest = run.manifest
+    assert manifest["where"]["actor_processes"] > manifest["where"]["actors"]  # one restarted
+    assert manifest["complete"] and manifest["bad"] == 0
+    assert {f["path"]: f["rows"] for f in manifest["inputs"]} == sizes
+    written = pq.read_table(sorted((tmp_path / "out").glob("*.parquet")),
+                            columns=["source_file", "row_index"]).to_pylist()
+    assert len(written) == sum(sizes.values())
+    for path, n in sizes.items():
+        indexes = sorted(r["row_index"] for r in written if r["source_file"] == path)
+        assert indexes == list(range(n))
