@@ -242,6 +242,9 @@ def test_scale_run_equals_the_local_audit_and_comes_home_as_one(ws, tmp_path, lo
         assert run_home.metrics["pairwise_accuracy_ci"] == local.metrics["pairwise_accuracy_ci"]
         assert run_home.membership["status"] == local.membership["status"]
         assert run_home.params["ran_on"]["engine"] == "ray"
+        from workstation.ui.selection_bar import run_text  # the window's run picker
+
+        assert " · scored on Ray · " in run_text(run_home)
         split = ws.execute("SELECT count(*) FILTER (WHERE split IS NULL), count(*) FROM "
                            "audit_results WHERE run_id = ?", [home.run.id]).fetchall()[0]
         assert split == (40, 40)
@@ -325,3 +328,176 @@ def test_a_killed_actor_loses_and_doubles_no_row(ws, tmp_path, local_ray):
     for path, n in sizes.items():
         indexes = sorted(r["row_index"] for r in written if r["source_file"] == path)
         assert indexes == list(range(n))
+
+
+# -- home (results made in this process, without Ray) -------------------------------------
+
+def results_here(bundle_dir: Path, spec: Path, out: Path, threshold: float | None = None):
+    """A results folder as a scale run writes it (same reader, scorer and
+    manifest), made in this process without Ray."""
+    from workstation.cluster import results
+    from workstation.cluster.scorer import BatchScorer
+    from workstation.hashing import sha256_file
+
+    files = bundles.read_files(bundle_dir)
+    paths = corpus.find_inputs(str(spec))
+    form = corpus.check_format(corpus.detect_format(paths), paths)
+    scorer = BatchScorer(files, form.kind, threshold=threshold)
+    out.mkdir()
+    for k, path in enumerate(paths):
+        scored = [scorer(block) for block in corpus.file_blocks(path, form, block_rows=100)]
+        pq.write_table(pa.concat_tables(scored), out / f"shard-{k}.parquet")
+    return results.finish(out, files, paths, [sha256_file(p) for p in paths], form, threshold,
+                          {"engine": "this process", "cluster": "none"}, 1.0)
+
+
+def cache_vectors(ws, texts: list[str], vectors: np.ndarray) -> None:
+    """Put vectors into the workspace's embedding cache as FixedEncoder's."""
+    from workstation.hashing import sha256_text
+
+    table = pa.table({"encoder_id": [FixedEncoder.id] * len(texts),
+                      "text_sha256": [sha256_text(t) for t in texts],
+                      "vec": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), DIM)})
+    ws.con.register("_test_vectors", table)
+    ws.execute("INSERT OR IGNORE INTO embeddings SELECT encoder_id, text_sha256, vec::FLOAT[] "
+               "FROM _test_vectors")
+    ws.con.unregister("_test_vectors")
+
+
+def _pairs_corpus(folder: Path, n: int, seed: int = 0) -> tuple[list[str], np.ndarray]:
+    """TRL pairs with both sides' embeddings, as one Parquet file."""
+    folder.mkdir()
+    rng = np.random.default_rng(seed)
+    vectors = rng.standard_normal((2 * n, DIM)).astype(np.float32)
+    chosen = [f"chosen {i}" for i in range(n)]
+    rejected = [f"rejected {i}" for i in range(n)]
+
+    def column(rows: np.ndarray) -> pa.Array:
+        return pa.FixedSizeListArray.from_arrays(pa.array(rows.ravel()), DIM)
+    pq.write_table(pa.table({"prompt": ["p"] * n, "chosen": chosen, "rejected": rejected,
+                             "id": [f"pair-{i}" for i in range(n)],
+                             "chosen_embedding": column(vectors[:n]),
+                             "rejected_embedding": column(vectors[n:])}),
+                   folder / "pairs.parquet")
+    return chosen + rejected, vectors
+
+
+@pytest.fixture
+def pairs_home(ws, tmp_path):
+    """A workspace with a pairs dataset (its vectors cached), a model, a local
+    audit, and a results folder of the same file made without Ray."""
+    from workstation.datasets import import_dataset
+
+    texts, vectors = _pairs_corpus(tmp_path / "corpus", 300)
+    cache_vectors(ws, texts, vectors)
+    import_dataset(ws, "pairs", tmp_path / "corpus" / "pairs.parquet", "pairs",
+                   format="trl-parquet")
+    add_model_bytes(ws, mlp(DIM, 64), "rm", "text-embedding", encoder=FixedEncoder())
+    bundles.make_bundle(ws, "rm@1", tmp_path / "bundle", signer(), include_encoder=False)
+    manifest = results_here(tmp_path / "bundle", tmp_path / "corpus", tmp_path / "out")
+    return ws, tmp_path, manifest
+
+
+def _state(ws) -> tuple:
+    return ws.execute("SELECT (SELECT count(*) FROM audit_runs), (SELECT count(*) FROM "
+                      "datasets), (SELECT count(*) FROM examples)").fetchall()[0]
+
+
+def test_a_run_brought_home_is_judged_on_the_current_review_state(pairs_home):
+    from workstation import review
+    from workstation.audits import failure_page
+
+    ws, tmp_path, manifest = pairs_home
+    assert manifest["complete"] and manifest["rows"] == 300 and manifest["bad"] == 0
+    ids = [r[0] for r in ws.execute("SELECT id FROM examples ORDER BY id").fetchall()]
+    review.apply(ws, [review.Edit(ids[7], "flipped", True, "the rejected reply is better")])
+    local = run_audit(ws, "rm@1", "pairs", encoder=FixedEncoder())
+    home = import_results(ws, tmp_path / "out", "pairs", "rm@1")
+    assert home.imported is None and home.run.n_examples == 300
+    assert home.run.metrics["pairwise_accuracy"] == local.metrics["pairwise_accuracy"]
+    assert home.run.n_failures == local.n_failures
+    theirs = {r["example_id"]: r for r in failure_page(ws, home.run.id, limit=300)[0]}
+    ours = {r["example_id"]: r for r in failure_page(ws, local.id, limit=300)[0]}
+    for example_id, row in ours.items():
+        assert theirs[example_id]["margin"] == pytest.approx(row["margin"], abs=1e-6)
+        assert theirs[example_id]["passed"] == row["passed"]
+        assert theirs[example_id]["rank"] == row["rank"]
+    # The flip changed the sign of the cluster's margin for that pair, as it does locally.
+    flipped = pq.read_table(tmp_path / "out" / "shard-0.parquet").to_pylist()[7]
+    assert theirs[ids[7]]["margin"] == pytest.approx(-flipped["margin"], abs=1e-6)
+
+
+def test_failures_only_brings_home_the_most_confident_failures_and_a_sample(pairs_home):
+    from workstation.models import add_model_bytes as add
+    from workstation.workspace import Workspace
+
+    ws, tmp_path, manifest = pairs_home
+    other = Workspace.open(tmp_path / "laptop.duckdb")  # the corpus is not in this one
+    try:
+        add(other, mlp(DIM, 64), "rm", "text-embedding", encoder=FixedEncoder())
+        home = import_results(other, tmp_path / "out", "pairs-top", "rm@1", failures_only=20)
+        shards = pq.read_table(tmp_path / "out" / "shard-0.parquet").to_pylist()
+        failed = sorted((r for r in shards if not r["passed"]), key=lambda r: r["margin"])
+        worst = {r["row_index"] for r in failed[:20]}
+        held = {r[0] for r in other.execute("SELECT source_index FROM examples").fetchall()}
+        assert len(held) == 40 and worst <= held
+        assert home.imported == 40 and home.run.n_examples == 40
+        assert home.selection["most_confident_failures"] == 20
+        assert home.selection["uniform_sample"] == 20
+        # The run's metrics are the cluster's, over all 300 rows, and say so.
+        assert home.run.metrics["n"] == 300
+        assert home.run.metrics["pairwise_accuracy"] == manifest["metrics"]["pairwise_accuracy"]
+        assert "all 300 rows scored on the cluster" in home.run.membership["metrics_cover"]
+        ids = other.execute("SELECT source_id FROM examples ORDER BY source_index").fetchall()
+        assert ids[0][0].startswith("pair-")
+        from workstation.ui.selection_bar import run_text  # the window's run picker
+
+        assert "40 of 300 rows brought home" in run_text(home.run)
+    finally:
+        other.close()
+
+
+@pytest.mark.parametrize("problem", ["other model", "bundle changed", "unfinished",
+                                     "input changed", "input moved", "incomplete"])
+def test_import_refuses_results_it_cannot_trust_and_changes_nothing(pairs_home, problem):
+    import shutil
+
+    from workstation.cluster import results
+
+    ws, tmp_path, manifest = pairs_home
+    out, model, inputs = tmp_path / "out", "rm@1", None
+    if problem == "other model":
+        add_model_bytes(ws, mlp(DIM, 64, seed=5), "rm", "text-embedding", encoder=FixedEncoder())
+        model = "rm@2"
+    elif problem == "bundle changed":
+        (out / "bundle.json").write_text((out / "bundle.json").read_text().replace("rm@1",
+                                                                                   "rm@9"))
+    elif problem == "unfinished":
+        (out / "_SUCCESS").unlink()
+    elif problem == "input changed":
+        path = tmp_path / "corpus" / "pairs.parquet"
+        path.write_bytes(path.read_bytes() + b"\0")
+    elif problem == "incomplete":
+        manifest["complete"] = False
+        manifest.pop("format")
+        results.write_manifest(out, manifest)
+    else:
+        shutil.move(tmp_path / "corpus", tmp_path / "elsewhere")
+    before = _state(ws)
+    dataset = "new-name" if problem in ("input changed", "input moved") else "pairs"
+    with pytest.raises(WorkstationError) as refused:
+        import_results(ws, out, dataset, model)
+    assert _state(ws) == before
+    expected = {"other model": "not by rm@2", "bundle changed": "not the bundle",
+                "unfinished": "did not finish", "input changed": "not the file the run scored",
+                "input moved": "--inputs DIR", "incomplete": "incomplete"}[problem]
+    assert expected in str(refused.value)
+    if problem == "input moved":  # told where the files are now, a laptop imports them
+        from workstation.workspace import Workspace
+
+        with Workspace.open(tmp_path / "laptop.duckdb") as laptop:
+            add_model_bytes(laptop, mlp(DIM, 64), "rm", "text-embedding",
+                            encoder=FixedEncoder())
+            home = import_results(laptop, out, dataset, model,
+                                  inputs_dir=tmp_path / "elsewhere")
+            assert home.imported == 300 and home.run.n_examples == 300

@@ -73,14 +73,14 @@ def run_scale(bundle_dir: str | Path, input_spec: str, output_dir: str | Path, *
     """Score every record of ``input_spec`` with the bundle; see the module docstring."""
     progress = progress or Progress()
     files = bundles.read_files(bundle_dir)
-    bundle = bundles.verify_files(files)
+    bundles.verify_files(files)  # on the driver too: refuse before starting anything
     paths = corpus.find_inputs(input_spec)
     form = corpus.check_format(fmt or corpus.detect_format(paths), paths)
     out = _new_output(Path(output_dir))
     started_here = _connect(address, num_cpus, object_store_mb)
     try:
-        return _run(files, bundle, paths, form, out, address, num_cpus,
-                    batch_size or DEFAULT_BATCH, threshold, progress)
+        return _run(files, paths, form, out, address, num_cpus, batch_size or DEFAULT_BATCH,
+                    threshold, progress)
     finally:
         if started_here:
             ray.shutdown()
@@ -119,9 +119,9 @@ def _cores() -> int:
 
 # -- the job -------------------------------------------------------------------------
 
-def _run(files: dict[str, bytes], bundle: dict[str, Any], paths: list[Path],
-         form: corpus.InputFormat, out: Path, address: str | None, num_cpus: int | None,
-         batch_size: int, threshold: float | None, progress: Progress) -> ScaleRun:
+def _run(files: dict[str, bytes], paths: list[Path], form: corpus.InputFormat, out: Path,
+         address: str | None, num_cpus: int | None, batch_size: int, threshold: float | None,
+         progress: Progress) -> ScaleRun:
     start = time.perf_counter()
     actors = int(num_cpus or ray.cluster_resources().get("CPU", 1))
     hashes = [_hash.remote(str(p)) for p in paths]
@@ -133,13 +133,11 @@ def _run(files: dict[str, bytes], bundle: dict[str, Any], paths: list[Path],
             "counter": counter},
         batch_size=batch_size, batch_format="pyarrow", concurrency=actors, num_cpus=1)
     _write(ds, out, counter, _expected_rows(paths, form), progress)
-    summary = results.summarise(out, [str(p) for p in paths])
-    manifest = _manifest(files, bundle, paths, form, summary, ray.get(hashes), threshold,
-                         address, actors, batch_size, time.perf_counter() - start, out)
+    where = _where(address, actors, batch_size)
     # More processes than actors: Ray restarted some (their batches were retried).
-    manifest["where"]["actor_processes"] = ray.get(counter.processes.remote())
-    (out / results.BUNDLE_COPY).write_bytes(files[bundles.MANIFEST])
-    results.write_manifest(out, manifest)
+    where["actor_processes"] = ray.get(counter.processes.remote())
+    manifest = results.finish(out, files, paths, ray.get(hashes), form, threshold, where,
+                              time.perf_counter() - start)
     return ScaleRun(str(out), manifest)
 
 
@@ -181,33 +179,6 @@ def _expected_rows(paths: list[Path], form: corpus.InputFormat) -> int:
         return sum(pq.ParquetFile(p).metadata.num_rows for p in paths)
     except Exception:  # the read reports an unreadable file as its bad row
         return 0
-
-
-def _manifest(files: dict[str, bytes], bundle: dict[str, Any], paths: list[Path],
-              form: corpus.InputFormat, summary: results.Summary, hashes: list[str],
-              threshold: float | None, address: str | None, actors: int, batch_size: int,
-              seconds: float, out: Path) -> dict[str, Any]:
-    listed = []
-    for path, sha in zip(paths, hashes):
-        record = summary.files[str(path)].record()
-        listed.append({**record, "sha256": sha, "size": path.stat().st_size})
-    rows = sum(f["rows"] for f in listed)
-    scored = sum(f["scored"] for f in listed)
-    score_type = bundle["score_type"]
-    t = None if form.kind == "pairs" else threshold
-    metrics = results.metrics_of(summary, form.kind, score_type, t)
-    return {
-        "bundle": {"sha256": bundles.bundle_sha256(files), "model": bundle["model"],
-                   "model_sha256": bundle["model_sha256"],
-                   "key_id": bundle["signature"]["key_id"]},
-        "kind": form.kind, "input_format": form.name, "score_type": score_type,
-        "threshold": metrics["threshold"], "inputs": listed, "rows": rows, "scored": scored,
-        "bad": rows - scored, "complete": all(f["row_indexes_complete"] and not f["file_error"]
-                                              for f in listed),
-        "metrics": metrics, "where": _where(address, actors, batch_size),
-        "seconds": round(seconds, 3), "rows_per_second": round(rows / seconds, 1) if seconds else None,
-        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "shards": results.shard_listing(out)}
 
 
 def _where(address: str | None, actors: int, batch_size: int) -> dict[str, Any]:

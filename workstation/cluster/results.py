@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,7 +148,42 @@ def category_codes(categories: pa.ChunkedArray) -> tuple[np.ndarray, list[str]]:
     return remap[raw], [names[k] for k in order]
 
 
-# -- the manifest ------------------------------------------------------------------------
+# -- the manifest --------------------------------------------------------------------------
+
+def finish(folder: str | Path, files: dict[str, bytes], paths: list[Path], hashes: list[str],
+           form: Any, threshold: float | None, where: dict[str, Any],
+           seconds: float) -> dict[str, Any]:
+    """Read the written shards back, then write bundle.json and ``_SUCCESS``
+    (``files``: the bundle's; ``hashes``: the inputs' sha256, in order)."""
+    from workstation.cluster import bundle as bundles
+
+    folder = Path(folder)
+    summary = summarise(folder, [str(p) for p in paths])
+    listed = [{**summary.files[str(p)].record(), "sha256": sha, "size": p.stat().st_size}
+              for p, sha in zip(paths, hashes)]
+    statement = json.loads(files[bundles.MANIFEST])
+    metrics = metrics_of(summary, form.kind, statement["score_type"],
+                         None if form.kind == "pairs" else threshold)
+    rows = sum(f["rows"] for f in listed)
+    scored = sum(f["scored"] for f in listed)
+    manifest = {
+        "bundle": {"sha256": bundles.bundle_sha256(files), "model": statement["model"],
+                   "model_sha256": statement["model_sha256"],
+                   "key_id": statement["signature"]["key_id"]},
+        "kind": form.kind, "input_format": form.name, "score_type": statement["score_type"],
+        "threshold": metrics["threshold"], "inputs": listed, "rows": rows, "scored": scored,
+        "bad": rows - scored,
+        "complete": all(f["row_indexes_complete"] and not f["file_error"] for f in listed),
+        "metrics": metrics, "where": where, "seconds": round(seconds, 3),
+        "rows_per_second": round(rows / seconds, 1) if seconds > 0 else None,
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "shards": shard_listing(folder)}
+    (folder / BUNDLE_COPY).write_bytes(files[bundles.MANIFEST])
+    write_manifest(folder, manifest)
+    return {"format": FORMAT, **manifest}
+
+
+# -- reading and writing the manifest ------------------------------------------------------------------------
 
 def write_manifest(folder: str | Path, manifest: dict[str, Any]) -> Path:
     """Write ``_SUCCESS`` last and atomically: its presence means finished."""
