@@ -172,13 +172,10 @@ def test_a_truncated_gzip_file_ends_with_one_row_saying_where(tmp_path):
 @pytest.fixture(scope="module")
 def local_ray():
     """One local Ray instance for the module: 2 CPUs, a 200 MB object store."""
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-    import ray
+    from workstation.cluster.ray_run import local_ray as instance
 
-    ray.init(num_cpus=2, object_store_memory=200 << 20, include_dashboard=False,
-             log_to_driver=False, logging_level="ERROR")
-    yield ray
-    ray.shutdown()
+    with instance(num_cpus=2, object_store_mb=200):
+        yield
 
 
 @pytest.mark.slow
@@ -303,23 +300,23 @@ def test_a_killed_actor_loses_and_doubles_no_row(ws, tmp_path, local_ray):
     from workstation.progress import Progress
 
     add_model_bytes(ws, mlp(DIM, 1024), "rm", "text-embedding", encoder=FixedEncoder())
-    sizes = _embedding_corpus(tmp_path / "corpus", files=6, rows=6000)
+    sizes = _embedding_corpus(tmp_path / "corpus", files=16, rows=5000)
     # A model on precomputed embeddings needs no encoder in its bundle.
     bundle = tmp_path / "bundle"
     bundles.make_bundle(ws, "rm@1", bundle, signer(), include_encoder=False)
-    killed: list[int] = []
+    killed: list[tuple[int, int]] = []  # (pid, rows done when it was killed)
 
     def kill_one(stage: str, done: int, total: int) -> None:
         if done and not killed:
             victims = _scorer_processes()
             if victims:
                 os.kill(victims[0], signal.SIGKILL)
-                killed.append(victims[0])
+                killed.append((victims[0], done))
     run = run_scale(bundle, str(tmp_path / "corpus"), tmp_path / "out", batch_size=500,
                     progress=Progress(kill_one))
     assert killed, "no scoring actor was found to kill"
+    assert killed[0][1] < sum(sizes.values())  # killed mid-run, with units still to score
     manifest = run.manifest
-    assert manifest["where"]["actor_processes"] > manifest["where"]["actors"]  # one restarted
     assert manifest["complete"] and manifest["bad"] == 0
     assert {f["path"]: f["rows"] for f in manifest["inputs"]} == sizes
     written = pq.read_table(sorted((tmp_path / "out").glob("*.parquet")),
@@ -336,7 +333,7 @@ def results_here(bundle_dir: Path, spec: Path, out: Path, threshold: float | Non
     """A results folder as a scale run writes it (same reader, scorer and
     manifest), made in this process without Ray."""
     from workstation.cluster import results
-    from workstation.cluster.scorer import BatchScorer
+    from workstation.cluster.scorer import BatchScorer, score_unit
     from workstation.hashing import sha256_file
 
     files = bundles.read_files(bundle_dir)
@@ -344,11 +341,14 @@ def results_here(bundle_dir: Path, spec: Path, out: Path, threshold: float | Non
     form = corpus.check_format(corpus.detect_format(paths), paths)
     scorer = BatchScorer(files, form.kind, threshold=threshold)
     out.mkdir()
-    for k, path in enumerate(paths):
-        scored = [scorer(block) for block in corpus.file_blocks(path, form, block_rows=100)]
-        pq.write_table(pa.concat_tables(scored), out / f"shard-{k}.parquet")
+    for unit in corpus.work_units(paths, form):
+        score_unit(scorer, unit, form, str(out), block_rows=100)
     return results.finish(out, files, paths, [sha256_file(p) for p in paths], form, threshold,
                           {"engine": "this process", "cluster": "none"}, 1.0)
+
+
+def _shard_rows(out: Path) -> list[dict]:
+    return pq.read_table(sorted(out.glob("*.parquet"))).to_pylist()
 
 
 def cache_vectors(ws, texts: list[str], vectors: np.ndarray) -> None:
@@ -423,7 +423,7 @@ def test_a_run_brought_home_is_judged_on_the_current_review_state(pairs_home):
         assert theirs[example_id]["passed"] == row["passed"]
         assert theirs[example_id]["rank"] == row["rank"]
     # The flip changed the sign of the cluster's margin for that pair, as it does locally.
-    flipped = pq.read_table(tmp_path / "out" / "shard-0.parquet").to_pylist()[7]
+    flipped = next(r for r in _shard_rows(tmp_path / "out") if r["row_index"] == 7)
     assert theirs[ids[7]]["margin"] == pytest.approx(-flipped["margin"], abs=1e-6)
 
 
@@ -436,7 +436,7 @@ def test_failures_only_brings_home_the_most_confident_failures_and_a_sample(pair
     try:
         add(other, mlp(DIM, 64), "rm", "text-embedding", encoder=FixedEncoder())
         home = import_results(other, tmp_path / "out", "pairs-top", "rm@1", failures_only=20)
-        shards = pq.read_table(tmp_path / "out" / "shard-0.parquet").to_pylist()
+        shards = _shard_rows(tmp_path / "out")
         failed = sorted((r for r in shards if not r["passed"]), key=lambda r: r["margin"])
         worst = {r["row_index"] for r in failed[:20]}
         held = {r[0] for r in other.execute("SELECT source_index FROM examples").fetchall()}
@@ -465,7 +465,7 @@ def test_import_refuses_results_it_cannot_trust_and_changes_nothing(pairs_home, 
     from workstation.cluster import results
 
     ws, tmp_path, manifest = pairs_home
-    out, model, inputs = tmp_path / "out", "rm@1", None
+    out, model = tmp_path / "out", "rm@1"
     if problem == "other model":
         add_model_bytes(ws, mlp(DIM, 64, seed=5), "rm", "text-embedding", encoder=FixedEncoder())
         model = "rm@2"

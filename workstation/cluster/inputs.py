@@ -179,16 +179,18 @@ def _jsonl_record(text: str, index: int, loc: Location, fmt: InputFormat) -> Rec
         return Record(index, None, reason_of(exc))
 
 
-def read_parquet_batches(path: Path, fmt: InputFormat, batch_rows: int = BLOCK_ROWS
+def read_parquet_batches(path: Path, fmt: InputFormat, batch_rows: int = BLOCK_ROWS,
+                         row_groups: tuple[int, ...] | None = None, first_index: int = 0
                          ) -> Iterator[tuple[list[Record], dict[str, pa.Array]]]:
-    """(records, embedding columns) per batch of a Parquet file: the text
+    """(records, embedding columns) per batch of a Parquet file (or of its
+    ``row_groups``, whose first row is record ``first_index``): the text
     columns go through the importer's rules, embedding columns stay Arrow."""
     import pyarrow.parquet as pq
 
-    index = 0
+    index = first_index
     try:
         pf = pq.ParquetFile(path)
-        for batch in pf.iter_batches(batch_size=batch_rows):
+        for batch in pf.iter_batches(batch_size=batch_rows, row_groups=row_groups):
             embedded = {n: batch.column(n) for n in batch.schema.names
                         if n.endswith(EMBEDDING_SUFFIX)}
             plain = batch.select([n for n in batch.schema.names if n not in embedded])
@@ -220,16 +222,82 @@ def reason_of(exc: InputError) -> str:
     return text.lstrip(", :") or "unreadable"
 
 
-# -- Arrow blocks for the run ----------------------------------------------------------
+# -- units of work and their Arrow blocks ------------------------------------------------
+
+UNIT_ROWS = 100_000  # a Parquet file is split into units of about this many rows
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    """What one actor call scores: a whole file, or some row groups of a
+    Parquet file (whose first row is record ``first_index``)."""
+
+    path: str
+    row_groups: tuple[int, ...] | None
+    first_index: int
+    hashes_file: bool  # the file's first unit also hashes the file
+
+    @property
+    def shard_name(self) -> str:
+        """The unit's shard, the same each time it is scored (a retry overwrites it)."""
+        import hashlib
+
+        key = f"{self.path}\0{self.row_groups}".encode("utf-8")
+        return f"part-{hashlib.sha256(key).hexdigest()[:16]}.parquet"
+
+
+def work_units(paths: list[Path], fmt: InputFormat,
+               unit_rows: int = UNIT_ROWS) -> list[WorkUnit]:
+    """A JSONL file is one unit (its record numbering needs every line before);
+    a Parquet file one unit per ``unit_rows`` rows of whole row groups."""
+    units = []
+    for path in paths:
+        groups = _row_group_rows(path) if fmt.container == "parquet" else None
+        if not groups:
+            units.append(WorkUnit(str(path), None, 0, True))
+            continue
+        start, chosen, first = 0, [], 0
+        for group, rows in enumerate(groups):
+            if chosen and sum(groups[g] for g in chosen) + rows > unit_rows:
+                units.append(WorkUnit(str(path), tuple(chosen), first, first == 0))
+                first, chosen = start, []
+            chosen.append(group)
+            start += rows
+        units.append(WorkUnit(str(path), tuple(chosen), first, first == 0))
+    return units
+
+
+def _row_group_rows(path: Path) -> list[int] | None:
+    """Rows per row group, or None when the metadata cannot be read (the
+    whole file is then one unit, and its reading reports the problem)."""
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.ParquetFile(path).metadata
+        return [meta.row_group(g).num_rows for g in range(meta.num_row_groups)] or None
+    except (pa.ArrowException, OSError, ValueError):
+        return None
+
+
+def unit_blocks(unit: WorkUnit, fmt: InputFormat, block_rows: int = BLOCK_ROWS
+                ) -> Iterator[pa.Table]:
+    """The unit's records as Arrow tables of ``SCHEMA`` (plus any embedding
+    columns), ``block_rows`` records at a time."""
+    if fmt.container == "parquet":
+        for records, embedded in read_parquet_batches(Path(unit.path), fmt, block_rows,
+                                                      unit.row_groups, unit.first_index):
+            yield _with_embeddings(records_table(unit.path, records), records, embedded)
+        return
+    yield from file_blocks(Path(unit.path), fmt, block_rows)
+
 
 def file_blocks(path: Path, fmt: InputFormat, block_rows: int = BLOCK_ROWS
                 ) -> Iterator[pa.Table]:
-    """The file's records as Arrow tables of ``SCHEMA`` (plus any embedding
-    columns), ``block_rows`` records at a time."""
+    """The whole file's records as Arrow tables of ``SCHEMA``, ``block_rows``
+    records at a time."""
     name = str(path)
     if fmt.container == "parquet":
-        for records, embedded in read_parquet_batches(path, fmt, block_rows):
-            yield _with_embeddings(records_table(name, records), records, embedded)
+        yield from unit_blocks(WorkUnit(name, None, 0, True), fmt, block_rows)
         return
     chunk: list[Record] = []
     for record in read_records(path, fmt):

@@ -183,7 +183,7 @@ def finish(folder: str | Path, files: dict[str, bytes], paths: list[Path], hashe
     return {"format": FORMAT, **manifest}
 
 
-# -- reading and writing the manifest ------------------------------------------------------------------------
+# -- reading and writing the manifest -----------------------------------------------------
 
 def write_manifest(folder: str | Path, manifest: dict[str, Any]) -> Path:
     """Write ``_SUCCESS`` last and atomically: its presence means finished."""

@@ -24,7 +24,7 @@ import json
 import os
 import shutil
 from collections import OrderedDict
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -46,8 +46,7 @@ class BatchScorer:
     """One model session (and encoder) that scores batches of input rows."""
 
     def __init__(self, files: dict[str, bytes], kind: str, *, threshold: float | None = None,
-                 threads: int | None = 1,
-                 report: Callable[[int, int], None] | None = None) -> None:
+                 threads: int | None = 1) -> None:
         from workstation.audits.runs import default_threshold
         from workstation.oracle import SafetyOracle
 
@@ -63,7 +62,6 @@ class BatchScorer:
         self.threshold = None if kind == "pairs" else (
             default_threshold(kind, self.runner.score_type) if threshold is None
             else float(threshold))
-        self.report = report
         self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -78,10 +76,7 @@ class BatchScorer:
             for side, values in zip(sides, scores):
                 out["score_chosen" if side == "chosen" else "score_rejected"
                     if side == "rejected" else "score"][rows] = values
-        result = self._judge(batch, out)
-        if self.report is not None:
-            self.report(batch.num_rows, os.getpid())
-        return result
+        return self._judge(batch, out)
 
     def _refuse_unembedded(self, batch: pa.Table) -> pa.Table:
         """Without an encoder, a row lacking a needed embedding is a bad row."""
@@ -217,3 +212,27 @@ def _encoder(folder: Any, threads: int | None) -> Any:
     return Encoder(folder / bundles.ENCODER_DIR / "encoder.onnx",
                    folder / bundles.ENCODER_DIR / "tokenizer.json", info["id"],
                    int(info["dim"]), int(info["max_seq_length"]), threads=threads)
+
+
+def score_unit(scorer: BatchScorer, unit: Any, fmt: Any, out_dir: str,
+               block_rows: int) -> dict[str, Any]:
+    """Score one unit of work (``inputs.WorkUnit``) into its own shard in
+    ``out_dir``: written under a temporary name, then renamed, so that a
+    shard is whole or absent, and a retried unit rewrites the same shard.
+    Returns the unit's rows, its shard, the file's sha256 when the unit
+    hashes it, and this process's id."""
+    import pyarrow.parquet as pq
+
+    from workstation.cluster.inputs import unit_blocks
+    from workstation.hashing import sha256_file
+
+    final = os.path.join(out_dir, unit.shard_name)
+    tmp = os.path.join(out_dir, f".{unit.shard_name}.{os.getpid()}.tmp")
+    rows = 0
+    with pq.ParquetWriter(tmp, RESULT_SCHEMA) as writer:
+        for block in unit_blocks(unit, fmt, block_rows):
+            writer.write_table(scorer(block))
+            rows += block.num_rows
+    os.replace(tmp, final)
+    return {"path": unit.path, "shard": unit.shard_name, "rows": rows, "pid": os.getpid(),
+            "sha256": sha256_file(unit.path) if unit.hashes_file else None}
