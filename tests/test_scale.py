@@ -123,13 +123,30 @@ def test_the_oracle_refuses_a_model_that_is_not_its_manifests(text_bundle):
 
 
 def test_cli_scale_bundle_signs_with_the_workspace_key(ws, tmp_path, capsys):
-    add_model_bytes(ws, mlp(DIM, 8), "rm", "text-embedding", encoder=FixedEncoder())
+    from workstation import signing
+    from workstation.workspace import Workspace
+
+    add_model_bytes(ws, mlp(DIM, 8), "rm", "text-embedding")
+    add_model_bytes(ws, mlp(DIM, 8), "other", "text-embedding", encoder=FixedEncoder())
     path = ws.path
     ws.close()
-    # The model names an encoder this installation does not have: refused, nothing left.
     assert main(["--workspace", str(path), "scale", "bundle", "--model", "rm@1",
+                 str(tmp_path / "b0"), "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    manifest = bundles.verify_files(bundles.read_files(tmp_path / "b0"))
+    with Workspace.open(path) as ws:
+        assert record["key_id"] == signing.active_key(ws).key_id == \
+            manifest["signature"]["key_id"]
+    assert record["sha256"] == bundles.bundle_sha256(bundles.read_files(tmp_path / "b0"))
+    # A model naming an encoder this installation does not have: refused, nothing left.
+    assert main(["--workspace", str(path), "scale", "bundle", "--model", "other@1",
                  str(tmp_path / "b1"), "--json"]) == 1
     assert "test-encoder" in capsys.readouterr().err and not (tmp_path / "b1").exists()
+    # Scale run refuses a bundle folder that is not one before starting anything.
+    assert main(["scale", "run", "--bundle", str(tmp_path), "--input", str(tmp_path),
+                 "--output", str(tmp_path / "out"), "--json"]) == 1
+    assert "not a scoring bundle" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 # -- reading the corpus -------------------------------------------------------------------
