@@ -381,13 +381,17 @@ def cache_vectors(ws, texts: list[str], vectors: np.ndarray) -> None:
     ws.con.unregister("_test_vectors")
 
 
+def _pairs_vectors(n: int, seed: int = 0) -> tuple[list[str], np.ndarray]:
+    """The texts of n pairs (chosen sides, then rejected) and their vectors."""
+    vectors = np.random.default_rng(seed).standard_normal((2 * n, DIM)).astype(np.float32)
+    return [f"chosen {i}" for i in range(n)] + [f"rejected {i}" for i in range(n)], vectors
+
+
 def _pairs_corpus(folder: Path, n: int, seed: int = 0) -> tuple[list[str], np.ndarray]:
     """TRL pairs with both sides' embeddings, as one Parquet file."""
     folder.mkdir()
-    rng = np.random.default_rng(seed)
-    vectors = rng.standard_normal((2 * n, DIM)).astype(np.float32)
-    chosen = [f"chosen {i}" for i in range(n)]
-    rejected = [f"rejected {i}" for i in range(n)]
+    texts, vectors = _pairs_vectors(n, seed)
+    chosen, rejected = texts[:n], texts[n:]
 
     def column(rows: np.ndarray) -> pa.Array:
         return pa.FixedSizeListArray.from_arrays(pa.array(rows.ravel()), DIM)
@@ -470,6 +474,14 @@ def test_failures_only_brings_home_the_most_confident_failures_and_a_sample(pair
         from workstation.ui.selection_bar import run_text  # the window's run picker
 
         assert "40 of 300 rows brought home" in run_text(home.run)
+        # compare takes the dataset audited on the cluster like one audited here.
+        from workstation.regression import compare
+
+        cache_vectors(other, *_pairs_vectors(300))
+        add(other, mlp(DIM, 64, seed=3), "rm", "text-embedding", encoder=FixedEncoder())
+        report = compare(other, "rm@2", "rm@1", encoder=FixedEncoder())
+        assert [c.dataset for c in report.datasets.values()] == ["pairs-top"]
+        assert len(next(iter(report.datasets.values())).example_ids) == 40
     finally:
         other.close()
 
@@ -518,3 +530,50 @@ def test_import_refuses_results_it_cannot_trust_and_changes_nothing(pairs_home, 
             home = import_results(laptop, out, dataset, model,
                                   inputs_dir=tmp_path / "elsewhere")
             assert home.imported == 300 and home.run.n_examples == 300
+
+
+def test_a_token_model_scores_on_the_cluster_path_as_in_an_audit(ws, tmp_path):
+    from tests.test_models import LABELS, token_model, token_sum, write_tokenizer
+    from workstation.datasets import import_dataset
+    from workstation.models import add_model
+
+    (tmp_path / "model.onnx").write_bytes(token_model())
+    write_tokenizer(tmp_path / "tokenizer.json")
+    add_model(ws, tmp_path / "model.onnx", "tok", "text-tokens")
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "labels.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in LABELS))
+    import_dataset(ws, "labels", tmp_path / "corpus" / "labels.jsonl", "labels")
+    local = run_audit(ws, "tok@1", "labels")
+    record = bundles.make_bundle(ws, "tok@1", tmp_path / "bundle", signer())
+    assert "encoder/encoder.onnx" not in record.files  # a token model brings its tokenizer
+    manifest = results_here(tmp_path / "bundle", tmp_path / "corpus", tmp_path / "out")
+    rows = sorted(_shard_rows(tmp_path / "out"), key=lambda r: r["row_index"])
+    assert [r["score"] for r in rows[:4]] == [token_sum(r["prompt"], r["response"])
+                                              for r in LABELS[:4]]
+    assert "null response" in rows[4]["error"] and manifest["bad"] == 1  # an import skips it
+    assert manifest["metrics"]["auroc"] == local.metrics["auroc"]
+    assert manifest["metrics"]["accuracy"] == local.metrics["accuracy"]
+    home = import_results(ws, tmp_path / "out", "labels", "tok@1")
+    assert home.run.metrics["per_category"] == local.metrics["per_category"]
+
+
+@pytest.mark.slow
+def test_a_cancelled_run_stops_unfinished_and_ray_goes_on(ws, tmp_path, local_ray):
+    from workstation.cluster.ray_run import run_scale
+    from workstation.errors import Cancelled
+    from workstation.progress import Progress
+
+    add_model_bytes(ws, mlp(DIM, 512), "rm", "text-embedding", encoder=FixedEncoder())
+    sizes = _embedding_corpus(tmp_path / "corpus", files=12, rows=4000)
+    bundles.make_bundle(ws, "rm@1", tmp_path / "bundle", signer(), include_encoder=False)
+    progress = Progress(lambda stage, done, total: progress.cancel() if done else None)
+    with pytest.raises(Cancelled, match="unfinished"):
+        run_scale(tmp_path / "bundle", str(tmp_path / "corpus"), tmp_path / "out",
+                  batch_size=500, progress=progress)
+    assert not (tmp_path / "out" / "_SUCCESS").exists()
+    assert len(list((tmp_path / "out").glob("*.parquet"))) < len(sizes)
+    with pytest.raises(WorkstationError, match="did not finish"):
+        import_results(ws, tmp_path / "out", "corpus", "rm@1")
+    again = run_scale(tmp_path / "bundle", str(tmp_path / "corpus"), tmp_path / "again")
+    assert again.manifest["complete"] and again.manifest["rows"] == sum(sizes.values())

@@ -11,7 +11,8 @@ joins that cluster. The plan:
   (and, for the output, writes) alike: a shared filesystem on a cluster;
 * ``map_batches`` with a callable class on an actor pool of one actor per
   CPU: each actor holds one ``BatchScorer`` (the bundle is read and
-  verified in the actor before it is loaded) and, per unit, reads the records with the importers' rules
+  verified in the actor before it is loaded) and, per unit, reads the
+  records with the importers' rules
   (``ray.data.read_parquet`` would give no row index within a file, which
   the results need to be matched at home and checked for lost or doubled
   rows), scores them ``batch_size`` rows at a time and writes the unit's
@@ -37,7 +38,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # before ray is imported
-os.environ.setdefault("RAY_DATA_LOG_LEVEL", "WARNING")  # no per-job INFO lines on stderr
+os.environ.setdefault("RAY_DATA_LOG_LEVEL", "ERROR")  # no per-job INFO or notes on stderr
 
 import ray  # noqa: E402
 import ray.data  # noqa: E402
