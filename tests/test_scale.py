@@ -382,25 +382,28 @@ def cache_vectors(ws, texts: list[str], vectors: np.ndarray) -> None:
 
 
 def _pairs_vectors(n: int, seed: int = 0) -> tuple[list[str], np.ndarray]:
-    """The texts of n pairs (chosen sides, then rejected) and their vectors."""
-    vectors = np.random.default_rng(seed).standard_normal((2 * n, DIM)).astype(np.float32)
-    return [f"chosen {i}" for i in range(n)] + [f"rejected {i}" for i in range(n)], vectors
+    """The texts of n pairs (chosen sides, then rejected, then the prompt "p")
+    and their vectors."""
+    vectors = np.random.default_rng(seed).standard_normal((2 * n + 1, DIM)).astype(np.float32)
+    texts = [f"chosen {i}" for i in range(n)] + [f"rejected {i}" for i in range(n)] + ["p"]
+    return texts, vectors
 
 
 def _pairs_corpus(folder: Path, n: int, seed: int = 0) -> tuple[list[str], np.ndarray]:
     """TRL pairs with both sides' embeddings, as one Parquet file."""
     folder.mkdir()
     texts, vectors = _pairs_vectors(n, seed)
-    chosen, rejected = texts[:n], texts[n:]
+    chosen, rejected = texts[:n], texts[n:2 * n]
 
     def column(rows: np.ndarray) -> pa.Array:
         return pa.FixedSizeListArray.from_arrays(pa.array(rows.ravel()), DIM)
     pq.write_table(pa.table({"prompt": ["p"] * n, "chosen": chosen, "rejected": rejected,
                              "id": [f"pair-{i}" for i in range(n)],
+                             "prompt_embedding": column(np.repeat(vectors[-1:], n, axis=0)),
                              "chosen_embedding": column(vectors[:n]),
-                             "rejected_embedding": column(vectors[n:])}),
+                             "rejected_embedding": column(vectors[n:2 * n])}),
                    folder / "pairs.parquet")
-    return chosen + rejected, vectors
+    return texts, vectors
 
 
 @pytest.fixture
@@ -410,7 +413,7 @@ def pairs_home(ws, tmp_path):
     from workstation.datasets import import_dataset
 
     texts, vectors = _pairs_corpus(tmp_path / "corpus", 300)
-    cache_vectors(ws, texts, vectors)
+    cache_vectors(ws, texts, vectors)  # the pairs' texts and the prompt
     import_dataset(ws, "pairs", tmp_path / "corpus" / "pairs.parquet", "pairs",
                    format="trl-parquet")
     add_model_bytes(ws, mlp(DIM, 64), "rm", "text-embedding", encoder=FixedEncoder())
@@ -577,3 +580,25 @@ def test_a_cancelled_run_stops_unfinished_and_ray_goes_on(ws, tmp_path, local_ra
         import_results(ws, tmp_path / "out", "corpus", "rm@1")
     again = run_scale(tmp_path / "bundle", str(tmp_path / "corpus"), tmp_path / "again")
     assert again.manifest["complete"] and again.manifest["rows"] == sum(sizes.values())
+
+
+def test_a_trained_versions_run_comes_home_with_its_held_out_split(pairs_home):
+    from workstation.training import train
+
+    ws, tmp_path, _ = pairs_home
+    ref = train(ws, "pairs", "trained", encoder=FixedEncoder()).version.ref
+    local = run_audit(ws, ref, "pairs", encoder=FixedEncoder())
+    assert local.membership["status"] == "trained"
+    bundles.make_bundle(ws, ref, tmp_path / "trained-bundle", signer(), include_encoder=False)
+    results_here(tmp_path / "trained-bundle", tmp_path / "corpus", tmp_path / "trained-out")
+    home = import_results(ws, tmp_path / "trained-out", "pairs", ref)
+    splits = {}
+    for run_id in (local.id, home.run.id):
+        splits[run_id] = ws.execute("SELECT example_id, split FROM audit_results "
+                                    "WHERE run_id = ? ORDER BY example_id", [run_id]).fetchall()
+    assert splits[local.id] == splits[home.run.id]
+    assert {s for _, s in splits[local.id]} >= {"training", "heldout"}
+    assert home.run.metrics["pairwise_accuracy"] == local.metrics["pairwise_accuracy"]
+    assert home.run.training_metrics["pairwise_accuracy"] == \
+        local.training_metrics["pairwise_accuracy"]
+    assert home.run.membership["counts"] == local.membership["counts"]
