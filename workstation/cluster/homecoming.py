@@ -165,30 +165,35 @@ def _check_sources(ws: Any, dataset_id: int, manifest: dict[str, Any]) -> None:
 
 def _select(folder: Path, manifest: dict[str, Any], n: int,
             seed: int) -> tuple[dict[str, set[int]], dict[str, Any]]:
-    """The n most confident failures and a uniform sample of n other scored rows."""
+    """The n most confident failures (most negative margin; ties by file and
+    row) and a uniform sample of n other scored rows (the first n by a seeded
+    hash of file and row), chosen in DuckDB over the shards, so that a corpus
+    of 100M rows is never held in memory here."""
     import duckdb
 
+    shards = f"read_parquet({_shard_list(folder)})"
     con = duckdb.connect()
     try:
-        rows = con.sql(
-            f"SELECT source_file, row_index, margin, passed FROM "
-            f"read_parquet({_shard_list(folder)}) WHERE error IS NULL").to_arrow_table()
+        scored, failed = con.execute(f"SELECT count(*), count(*) FILTER (WHERE NOT passed) "
+                                     f"FROM {shards} WHERE error IS NULL").fetchall()[0]
+        con.execute(f"CREATE TEMP TABLE worst AS SELECT source_file, row_index FROM {shards} "
+                    f"WHERE error IS NULL AND NOT passed "
+                    f"ORDER BY margin, source_file, row_index LIMIT {int(n)}")
+        sample = con.execute(
+            f"SELECT source_file, row_index FROM {shards} s WHERE error IS NULL AND NOT EXISTS "
+            f"(SELECT 1 FROM worst w WHERE w.source_file = s.source_file "
+            f"AND w.row_index = s.row_index) "
+            f"ORDER BY hash(source_file, row_index, {int(seed)}), source_file, row_index "
+            f"LIMIT {int(n)}").fetchall()
+        worst = con.execute("SELECT source_file, row_index FROM worst").fetchall()
     finally:
         con.close()
-    margin = rows.column("margin").to_numpy()
-    failed = np.flatnonzero(~rows.column("passed").to_numpy(zero_copy_only=False))
-    worst = failed[np.lexsort((rows.column("row_index").to_numpy()[failed], margin[failed]))][:n]
-    others = np.setdiff1d(np.arange(rows.num_rows), worst)
-    sample = np.random.default_rng(seed).choice(others, min(n, len(others)), replace=False)
     chosen: dict[str, set[int]] = {}
-    files = rows.column("source_file").to_pylist()
-    index = rows.column("row_index").to_numpy()
-    for i in np.concatenate([worst, sample]):
-        chosen.setdefault(files[i], set()).add(int(index[i]))
-    selection = {"kind": "failures-only", "rows": manifest["rows"],
-                 "scored": int(rows.num_rows), "failures": int(len(failed)),
-                 "most_confident_failures": int(len(worst)), "uniform_sample": int(len(sample)),
-                 "sample_seed": seed}
+    for source_file, row_index in worst + sample:
+        chosen.setdefault(source_file, set()).add(int(row_index))
+    selection = {"kind": "failures-only", "rows": manifest["rows"], "scored": int(scored),
+                 "failures": int(failed), "most_confident_failures": len(worst),
+                 "uniform_sample": len(sample), "sample_seed": seed}
     return chosen, selection
 
 
