@@ -602,3 +602,35 @@ def test_a_trained_versions_run_comes_home_with_its_held_out_split(pairs_home):
     assert home.run.training_metrics["pairwise_accuracy"] == \
         local.training_metrics["pairwise_accuracy"]
     assert home.run.membership["counts"] == local.membership["counts"]
+
+
+def sqrt_first(width: int = DIM) -> bytes:
+    """reward = sqrt(x[:, 0]): NaN wherever the first component is negative."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [helper.make_node("Slice", ["x", "start", "stop", "axis"], ["first"]),
+             helper.make_node("Sqrt", ["first"], ["reward"])]
+    consts = [numpy_helper.from_array(np.array([v], dtype=np.int64), name)
+              for name, v in (("start", 0), ("stop", 1), ("axis", 1))]
+    graph = helper.make_graph(
+        nodes, "sqrt", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", width])],
+        [helper.make_tensor_value_info("reward", TensorProto.FLOAT, ["N", 1])], consts)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]
+                             ).SerializeToString()
+
+
+def test_a_non_finite_score_is_a_bad_row_not_a_crash(ws, tmp_path):
+    add_model_bytes(ws, sqrt_first(), "rm", "text-embedding", encoder=FixedEncoder())
+    _embedding_corpus(tmp_path / "corpus", files=1, rows=200)
+    bundles.make_bundle(ws, "rm@1", tmp_path / "bundle", signer(), include_encoder=False)
+    manifest = results_here(tmp_path / "bundle", tmp_path / "corpus", tmp_path / "out")
+    rows = _shard_rows(tmp_path / "out")
+    vectors = pq.read_table(tmp_path / "corpus" / "part-00.parquet").column(
+        "response_embedding").to_pylist()
+    negative = {i for i, v in enumerate(vectors) if v[0] < 0}
+    assert 0 < len(negative) < 200 and manifest["complete"]
+    assert {r["row_index"] for r in rows if r["error"] == "non-finite score"} == negative
+    assert all(r["score"] is None and r["passed"] is None for r in rows
+               if r["row_index"] in negative)
+    assert manifest["bad"] == len(negative) and manifest["metrics"]["n"] == 200 - len(negative)
+    assert manifest["inputs"][0]["bad_reasons"] == {"non-finite score": len(negative)}

@@ -68,7 +68,7 @@ class BatchScorer:
         batch = self._refuse_unembedded(batch)
         ok = pc.is_null(batch.column("error")).to_numpy(zero_copy_only=False)
         rows = np.flatnonzero(ok)
-        good = batch.take(pa.array(rows, pa.int64()))
+        good = batch if len(rows) == batch.num_rows else batch.take(pa.array(rows, pa.int64()))
         out = _empty_scores(batch.num_rows)
         if len(rows):
             sides = ("chosen", "rejected") if self.kind == "pairs" else ("response",)
@@ -176,7 +176,6 @@ class BatchScorer:
 
     # -- verdicts ----------------------------------------------------------------
     def _judge(self, batch: pa.Table, out: dict[str, np.ndarray]) -> pa.Table:
-        error = batch.column("error").to_pylist()
         if self.kind == "pairs":
             out["margin"] = out["score_chosen"] - out["score_rejected"]
             passed = out["margin"] > 0
@@ -185,11 +184,11 @@ class BatchScorer:
             score, t = out["score"], self.threshold
             out["margin"] = np.where(safe, score - t, t - score)
             passed = (score > t) == safe
-        scored = np.array([e is None for e in error])
+        scored = pc.is_null(batch.column("error")).to_numpy(zero_copy_only=False)
         finite = np.isfinite(out["margin"])
-        error = [e if e is not None or finite[i] else "non-finite score"
-                 for i, e in enumerate(error)]
         ok = scored & finite
+        error = pc.if_else(pa.array(scored & ~finite), "non-finite score",
+                           batch.column("error"))
         columns = {"source_file": batch.column("source_file"),
                    "row_index": batch.column("row_index"),
                    "source_id": batch.column("source_id"), "category": batch.column("category"),
@@ -197,7 +196,7 @@ class BatchScorer:
         for name in ("score", "score_chosen", "score_rejected", "margin"):
             columns[name] = pa.array(out[name], pa.float64(), mask=~ok | np.isnan(out[name]))
         columns["passed"] = pa.array(passed, pa.bool_(), mask=~ok)
-        columns["error"] = pa.array(error, pa.string())
+        columns["error"] = error
         return pa.table(columns, schema=RESULT_SCHEMA)
 
 
