@@ -54,6 +54,18 @@ JAILBREAKBENCH = SHARED_DATA / "jailbreakbench"
 SOURCES = {"HH-RLHF": ("pairs", HH_RLHF, "hh"), "JailbreakBench": ("labels", JAILBREAKBENCH, "jbb")}
 
 
+def _bench_signer() -> Any:
+    """A throwaway identity that signs the planted flips (never written to disk)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from workstation.identity import Identity, Signer
+    from workstation.offline_verify import key_id_of, public_pem_of
+
+    key = Ed25519PrivateKey.generate()
+    return Signer(Identity("bench", None, key_id_of(key.public_key()),
+                           public_pem_of(key.public_key()), "", False), key)
+
+
 def plant_flips(ws: Workspace, dataset: str, kind: str, rate: float, seed: int) -> np.ndarray:
     """Flip ``rate`` of the dataset's labels through the review log; returns
     the flipped example ids."""
@@ -67,7 +79,7 @@ def plant_flips(ws: Workspace, dataset: str, kind: str, rate: float, seed: int) 
     else:
         edits = [Edit(rows[i][0], "label", "unsafe" if rows[i][1] else "safe",
                       "benchmark: planted flip") for i in chosen]
-    apply(ws, edits, analyst="bench")
+    apply(ws, edits, signer=_bench_signer())
     return np.array([rows[i][0] for i in chosen], dtype=np.int64)
 
 

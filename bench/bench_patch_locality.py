@@ -166,7 +166,7 @@ def table(report: dict[str, Any]) -> list[str]:
         lines.append(f"{r['task']:13s} {r['env'][:12]:12s} {r['flaws_before']:>6d} "
                      f"{r['flaws_after']:>6d} {fixed:>11s} {r['refused']:>7d} "
                      f"{r['heldout_drop_max']:>17.4f} {r['heldout_beyond_budget']:>7.2%} "
-                     f"{r['compare']['broken']:>6d} {speed:>24s}")
+                     f"{_broken(r['compare']):>6d} {speed:>24s}")
     share = "n/a" if v["fixed_share"] is None else f"{v['fixed_share']:.1%}"
     lines.append(f"[{'PASS' if v['passed'] else 'FAIL'}] targeted flaws fixed {v['fixed']}/"
                  f"{v['targeted']} = {share} (target >= {TARGET_FIXED:.0%}); held-out expert "
@@ -191,3 +191,9 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _broken(counts: dict[str, dict[str, int]]) -> int:
+    """Examples the patch broke in ``compare``: held-out and training examples alike
+    (probe cases are counted by the flaws columns)."""
+    return counts["examples"]["broken"] + counts["training_examples"]["broken"]

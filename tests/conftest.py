@@ -1,4 +1,5 @@
-"""Shared fixtures: real data from ../shared/data, and fresh workspaces."""
+"""Shared fixtures: real data from ../shared/data, fresh workspaces, and the
+test session's identity."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-os.environ.setdefault("WORKSTATION_ANALYST", "test-analyst")
+
+TEST_IDENTITY = "test-analyst"
+TEST_PASSPHRASE = "test passphrase, not a secret"
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("WORKSTATION_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -35,6 +38,53 @@ def session_settings(tmp_path_factory) -> Path:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("WORKSTATION_SETTINGS", str(path))
         yield path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def session_identity(tmp_path_factory):
+    """Every test acts as one identity, TEST_IDENTITY, kept in an identity
+    folder of this session ($WORKSTATION_HOME) with its passphrase in a file
+    ($WORKSTATION_PASSPHRASE_FILE): it is the session signer in this process,
+    and CLI subprocesses started by tests unlock it through the environment.
+    Yields the Signer."""
+    from workstation import identity
+
+    home = tmp_path_factory.mktemp("identity-home")
+    secret = tmp_path_factory.mktemp("passphrase") / "passphrase"
+    secret.write_text(TEST_PASSPHRASE + "\n")
+    secret.chmod(0o600)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(identity.HOME_ENV, str(home))
+        patch.setenv(identity.PASSPHRASE_FILE_ENV, str(secret))
+        made = identity.create(TEST_IDENTITY, TEST_PASSPHRASE)
+        signer = identity.unlock(made, TEST_PASSPHRASE)
+        identity.set_session_signer(signer)
+        yield signer
+        identity.set_session_signer(None)
+
+
+@pytest.fixture
+def no_session(session_identity):
+    """No identity unlocked in this process during the test (as at start-up)."""
+    from workstation import identity
+
+    identity.set_session_signer(None)
+    yield
+    identity.set_session_signer(session_identity)
+
+
+@pytest.fixture
+def make_identity(session_identity):
+    """``make_identity(name) -> Signer``: another identity in the session's
+    folder (same passphrase; made once, reused by later tests), unlocked; the
+    current identity stays TEST_IDENTITY."""
+    from workstation import identity
+
+    def make(name: str):
+        known = {i.name: i for i in identity.list_identities()}
+        made = known.get(name) or identity.create(name, TEST_PASSPHRASE)
+        return identity.unlock(made, TEST_PASSPHRASE)
+    return make
 
 
 @pytest.fixture

@@ -63,6 +63,17 @@ def test_only_the_cluster_run_module_imports_ray():
     assert "\nimport ray" in source  # the rule above is about a module that exists
 
 
+def test_identities_need_neither_the_workspace_nor_duckdb(tmp_path):
+    """The identity folder is the analyst's, apart from any workspace."""
+    loaded = _imported_after(
+        "import os\n"
+        f"os.environ['WORKSTATION_HOME'] = r'{tmp_path}'\n"
+        "from workstation import identity\n"
+        "made = identity.create('arch', 'a long passphrase')\n"
+        "identity.unlock(made, 'a long passphrase').sign(b'x')")
+    assert not loaded & {"duckdb", "PySide6", "torch", "pyarrow"}, loaded
+
+
 def test_no_qt_import_statement_outside_ui():
     offenders = []
     for path in PACKAGE.rglob("*.py"):

@@ -99,15 +99,15 @@ def test_cli_flywheel_first_half_on_real_data(flow, capsys, tmp_path):
     worst = top[0]["example_id"]
 
     # Review: flip the most confident disagreement, undo, redo.
-    flipped = run(capsys, *w, "label", str(worst), "--flip", "--reason", "annotator error",
-                  "--analyst", "ana")
+    flipped = run(capsys, *w, "label", str(worst), "--flip", "--reason", "annotator error")
     assert flipped["changes"][0]["field"] == "flipped"
     run(capsys, *w, "undo")
     run(capsys, *w, "redo")
     log = run(capsys, *w, "log", "--example", str(worst))["entries"]
     assert [e["new"] for e in log] == [True, False, True]
-    assert all({"example_id", "field", "old", "new", "reason", "analyst", "time", "hash"}
-               <= set(e) for e in log)
+    assert all({"example_id", "field", "old", "new", "reason", "analyst", "time", "hash",
+                "key_id", "row_hash", "signature"} <= set(e) for e in log)
+    assert {e["analyst"] for e in log} == {"test-analyst"}
     after = run(capsys, *w, "audit", "--model", "rm", "--dataset", "hh")
     assert after["metrics"]["pairwise_accuracy"] > accuracy  # the flip now agrees
 

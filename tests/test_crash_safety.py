@@ -31,12 +31,13 @@ import numpy as np
 import pytest
 
 from tests import crash_worker as worker
+from tests.old_workspaces import make_old_workspace
 from tests.test_models import reward_mlp
 from workstation import ledger, releases, review
 from workstation.cli import main
 from workstation.datasets import import_dataset
 from workstation.models import add_model_bytes
-from workstation.schema import CURRENT_VERSION, MIGRATIONS
+from workstation.schema import CURRENT_VERSION
 from workstation.verify import verify_workspace
 from workstation.workspace import Workspace
 
@@ -64,8 +65,8 @@ class Template:
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory) -> Template:
-    """Three small datasets, a dozen registered versions, one review edit; no releases
-    (so the first release also creates the signing key)."""
+    """Three small datasets, a dozen registered versions, one review edit (signed by
+    the test identity, which so owns the workspace); no releases."""
     folder = tmp_path_factory.mktemp("crash-template")
     worker.write_jsonl(folder / "pairs.jsonl", [
         {"prompt": f"q{i}", "chosen": f"helpful {i}", "rejected": f"harmful {i}"}
@@ -80,7 +81,7 @@ def template(tmp_path_factory) -> Template:
             import_dataset(ws, kind, folder / f"{kind}.jsonl", kind)
         for v in range(RELEASE_VERSIONS):
             add_model_bytes(ws, reward_mlp(3, seed=v), worker.RELEASE_MODEL, "observation")
-        review.apply(ws, [review.Edit(1, "note", "seen", "template")], analyst="template")
+        review.apply(ws, [review.Edit(1, "note", "seen", "template")])
         counts = [ws.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
                   for t in ("review_log", "datasets", "model_versions", "releases")]
     assert not path.with_name(path.name + ".wal").exists()  # closed clean: one file to copy
@@ -171,14 +172,12 @@ def assert_nothing_half_made(ws: Workspace) -> None:
     none("SELECT seq FROM ledger WHERE kind = 'release' AND "
          "json_extract(payload, '$.release_id')::INTEGER NOT IN (SELECT id FROM releases)",
          "a ledger release row without its release")
-    none("SELECT key_id FROM signing_keys WHERE key_id NOT IN (SELECT "
+    none("SELECT key_id FROM trust WHERE key_id NOT IN (SELECT "
          "json_extract_string(payload, '$.key_id') FROM ledger "
-         "WHERE kind IN ('key-created', 'key-imported'))", "a signing key the ledger never saw")
-    none("SELECT json_extract_string(payload, '$.key_id') FROM ledger "
-         "WHERE kind = 'key-created' AND json_extract_string(payload, '$.key_id') "
-         "NOT IN (SELECT key_id FROM signing_keys)", "a logged key that is missing")
-    active = ws.execute("SELECT count(*) FROM signing_keys WHERE active").fetchone()[0]
-    assert active <= 1, "more than one active signing key"
+         "WHERE kind IN ('trust-owner', 'trust-add'))", "a trusted key the ledger never saw")
+    none("SELECT seq FROM review_log WHERE signature IS NULL", "an unsigned review row")
+    owners = ws.execute("SELECT count(*) FROM ledger WHERE kind = 'trust-owner'").fetchone()[0]
+    assert owners == 1, f"{owners} owner rows"
 
 
 def check_edits(ws: Workspace, acks: list[dict], base: Template, kills: int) -> int:
@@ -339,24 +338,9 @@ def test_sigkill_never_loses_or_half_makes(op, template, crash_worker, tmp_path,
 # -- the schema-upgrade notice --------------------------------------------------------
 
 def _make_v1_workspace(path: Path) -> None:
-    """A workspace as schema v1 wrote it: later migrations' tables absent."""
-    Workspace.open(path).close()
-    con = duckdb.connect(str(path))
-    for version, statements in reversed(MIGRATIONS[1:]):
-        for sql in reversed(statements):
-            con.execute(_undo(sql))
-    con.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
-    con.close()
+    """A workspace as schema v1 wrote it."""
+    make_old_workspace(path, 1)
 
-
-def _undo(sql: str) -> str:
-    """The statement that takes a migration statement back (tables, added columns)."""
-    words = sql.split()
-    if words[:2] == ["CREATE", "TABLE"]:
-        return f"DROP TABLE {words[2].split('(')[0]}"
-    if words[:2] == ["ALTER", "TABLE"] and words[3:5] == ["ADD", "COLUMN"]:
-        return f"ALTER TABLE {words[2]} DROP COLUMN {words[5]}"
-    raise AssertionError(f"no undo for migration statement: {sql[:60]}")
 
 
 def test_cli_names_the_backup_when_it_upgrades_a_workspace(tmp_path, capsys):

@@ -39,6 +39,28 @@ def test_the_demo_holds_datasets_models_and_audits_and_nothing_else(tmp_path):
     assert datasets == ["demo-pairs", "demo-labels", "cliff-demos"]
     assert report.models == ["demo-rm@1", "demo-safety@1", "cliff-reward@1"]
     assert runs == len(report.runs) >= 3
+    assert report.to_json()["trusted"] == ["demo", "test-analyst"]  # the analyst's own too
+
+
+def test_the_demo_needs_nothing_typed_even_without_any_identity(tmp_path, monkeypatch,
+                                                                no_session):
+    """A newcomer: no identity folder, no passphrase file, no terminal. The demo
+    makes its own identity, which owns the demo workspace and signs edits there."""
+    from workstation import identity, review, trust
+    from workstation.verify import verify_workspace
+
+    monkeypatch.setenv(identity.HOME_ENV, str(tmp_path / "fresh-home"))
+    monkeypatch.delenv(identity.PASSPHRASE_FILE_ENV)
+    monkeypatch.setattr(sys, "stdin", type("Pipe", (), {"isatty": lambda self: False})())
+    monkeypatch.setattr(demo, "_train_and_audit", lambda *args, **kwargs: None)  # fast
+    report = demo.build_demo(tmp_path / "demo.duckdb", encoder=HashEncoder())
+    assert report.trusted == ["demo"] and identity.current_name() == "demo"
+    signer = identity.unlock_session()  # nothing asked: the demo's passphrase is stored
+    with Workspace.open(report.path) as ws:
+        [owner] = trust.list_keys(ws)
+        assert owner.key_id == signer.key_id and owner.owner
+        [change] = review.apply(ws, [review.Edit(1, "note", "first look", "demo")])
+        assert change.key_id == signer.key_id and verify_workspace(ws).ok
 
 
 def test_a_cancelled_build_leaves_no_file(tmp_path):

@@ -125,8 +125,10 @@ def test_manifest(ws, tmp_path):
     import_dataset(ws, "pairs", src, "pairs")
     ids = _ids(ws, "pairs")
     for seq, (eid, h) in enumerate([(ids[0], "h1"), (ids[1], "h2")], start=1):
-        ws.execute("INSERT INTO review_log VALUES (?, ?, 'flipped', 'false', 'true', 'why', 'me', "
-                   "'t', 'edit', NULL, ?, ?)", [seq, eid, "0" * 64 if seq == 1 else "h1", h])
+        ws.execute("INSERT INTO review_log (seq, example_id, field, old, new, reason, analyst, "
+                   "time, action, target_seq, prev_hash, hash) VALUES (?, ?, 'flipped', "
+                   "'false', 'true', 'why', 'me', 't', 'edit', NULL, ?, ?)",
+                   [seq, eid, "0" * 64 if seq == 1 else "h1", h])
     report = export_dataset(ws, "pairs", "parquet", tmp_path / "out.parquet")
     manifest = json.loads(report.manifest_path.read_text(encoding="utf-8"))
     assert report.manifest_path == tmp_path / "out.parquet.manifest.json"

@@ -1039,7 +1039,7 @@ def test_a_failing_job_shows_its_one_line_message(qtbot, window):
 def test_a_fault_in_a_job_offers_the_traceback(qtbot, window):
     window.ctx.run_job("Dividing", lambda ws, progress: 1 / 0)
     box = _message_box(qtbot)
-    assert box.text() == "Dividing failed: ZeroDivisionError: division by zero"
+    assert box.text() == "Dividing failed: ZeroDivisionError: division by zero."
     assert "Traceback" in box.detailedText()
     box.close()
 

@@ -378,8 +378,13 @@ def test_models_panel_lists_versions_with_lineage(qtbot, ctx, runs):
     title, training = section(1)  # metric names in words; the keys in tooltips
     assert (title, training) == ("Training", {"loss": "0.33", "held-out: accuracy": "0.78"})
     assert details.metrics.topLevelItem(1).child(1).toolTip(0) == "heldout.accuracy"
-    title, audit = section(3)
-    assert title == f"Audit of safety-labels (run {runs[('rm@2', 'safety-labels')]})"
+    head = details.metrics.topLevelItem(3)
+    assert head.text(0) == f"Audit of safety-labels (run {runs[('rm@2', 'safety-labels')]})"
+    [group] = [head.child(k) for k in range(head.childCount())]  # registered from outside
+    assert (group.text(0), group.text(1)) == (
+        "All examples", "training membership unknown: all 300 counted as not trained on "
+                        "(registered from outside the workstation)")
+    audit = {group.child(k).text(0): group.child(k).text(1) for k in range(group.childCount())}
     assert {"examples", "failures", "AUROC", "calibration error (ECE)"} <= set(audit)
     assert not any("_" in name for name in audit)
     assert section(2)[0] == f"Audit of hh-pairs (run {runs[('rm@2', 'hh-pairs')]})"
@@ -460,7 +465,7 @@ def test_release_and_roll_back_from_the_panel(qtbot, ctx, runs, answers):
     qtbot.waitUntil(lambda: "rolled back" in table.item(table.rowCount() - 1, 4).text(),
                     timeout=WAIT)
     assert [table.item(r, 3).text() for r in range(table.rowCount())] == [
-        "key-created", "release", "release", "rollback"]
+        "trust-owner", "release", "release", "rollback"]
     panel.tabs.setCurrentWidget(panel.ledger_view)
     shot(panel, "models-ledger")
 
@@ -562,7 +567,10 @@ def _finished(qtbot, ctx, jobs: list) -> None:
 
 @pytest.mark.slow
 def test_retrain_from_the_models_panel_records_the_windows_analyst(qtbot, ctx, runs, answers,
-                                                                   monkeypatch):
+                                                                   monkeypatch, no_session,
+                                                                   session_identity):
+    """Nobody signed in: the Preferences name; signed in: the identity's name."""
+    from workstation import identity
     from workstation.models import resolve
 
     shown, _ = answers
@@ -581,6 +589,8 @@ def test_retrain_from_the_models_panel_records_the_windows_analyst(qtbot, ctx, r
     version = resolve(ctx.ws, "rm@4")
     assert version.created_by == "dr-lee"  # not the login name
     assert version.parent_id == resolve(ctx.ws, "rm@3").id
+    identity.set_session_signer(session_identity)
+    assert ctx.analyst() == "test-analyst"  # who signs is who is recorded
 
 
 @pytest.mark.parametrize("cause", ["an error", "no regression module"])

@@ -401,11 +401,11 @@ def test_an_older_workspace_is_migrated_and_its_runs_say_membership_was_not_reco
     with Workspace.open(path) as ws:
         train(ws, "pairs", "rm", encoder=ENC, params=FAST_TEXT)
         old_run = run_audit(ws, "rm@1", "pairs", encoder=ENC).id
-    con = duckdb.connect(str(path))  # back to schema 3, as an older workstation left it
+    con = duckdb.connect(str(path))  # back to schema 4, as the workstation before membership left it
     for table, column in (("audit_results", "split"), ("audit_runs", "training_metrics"),
                           ("audit_runs", "membership")):
         con.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
-    con.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    con.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
     con.close()
     with Workspace.open(path) as ws:
         assert ws.schema_version >= 5 and ws.migration_backup.exists()

@@ -88,8 +88,8 @@ def template(tmp_path_factory) -> Path:
         run_audit(ws, "obs@1", "demos")
         first = ws.execute("SELECT min(id) FROM examples").fetchall()[0][0]
         review.apply(ws, [review.Edit(first, "note", "looked at it", "check")])
-        releases.release(ws, "obs@1", approver="lead")
-        releases.export_public_key(ws, folder / "trusted.pub")
+        rel = releases.release(ws, "obs@1")
+        releases.export_public_key(ws, folder / "trusted.pub", rel.key_id)
         for model in ("obs@1", "text@1"):  # record pending coverage before any case runs
             SafetyOracle.from_workspace(ws, model)
     return path
@@ -133,7 +133,7 @@ def run_in_process(args: list[str], capfd) -> tuple[int, str, str, float]:
 
 
 def run_subprocess(args: list[str]) -> tuple[int, str, str, float]:
-    env = {**os.environ, "WORKSTATION_ANALYST": "hostile-test", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     start = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "workstation", *args], capture_output=True,
                           text=True, timeout=TIME_LIMIT, cwd=REPO, env=env)

@@ -16,15 +16,15 @@ def test_append_chains_rows_from_genesis(ws):
     assert first.prev_hash == ledger.GENESIS
     assert second.prev_hash == first.hash
     assert ledger.head_hash(ws) == second.hash
-    assert first.actor == "ann" and second.actor == "test-analyst"
+    assert first.actor == "ann" and second.actor == "test-analyst"  # the session's identity
     assert ledger.verify_ledger(ws) is None
 
 
 def test_entries_decode_payloads_and_filter_by_kind(ws):
-    ledger.append(ws, "key-created", {"key_id": "abc"})
+    ledger.append(ws, "patch-created", {"key_id": "abc"})
     ledger.append(ws, "release", {"model": "rm", "notes": "ünïcode", "n": 1.5})
     rows = ledger.entries(ws)
-    assert [r["kind"] for r in rows] == ["key-created", "release"]
+    assert [r["kind"] for r in rows] == ["patch-created", "release"]
     [only] = ledger.entries(ws, kind="release")
     assert only["payload"] == {"model": "rm", "notes": "ünïcode", "n": 1.5}
     assert ledger.get(ws, 2).payload == only["payload"]
@@ -52,11 +52,13 @@ def test_rehashed_row_breaks_the_next_link(ws):
     """Recomputing a tampered row's own hash still breaks the row after it."""
     for i in range(3):
         ledger.append(ws, "release", {"release_id": i + 1})
-    row = dict(zip(("seq", "time", "actor", "kind", "payload", "prev_hash"), ws.execute(
-        "SELECT seq, time, actor, kind, payload, prev_hash FROM ledger WHERE seq = 2").fetchone()))
+    columns = ("seq", "time", "actor", "kind", "payload", "prev_hash", "signer_key_id")
+    row = dict(zip(columns, ws.execute(
+        f"SELECT {', '.join(columns)} FROM ledger WHERE seq = 2").fetchone()))
     row["actor"] = "mallory"
-    ws.execute("UPDATE ledger SET actor = 'mallory', hash = ? WHERE seq = 2",
-               [ledger.entry_hash(row)])
+    row["row_hash"] = ledger.row_hash(row)
+    ws.execute("UPDATE ledger SET actor = 'mallory', row_hash = ?, hash = ? WHERE seq = 2",
+               [row["row_hash"], ledger.entry_hash(row)])
     assert ledger.verify_ledger(ws) == "ledger row 3: previous-hash link broken"
 
 

@@ -82,7 +82,7 @@ class Guarded:
                     "PYTHONPATH": os.pathsep.join([str(guard_dir), str(REPO)]
                                                   + ([os.environ["PYTHONPATH"]]
                                                      if os.environ.get("PYTHONPATH") else [])),
-                    "WORKSTATION_ANALYST": "offline-analyst", "QT_QPA_PLATFORM": "offscreen"}
+                    "QT_QPA_PLATFORM": "offscreen"}
         self.steps: list[str] = []
         self.seconds: dict[str, float] = {}
 
@@ -228,7 +228,7 @@ def run_flow(guarded: Guarded) -> dict[str, object]:
         cli(*ws, "patch", "--model", "safety@1", "--findings", str(audit["run_id"]))
         cli(*ws, "patches", "--model", "safety@1")
     cli(*ws, "releases")
-    cli(*ws, "key", "export-public", str(folder / "trusted.pub"))
+    cli("identity", "export-public", str(folder / "trusted.pub"))  # who signed the releases
     cli(*ws, "export-release", "cart", str(folder / "cart-release.zip"))
     cli(*ws, "export-release", "safety", str(folder / "safety-release"))
     assert cli("verify-release", str(folder / "cart-release.zip"),

@@ -422,7 +422,7 @@ def test_version_tree_children_releases_and_ledger_lines(ws):
     assert lines[1:] == [("release", "rm@1 released"),
                          ("release", "rm@2 released (replacing rm@1)"),
                          ("rollback", "rm rolled back from version 2 to 1: bad latency")]
-    assert lines[0][0] == "key-created" and "signing key" in lines[0][1]
+    assert lines[0][0] == "trust-owner" and "test-analyst" in lines[0][1] and "owns" in lines[0][1]
 
 
 def test_latest_audits_one_per_dataset(audited):

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from onnx import TensorProto, helper, numpy_helper
 
-from workstation import ledger, releases, review
+from workstation import ledger, releases, review, trust
 from workstation.errors import WorkstationError
 from workstation.hashing import sha256_bytes
 from workstation.releases import (current_release, export_release, list_releases, release,
@@ -89,13 +89,13 @@ def rm(ws):
 @pytest.fixture
 def released(rm, tmp_path):
     """rm@1 released, then exported to a folder; returns (ws, release, folder)."""
-    rel = release(rm, "rm@1", approver="lead", notes="first release")
+    rel = release(rm, "rm@1", notes="first release")
     return rm, rel, export_release(rm, "rm", tmp_path / "rm-1")
 
 
 def _counts(ws: Workspace) -> tuple[int, int, int]:
     return tuple(ws.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-                 for t in ("releases", "ledger", "signing_keys"))
+                 for t in ("releases", "ledger", "trust"))
 
 
 def _flip(data: bytes, i: int) -> bytes:
@@ -105,21 +105,24 @@ def _flip(data: bytes, i: int) -> bytes:
 # -- release -------------------------------------------------------------------
 
 
-def test_first_release_writes_a_signed_batch_and_ledger_rows(rm):
-    rel = release(rm, "rm@1", approver="lead", notes="first release")
+def test_first_release_writes_a_signed_batch_and_ledger_rows(rm, session_identity):
+    rel = release(rm, "rm@1", notes="first release")
     assert (rel.model, rel.version, rel.current, rel.from_version) == ("rm", 1, True, None)
     batch = rel.batch
     assert batch["from_version"] is None
     assert batch["to_version"]["sha256"] == rel.sha256 == \
         rm.execute("SELECT sha256 FROM model_versions WHERE id = 1").fetchone()[0]
-    assert batch["approved_by"] == "lead" and batch["notes"] == "first release"
+    assert batch["approved_by"] == "test-analyst" and batch["notes"] == "first release"
+    assert batch["approver_key_id"] == session_identity.key_id == rel.key_id
+    assert batch["format"] == "workstation.governance-batch/2"
     assert batch["workspace_id"] == rm.id
     assert batch["patches"] == [] and batch["regression_report"] is None
     assert batch["gate"] == {"pass": None, "forced": False, "force_reason": None}
-    kinds = [e["kind"] for e in ledger.entries(rm)]
-    assert kinds == ["key-created", "release"]
-    [key] = releases.list_keys(rm)
-    assert key.key_id == rel.key_id and len(key.key_id) == 16 and key.active
+    entries = ledger.entries(rm)
+    assert [e["kind"] for e in entries] == ["trust-owner", "release"]  # the first signer owns it
+    assert all(e["signer_key_id"] == rel.key_id and e["signature"] for e in entries)
+    [key] = trust.list_keys(rm)
+    assert key.key_id == rel.key_id and len(key.key_id) == 16 and key.active and key.owner
     assert current_release(rm, "rm") == rel
     report = verify_workspace(rm)
     assert report.ok, report.failures
@@ -238,11 +241,11 @@ def test_rollback_chain(rm):
     r1 = release(rm, "rm@1")
     r2 = release(rm, "rm@2", notes="retrained")
     assert current_release(rm, "rm").id == r2.id and r2.from_version == 1
-    back = rollback(rm, "rm", actor="lead", reason="regressed on jailbreaks")
+    back = rollback(rm, "rm", reason="regressed on jailbreaks")
     assert back.id == r1.id and back.current
     assert current_release(rm, "rm").version == 1
     [entry] = ledger.entries(rm, kind="rollback")
-    assert entry["actor"] == "lead"
+    assert entry["actor"] == "test-analyst" and entry["signature"]
     assert entry["payload"] == {"model": "rm", "from_release_id": r2.id, "from_version": 2,
                                 "to_release_id": r1.id, "to_version": 1,
                                 "reason": "regressed on jailbreaks"}
@@ -296,7 +299,7 @@ def test_verify_folder_with_and_without_a_trusted_key(released, tmp_path):
     assert untrusted.ok, untrusted.reasons
     assert not untrusted.key_trusted and "not independently trusted" in untrusted.warnings[0]
     assert (untrusted.model, untrusted.version, untrusted.key_id) == ("rm", 1, rel.key_id)
-    pub = releases.export_public_key(ws, tmp_path / "workspace.pub")
+    pub = releases.export_public_key(ws, tmp_path / "signer.pub", rel.key_id)
     trusted = verify_release(folder, public_key=pub)
     assert trusted.ok and trusted.key_trusted and trusted.warnings == []
     assert trusted.to_json()["files"]["model.onnx"] == rel.sha256
@@ -307,7 +310,7 @@ def test_export_zip_verifies_and_is_reproducible(released, tmp_path):
     first = export_release(ws, "rm@1", tmp_path / "rm.zip")
     with zipfile.ZipFile(first) as zf:
         assert sorted(zf.namelist()) == sorted(releases.RELEASE_FILES)
-    result = verify_release(first, releases.export_public_key(ws, tmp_path / "k.pub"))
+    result = verify_release(first, releases.export_public_key(ws, tmp_path / "k.pub", rel.key_id))
     assert result.ok, result.reasons
     second = export_release(ws, "rm@1", tmp_path / "again.zip")
     assert first.read_bytes() == second.read_bytes()
@@ -428,7 +431,7 @@ def test_a_different_trusted_key_is_refused(released, tmp_path):
 def test_a_release_re_signed_with_another_key_is_refused_by_the_trusted_key(released, tmp_path):
     """An attacker who swaps model.onnx and re-signs with their own key fails the trusted check."""
     ws, rel, folder = released
-    trusted = releases.export_public_key(ws, tmp_path / "trusted.pub")
+    trusted = releases.export_public_key(ws, tmp_path / "trusted.pub", rel.key_id)
     files = {p.name: p.read_bytes() for p in folder.iterdir()}
     files["model.onnx"] = _onnx_bytes(-100.0)
     doc = json.loads(files["signature.json"])
@@ -508,7 +511,10 @@ def test_bad_paths_and_bad_trusted_keys_give_reasons(released, tmp_path):
         assert result.ok or result.reasons, i
         refused += not result.ok
     assert refused > 30
-    private = releases.export_private_key(ws, tmp_path / "k.pem")
+    private = tmp_path / "k.pem"
+    private.write_bytes(Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
     (tmp_path / "junk.pub").write_text("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n")
     rsa_pub = tmp_path / "rsa.pub"
     rsa_pub.write_bytes(rsa.generate_private_key(65537, 2048).public_key().public_bytes(
@@ -521,69 +527,58 @@ def test_bad_paths_and_bad_trusted_keys_give_reasons(released, tmp_path):
         assert not result.ok and reason in result.reasons[0], (key, result.reasons)
 
 
-# -- keys ----------------------------------------------------------------------------------
+# -- who signs ----------------------------------------------------------------------------
 
 
-def test_key_export_import_round_trip(released, tmp_path):
+def test_the_same_identity_signs_in_another_workspace(released, tmp_path, session_identity):
+    """A release is signed by the analyst's identity, not by a key inside the workspace."""
     ws, rel, _ = released
-    pub = releases.export_public_key(ws, tmp_path / "a.pub")
-    private = releases.export_private_key(ws, tmp_path / "a.pem", password="s3cret")
-    assert private.stat().st_mode & 0o077 == 0
-    assert b"ENCRYPTED PRIVATE KEY" in private.read_bytes()
-    with pytest.raises(WorkstationError, match="already exists"):
-        releases.export_private_key(ws, private)
+    pub = releases.export_public_key(ws, tmp_path / "a.pub", rel.key_id)
     with Workspace.open(tmp_path / "second.duckdb") as other:
         add_version(other, "rm", 1)
-        with pytest.raises(WorkstationError, match="encrypted: give its password"):
-            releases.import_key(other, private)
-        with pytest.raises(WorkstationError, match="password is wrong"):
-            releases.import_key(other, private, password="nope")
-        key = releases.import_key(other, private, password="s3cret", actor="lead")
-        assert key.key_id == rel.key_id and key.active
         signed = release(other, "rm@1")
-        assert signed.key_id == rel.key_id
-        assert [e["kind"] for e in ledger.entries(other)] == ["key-imported", "release"]
+        assert signed.key_id == rel.key_id == session_identity.key_id
         out = export_release(other, "rm", tmp_path / "from-second.zip")
     result = verify_release(out, public_key=pub)
     assert result.ok and result.key_trusted, result.reasons
 
 
-def test_importing_a_new_key_rotates_and_old_releases_still_verify(released, tmp_path):
+def test_releases_by_two_approvers_verify_with_their_own_keys(released, tmp_path,
+                                                              make_identity):
     ws, first, _ = released
-    new = Ed25519PrivateKey.generate()
-    pem = tmp_path / "new.pem"
-    pem.write_bytes(new.private_bytes(serialization.Encoding.PEM,
-                                      serialization.PrivateFormat.PKCS8,
-                                      serialization.NoEncryption()))
-    key = releases.import_key(ws, pem)
-    assert key.key_id == releases.key_id_of(new.public_key())
-    assert [k.active for k in releases.list_keys(ws)] == [False, True]
-    second = release(ws, "rm@2")
-    assert second.key_id == key.key_id != first.key_id
+    lead = make_identity("lead")
+    trust.add(ws, lead.public_pem, "lead", "approver")
+    second = release(ws, "rm@2", signer=lead)
+    assert second.key_id == lead.key_id != first.key_id
+    assert second.batch["approved_by"] == "lead" and second.created_by == "lead"
     assert verify_workspace(ws).ok
-    new_pub = releases.export_public_key(ws, tmp_path / "new.pub")
-    assert verify_release(export_release(ws, "rm", tmp_path / "v2"), new_pub).ok
-    assert not verify_release(export_release(ws, "rm@1", tmp_path / "v1"), new_pub).ok
+    lead_pub = releases.export_public_key(ws, tmp_path / "lead.pub", lead.key_id)
+    assert verify_release(export_release(ws, "rm", tmp_path / "v2"), lead_pub).ok
+    assert not verify_release(export_release(ws, "rm@1", tmp_path / "v1"), lead_pub).ok
 
 
-def test_import_refuses_public_keys_and_other_key_types(ws, tmp_path):
-    key = Ed25519PrivateKey.generate()
-    pub = tmp_path / "k.pub"
-    pub.write_bytes(key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
-    rsa_pem = tmp_path / "rsa.pem"
-    rsa_pem.write_bytes(rsa.generate_private_key(65537, 2048).private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
-    (tmp_path / "junk.pem").write_text("hello")
-    for path, reason in {pub: "holds a public key", rsa_pem: "Ed25519",
-                         tmp_path / "junk.pem": "not a readable private-key PEM",
-                         tmp_path / "absent.pem": "cannot read key file"}.items():
-        with pytest.raises(WorkstationError, match=reason):
-            releases.import_key(ws, path)
-    assert _counts(ws) == (0, 0, 0)
-    with pytest.raises(WorkstationError, match="no signing key yet"):
+def test_release_and_rollback_need_an_approver(released, make_identity):
+    ws, _, _ = released
+    rita = make_identity("rita")
+    trust.add(ws, rita.public_pem, "rita", "reviewer")
+    before = _counts(ws)
+    with pytest.raises(WorkstationError, match="identity 'rita' .* is not an approver"):
+        release(ws, "rm@2", signer=rita)
+    release(ws, "rm@2")
+    with pytest.raises(WorkstationError, match="is not an approver"):
+        rollback(ws, "rm", signer=rita)
+    assert current_release(ws, "rm").version == 2 and _counts(ws)[0] == before[0] + 1
+
+
+def test_public_keys_for_verifiers(released, tmp_path):
+    ws, rel, _ = released
+    with pytest.raises(WorkstationError, match="no legacy workspace key"):
         releases.export_public_key(ws, tmp_path / "none.pub")
+    with pytest.raises(WorkstationError, match="no key 0000"):
+        releases.export_public_key(ws, tmp_path / "none.pub", "0000")
+    path = releases.export_public_key(ws, tmp_path / "k.pub", rel.key_id)
+    assert path.read_text() == trust.get_key(ws, rel.key_id).public_pem
+    assert not (tmp_path / "none.pub").exists()
 
 
 # -- workspace verification ------------------------------------------------------------------
@@ -608,8 +603,8 @@ def test_verify_workspace_catches_a_changed_manifest(released):
 
 def test_offline_verification_needs_neither_the_workspace_nor_duckdb(tmp_path, released):
     """A verifier gets the release files and a public key, not a workspace."""
-    ws, _, folder = released
-    pub = releases.export_public_key(ws, tmp_path / "k.pub")
+    ws, rel, folder = released
+    pub = releases.export_public_key(ws, tmp_path / "k.pub", rel.key_id)
     code = textwrap.dedent(f"""
         import json, sys
         sys.modules["duckdb"] = None      # importing it would fail

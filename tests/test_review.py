@@ -44,15 +44,17 @@ def _current(ws, example_id):
                       "tags, note FROM current_examples WHERE id = ?", [example_id]).fetchone()
 
 
-def test_flip_changes_the_current_preference_and_is_logged(pairs):
+def test_flip_changes_the_current_preference_and_is_logged(pairs, make_identity):
     ws, first = pairs
-    [change] = review.apply(ws, [Edit(first, "flipped", True, "annotator error")], analyst="ann")
+    ann = make_identity("ann")
+    [change] = review.apply(ws, [Edit(first, "flipped", True, "annotator error")], signer=ann)
     assert _current(ws, first)[0] == "bad1"
     assert _current(ws, first + 1)[0] == "good2"
     [entry] = review.entries(ws)
     assert entry["example_id"] == first and entry["field"] == "flipped"
     assert (entry["old"], entry["new"]) == (False, True)
     assert entry["reason"] == "annotator error" and entry["analyst"] == "ann"
+    assert entry["key_id"] == change.key_id == ann.key_id and entry["signature"]
     assert entry["hash"] == change.hash == review.head_hash(ws)
 
 

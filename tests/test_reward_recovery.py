@@ -112,5 +112,6 @@ def test_patches_fix_the_flaws_the_probe_finds_and_stay_local():
         if result["patched"]:
             assert result["fixed_share"] >= 0.9 and result["heldout_beyond_budget"] <= 0.01
             assert result["heldout_drop_max"] <= 0.10 + 1e-6
-            assert result["compare"]["broken"] == 0
+            assert result["compare"]["examples"]["broken"] == 0
+            assert result["compare"]["training_examples"]["broken"] == 0
     assert report["verdict"]["passed"]

@@ -122,10 +122,8 @@ def test_the_oracle_refuses_a_model_that_is_not_its_manifests(text_bundle):
         SafetyOracle.load(folder)
 
 
-def test_cli_scale_bundle_signs_with_the_workspace_key(ws, tmp_path, capsys):
-    from workstation import signing
-    from workstation.workspace import Workspace
-
+def test_cli_scale_bundle_signs_with_the_analysts_identity(ws, tmp_path, capsys,
+                                                          session_identity):
     add_model_bytes(ws, mlp(DIM, 8), "rm", "text-embedding")
     add_model_bytes(ws, mlp(DIM, 8), "other", "text-embedding", encoder=FixedEncoder())
     path = ws.path
@@ -134,9 +132,8 @@ def test_cli_scale_bundle_signs_with_the_workspace_key(ws, tmp_path, capsys):
                  str(tmp_path / "b0"), "--json"]) == 0
     record = json.loads(capsys.readouterr().out)
     manifest = bundles.verify_files(bundles.read_files(tmp_path / "b0"))
-    with Workspace.open(path) as ws:
-        assert record["key_id"] == signing.active_key(ws).key_id == \
-            manifest["signature"]["key_id"]
+    assert record["key_id"] == session_identity.key_id == manifest["signature"]["key_id"]
+    assert manifest["created_by"] == session_identity.name
     assert record["sha256"] == bundles.bundle_sha256(bundles.read_files(tmp_path / "b0"))
     # A model naming an encoder this installation does not have: refused, nothing left.
     assert main(["--workspace", str(path), "scale", "bundle", "--model", "other@1",

@@ -45,10 +45,29 @@ def test_older_schema_is_migrated_after_a_backup(tmp_path, monkeypatch):
         assert ws.schema_version == CURRENT_VERSION + 1
         assert ws.migration_backup.exists()
         ws.execute("SELECT * FROM later_feature")
+    assert ws.migration_backup.stat().st_mode & 0o777 == 0o600
     old = duckdb.connect(str(ws.migration_backup), read_only=True)
     assert old.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == \
         str(CURRENT_VERSION)
     old.close()
+
+
+def test_workspace_files_are_owner_only_whatever_the_umask(tmp_path):
+    import os
+
+    previous = os.umask(0o022)
+    try:
+        with Workspace.open(tmp_path / "a.duckdb") as ws:
+            with ws.transaction():
+                ws.execute("INSERT INTO sources VALUES ('x', 'p', 1, 'f', 't')")
+            wal = tmp_path / "a.duckdb.wal"
+            assert wal.exists()  # the commit wrote the log, and made it owner-only
+            assert wal.stat().st_mode & 0o777 == 0o600
+        assert (tmp_path / "a.duckdb").stat().st_mode & 0o777 == 0o600
+        (tmp_path / "other.txt").write_text("x")  # the process umask is as it was
+        assert (tmp_path / "other.txt").stat().st_mode & 0o777 == 0o644
+    finally:
+        os.umask(previous)
 
 
 def test_a_file_that_is_not_a_workspace_is_refused(tmp_path):

@@ -6,6 +6,11 @@ on gymnasium's slippery CliffWalking grid gives a policy that keeps away from
 the cliff; its successful rollouts, as (row, column) states, are the expert
 demonstrations. The demo then trains a first model for each dataset, audits
 it and runs the probes, so the first window already shows real failure cases.
+
+The demo workspace is owned by the demo identity (workstation.identity,
+created with a stored passphrase when missing), so that the demo needs
+nothing typed; the analyst's own current identity, if any, is trusted there
+with every role.
 """
 
 from __future__ import annotations
@@ -36,10 +41,11 @@ class DemoReport:
     models: list[str] = field(default_factory=list)
     runs: list[int] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    trusted: list[str] = field(default_factory=list)   # identities trusted in it, owner first
 
     def to_json(self) -> dict[str, Any]:
         return {"workspace": str(self.path), "datasets": self.datasets, "models": self.models,
-                "runs": self.runs, "notes": self.notes}
+                "runs": self.runs, "notes": self.notes, "trusted": self.trusted}
 
 
 # -- expert demonstrations ---------------------------------------------------
@@ -139,6 +145,7 @@ def build_demo(path: str | Path, *, progress: Progress | None = None, encoder: A
     scratch = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.building")
     try:
         with Workspace.open(scratch) as ws:
+            _trust_identities(ws, report)
             _import_all(ws, report, progress, seed)
             _train_and_audit(ws, report, progress, encoder, seed)
         progress.check()  # a cancel that came during the last step still counts
@@ -169,6 +176,19 @@ def _remove(scratch: Path) -> None:
     """The scratch file and DuckDB's write-ahead log beside it, if still there."""
     for leftover in (scratch, scratch.with_name(scratch.name + ".wal")):
         leftover.unlink(missing_ok=True)
+
+
+def _trust_identities(ws: Workspace, report: DemoReport) -> None:
+    """The demo identity owns the demo; the analyst's own identity may do everything there."""
+    from workstation import identity, trust
+
+    demo = identity.demo_signer()
+    trust.ensure_owner(ws, demo)
+    report.trusted.append(demo.name)
+    mine = identity.current()
+    if mine is not None and not mine.demo:
+        trust.add(ws, mine.public_pem, mine.name, trust.ROLES, mine.email, signer=demo)
+        report.trusted.append(mine.name)
 
 
 def _import_all(ws: Workspace, report: DemoReport, progress: Progress, seed: int) -> None:

@@ -3,8 +3,9 @@
 Releasing a model version writes a **governance batch** (what changed from
 the currently released version: label edits, patches, regression evidence,
 who approved it), signs a **release statement** over the three release files
-(model.onnx, manifest.json, governance.json) with the workspace's Ed25519 key,
-and appends a ``release`` row to the ledger, all in one transaction. Which
+(model.onnx, manifest.json, governance.json) with the acting identity's
+Ed25519 key (an approver in the trust store: workstation.trust), and appends
+a signed ``release`` row to the ledger, all in one transaction. Which
 release is current is derived from the ledger alone: the newest release not
 undone by a ``rollback``. ``export_release`` writes the signed files to a
 folder or .zip, and ``verify_release`` (workstation.offline_verify) checks
@@ -29,30 +30,31 @@ from typing import Any
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from workstation import ledger, review
+from workstation import ledger, review, trust
 from workstation.errors import WorkstationError
 from workstation.hashing import canonical_json, sha256_bytes
 from workstation.models.registry import ModelVersion, get_version, split_ref
 from workstation.offline_verify import (RELEASE_FILES, SIGNATURE_FILE, SIGNED_FILES,
                                         STATEMENT_FORMAT, VerifyResult, json_file,
                                         verify_release, verify_release_files)
-from workstation.signing import (ALGORITHM, SigningKey, active_key, ensure_key,
-                                 export_private_key, export_public_key, import_key, key_id_of,
-                                 list_keys, private_key_for, public_pem_of)
-from workstation.workspace import Workspace, default_analyst, now_iso
+from workstation.identity import Signer
+from workstation.signing import (ALGORITHM, LegacyKey, export_public_key, key_id_of,
+                                 legacy_keys, public_pem_for, public_pem_of)
+from workstation.workspace import Workspace, now_iso
 
 # The release API in one place: keys (workstation.signing) and offline
 # verification (workstation.offline_verify) live in their own modules.
 __all__ = [
-    "RELEASE_FILES", "SIGNATURE_FILE", "SIGNED_FILES", "Release", "SigningKey", "VerifyResult",
-    "active_key", "check_release", "current_release", "ensure_key", "export_private_key",
-    "export_public_key", "export_release", "import_key", "json_file", "key_id_of",
-    "list_keys", "list_releases", "public_pem_of", "release", "release_files",
-    "release_stack", "rollback", "verify_release", "verify_release_files", "verify_releases"]
+    "RELEASE_FILES", "SIGNATURE_FILE", "SIGNED_FILES", "LegacyKey", "Release", "VerifyResult",
+    "check_release", "current_release", "export_public_key", "export_release", "json_file",
+    "key_id_of", "legacy_keys", "list_releases", "public_pem_for", "public_pem_of", "release",
+    "release_files", "release_stack", "rollback", "verify_release", "verify_release_files",
+    "verify_releases"]
 
-BATCH_FORMAT = "workstation.governance-batch/1"
+# /2 (schema v4): approved_by is the approving identity's name and
+# approver_key_id its key; /1 batches (before) named the OS login.
+BATCH_FORMAT = "workstation.governance-batch/2"
 
 
 # -- records ---------------------------------------------------------------
@@ -121,9 +123,9 @@ def _blob(ws: Workspace, sha256: str, what: str) -> bytes:
 
 
 
-def _sign(key: Ed25519PrivateKey, message: bytes) -> bytes:
-    """The one place a signature is made (tests replace it to simulate a failure)."""
-    return key.sign(message)
+def _sign(signer: Signer, message: bytes) -> bytes:
+    """The one place a release statement is signed (tests replace it to simulate a failure)."""
+    return signer.sign(message)
 
 
 # -- the governance batch ---------------------------------------------------
@@ -205,7 +207,7 @@ def _version_json(v: ModelVersion) -> dict[str, Any]:
 
 def _governance_batch(ws: Workspace, release_id: int, target: ModelVersion,
                       previous: Release | None, report: dict[str, Any] | None,
-                      gate: dict[str, Any], approver: str, notes: str) -> dict[str, Any]:
+                      gate: dict[str, Any], approver: Signer, notes: str) -> dict[str, Any]:
     from_version = None if previous is None else {
         "release_id": previous.id, "model_version_id": previous.model_version_id,
         "model": previous.model, "version": previous.version, "sha256": previous.sha256}
@@ -214,7 +216,8 @@ def _governance_batch(ws: Workspace, release_id: int, target: ModelVersion,
              "to_version": _version_json(target),
              "label_edits": _label_edits(ws, previous, target),
              "patches": _patches(target.manifest), "regression_report": report, "gate": gate,
-             "approved_by": approver, "approved_at": now_iso(), "notes": notes or ""}
+             "approved_by": approver.name, "approver_key_id": approver.key_id,
+             "approved_at": now_iso(), "notes": notes or ""}
     try:
         # Round-trip so the signed batch is exactly what the workspace stores.
         return json.loads(canonical_json(batch))
@@ -244,27 +247,28 @@ def _signature_doc(statement: dict[str, Any], signature_hex: str, public_pem: st
 
 # -- release and rollback --------------------------------------------------
 
-def release(ws: Workspace, model_ref_or_version_id: str | int, *, approver: str | None = None,
+def release(ws: Workspace, model_ref_or_version_id: str | int, *, signer: Signer | None = None,
             regression_report: dict[str, Any] | None = None, notes: str = "",
             force: bool = False, force_reason: str = "") -> Release:
-    """Promote a model version: governance batch, signature, release row and ledger entry."""
-    approver = approver or default_analyst()
+    """Promote a model version: governance batch, signature, release row and
+    ledger entry, signed by ``signer`` (default: the session's identity), who
+    must be an approver here."""
     with ws.transaction():
+        signer = trust.require(ws, signer, "approver")
         target = _resolve_version(ws, model_ref_or_version_id)
         previous = current_release(ws, target.model)
         if previous is not None and previous.model_version_id == target.id:
             raise WorkstationError(f"{previous.ref} is already the current release")
         gate = _gate(regression_report, force, force_reason)
         _blob(ws, target.sha256, f"{target.model}@{target.version}")
-        key = ensure_key(ws, approver)
         release_id = ws.next_id("releases")
         batch = _governance_batch(ws, release_id, target, previous, regression_report, gate,
-                                  approver, notes)
-        statement = _statement(batch, target.manifest, key.key_id)
-        signature = _sign(private_key_for(ws, key.key_id),
-                          canonical_json(statement).encode("utf-8")).hex()
-        entry = ledger.append(ws, "release", _release_payload(batch, statement, signature), approver)
-        _insert_release(ws, batch, signature, key.key_id, approver, entry.seq)
+                                  signer, notes)
+        statement = _statement(batch, target.manifest, signer.key_id)
+        signature = _sign(signer, canonical_json(statement).encode("utf-8")).hex()
+        entry = ledger.append(ws, "release", _release_payload(batch, statement, signature),
+                              signer=signer)
+        _insert_release(ws, batch, signature, signer.key_id, signer.name, entry.seq)
         return replace(_get_release(ws, release_id), current=True)
 
 
@@ -338,12 +342,14 @@ def list_releases(ws: Workspace, model: str | None = None) -> list[Release]:
     return [replace(r, current=current[r.model] == r.id) for r in found]
 
 
-def rollback(ws: Workspace, model: str, actor: str | None = None, reason: str = "") -> Release:
-    """Make the release before the current one current again (logged); returns it."""
-    actor = actor or default_analyst()
+def rollback(ws: Workspace, model: str, reason: str = "", *, signer: Signer | None = None
+             ) -> Release:
+    """Make the release before the current one current again (a ledger row
+    signed by ``signer``, an approver); returns it."""
     if "@" in model:
         raise WorkstationError(f"rollback takes a model name, not a version ('{model}')")
     with ws.transaction():
+        signer = trust.require(ws, signer, "approver")
         stack = release_stack(ws, model)
         if not stack:
             raise WorkstationError(f"model '{model}' has no release to roll back")
@@ -355,7 +361,7 @@ def rollback(ws: Workspace, model: str, actor: str | None = None, reason: str = 
         ledger.append(ws, "rollback", {
             "model": model, "from_release_id": undone.id, "from_version": undone.version,
             "to_release_id": restored.id, "to_version": restored.version,
-            "reason": reason or ""}, actor)
+            "reason": reason or ""}, signer=signer)
         return replace(restored, current=True)
 
 
@@ -403,7 +409,7 @@ def release_files(ws: Workspace, rel: Release) -> dict[str, bytes]:
         raise WorkstationError(f"{problem}; not exported")
     manifest = _version_manifest(ws, rel)
     statement = _statement(rel.batch, manifest, rel.key_id)
-    public_pem = _keypublic_pem_of(ws, rel.key_id)
+    public_pem = public_pem_for(ws, rel.key_id)
     return {"model.onnx": _blob(ws, rel.sha256, rel.ref),
             "manifest.json": json_file(manifest),
             "governance.json": json_file(rel.batch),
@@ -415,11 +421,6 @@ def _version_manifest(ws: Workspace, rel: Release) -> dict[str, Any]:
     if version is None:
         raise WorkstationError(f"release {rel.id}: model version {rel.ref} is missing")
     return version.manifest
-
-
-def _keypublic_pem_of(ws: Workspace, key_id: str) -> str | None:
-    row = ws.execute("SELECT public_pem FROM signing_keys WHERE key_id = ?", [key_id]).fetchone()
-    return row[0] if row else None
 
 
 def _write_folder(files: dict[str, bytes], out: Path) -> None:
@@ -456,7 +457,7 @@ def _write_zip(files: dict[str, bytes], out: Path) -> None:
 
 def check_release(ws: Workspace, rel: Release) -> str | None:
     """Does the stored signature still cover the stored batch, manifest and ledger row?"""
-    public_pem = _keypublic_pem_of(ws, rel.key_id)
+    public_pem = public_pem_for(ws, rel.key_id)
     if public_pem is None:
         return f"release {rel.id} ({rel.ref}): its signing key {rel.key_id} is missing"
     version = _version_by_id(ws, rel.model_version_id)

@@ -4,8 +4,11 @@ Every change an analyst makes to an example (flip a preference, set the
 safe/unsafe label, set a category, add or remove a tag, write a note, exclude
 or restore) is appended to ``review_log`` with who, when, why, the old and the
 new value. Rows are never updated or deleted: an undo is itself a logged
-change. Each row's hash covers its content and the previous row's hash, so a
-changed or removed row breaks the chain (``verify_chain`` names the first).
+change. Each row is signed by its author's identity, who must be trusted as
+a reviewer here (workstation.trust); each row's hash covers its content and
+the previous row's hash, so a changed or removed row breaks the chain
+(``verify_chain`` names the first). The hash and signature formulas are in
+workstation.review_rows.
 
 The current label of an example is the import plus the log; the sparse table
 ``example_state`` caches it (one row per edited example) and is written in
@@ -17,10 +20,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Iterable
 
+from workstation import review_rows, trust
 from workstation.chain import GENESIS, first_break
 from workstation.errors import WorkstationError
-from workstation.hashing import canonical_json, sha256_text
-from workstation.workspace import Workspace, default_analyst, now_iso
+from workstation.hashing import canonical_json
+from workstation.identity import Signer
+from workstation.workspace import Workspace, now_iso
 
 
 # field name -> the dataset kinds it applies to
@@ -33,8 +38,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "excluded": ("pairs", "labels", "demos"),
 }
 
-_ENTRY_COLUMNS = ("seq", "example_id", "field", "old", "new", "reason", "analyst",
-                  "time", "action", "target_seq", "prev_hash", "hash")
+_ENTRY_COLUMNS = review_rows.COLUMNS
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,9 @@ class Change:
     action: str
     target_seq: int | None
     hash: str
+    row_hash: str = ""
+    analyst: str = ""
+    key_id: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -123,19 +130,21 @@ def _label_text(label: bool | None) -> str | None:
 
 # -- writing ---------------------------------------------------------------
 
-def apply(ws: Workspace, edits: Iterable[Edit], analyst: str | None = None) -> list[Change]:
-    """Append the edits in one transaction; all or nothing."""
-    analyst = analyst or default_analyst()
+def apply(ws: Workspace, edits: Iterable[Edit], *, signer: Signer | None = None
+          ) -> list[Change]:
+    """Append the edits in one transaction, each signed by ``signer`` (default:
+    the session's identity), who must be trusted as a reviewer; all or nothing."""
     changes: list[Change] = []
     with ws.transaction():
+        signer = trust.require(ws, signer, "reviewer")
         for edit in edits:
-            change = _apply_one(ws, edit, analyst)
+            change = _apply_one(ws, edit, signer)
             if change is not None:
                 changes.append(change)
     return changes
 
 
-def _apply_one(ws: Workspace, edit: Edit, analyst: str) -> Change | None:
+def _apply_one(ws: Workspace, edit: Edit, signer: Signer) -> Change | None:
     if not edit.reason or not edit.reason.strip():
         raise WorkstationError("every change needs a reason (--reason)")
     current = current_values(ws, edit.example_id)
@@ -149,7 +158,7 @@ def _apply_one(ws: Workspace, edit: Edit, analyst: str) -> Change | None:
     old = current[edit.field]
     if new == old:
         return None  # nothing changes: nothing to log
-    return _append(ws, edit.example_id, edit.field, old, new, edit.reason, analyst, "edit", None)
+    return _append(ws, edit.example_id, edit.field, old, new, edit.reason, signer, "edit", None)
 
 
 def _normalise(field: str, value: Any) -> Any:
@@ -175,25 +184,28 @@ def normalise_label(value: Any) -> str:
 
 
 def _append(ws: Workspace, example_id: int, field: str, old: Any, new: Any, reason: str,
-            analyst: str, action: str, target_seq: int | None) -> Change:
-    seq = ws.next_id("review_log", "seq")
-    prev = head_hash(ws) or GENESIS
-    entry = {"seq": seq, "example_id": example_id, "field": field,
+            signer: Signer, action: str, target: dict[str, Any] | None) -> Change:
+    source_sha256, source_index = review_rows.source_ref(ws, example_id)
+    entry = {"seq": ws.next_id("review_log", "seq"), "example_id": example_id,
+             "source_sha256": source_sha256, "source_index": source_index, "field": field,
              "old": canonical_json(old), "new": canonical_json(new), "reason": reason,
-             "analyst": analyst, "time": now_iso(), "action": action,
-             "target_seq": target_seq, "prev_hash": prev}
-    entry["hash"] = entry_hash(entry)
+             "analyst": signer.name, "key_id": signer.key_id, "time": now_iso(),
+             "action": action, "target_seq": target["seq"] if target else None,
+             "target_hash": review_rows.ref_hash(target) if target else None,
+             "prev_hash": head_hash(ws) or GENESIS}
+    entry["row_hash"] = review_rows.row_hash(entry)
+    entry["hash"] = review_rows.chain_hash(entry)
+    entry["signature"] = signer.sign_hash(entry["row_hash"])
     ws.execute(f"INSERT INTO review_log ({', '.join(_ENTRY_COLUMNS)}) VALUES "
                f"({', '.join('?' * len(_ENTRY_COLUMNS))})", [entry[c] for c in _ENTRY_COLUMNS])
-    _update_state(ws, example_id, field, new, seq)
-    return Change(seq, example_id, field, old, new, action, target_seq, entry["hash"])
+    _update_state(ws, example_id, field, new, entry["seq"])
+    return Change(entry["seq"], example_id, field, old, new, action, entry["target_seq"],
+                  entry["hash"], entry["row_hash"], signer.name, signer.key_id)
 
 
 def entry_hash(entry: dict[str, Any]) -> str:
-    """The chain hash of a log row: its content (old/new as stored JSON text)
-    and the previous row's hash."""
-    body = {k: entry[k] for k in _ENTRY_COLUMNS if k != "hash"}
-    return sha256_text(canonical_json(body))
+    """The chain hash of a log row (workstation.review_rows has the formulas)."""
+    return review_rows.entry_hash(entry)
 
 
 def _update_state(ws: Workspace, example_id: int, field: str, new: Any, seq: int) -> None:
@@ -224,14 +236,17 @@ def _edit_stacks(ws: Workspace) -> tuple[list[int], list[int]]:
     return undo, redo
 
 
-def undo(ws: Workspace, analyst: str | None = None, reason: str = "undo") -> Change | None:
-    """Revert the newest edit not yet undone, as a new log row. None if nothing to undo."""
-    return _step(ws, analyst, reason, "undo")
+def undo(ws: Workspace, reason: str = "undo", *, signer: Signer | None = None
+         ) -> Change | None:
+    """Revert the newest edit not yet undone, as a new log row signed like an
+    edit. None if nothing to undo."""
+    return _step(ws, signer, reason, "undo")
 
 
-def redo(ws: Workspace, analyst: str | None = None, reason: str = "redo") -> Change | None:
+def redo(ws: Workspace, reason: str = "redo", *, signer: Signer | None = None
+         ) -> Change | None:
     """Re-apply the newest undone edit, as a new log row. None if nothing to redo."""
-    return _step(ws, analyst, reason, "redo")
+    return _step(ws, signer, reason, "redo")
 
 
 def can_undo(ws: Workspace) -> bool:
@@ -242,9 +257,9 @@ def can_redo(ws: Workspace) -> bool:
     return bool(_edit_stacks(ws)[1])
 
 
-def _step(ws: Workspace, analyst: str | None, reason: str, action: str) -> Change | None:
-    analyst = analyst or default_analyst()
+def _step(ws: Workspace, signer: Signer | None, reason: str, action: str) -> Change | None:
     with ws.transaction():
+        signer = trust.require(ws, signer, "reviewer")
         undo_stack, redo_stack = _edit_stacks(ws)
         stack = undo_stack if action == "undo" else redo_stack
         if not stack:
@@ -255,14 +270,16 @@ def _step(ws: Workspace, analyst: str | None, reason: str, action: str) -> Chang
         old = current_values(ws, target["example_id"])[target["field"]]
         new = target["old"] if action == "undo" else target["new"]
         return _append(ws, target["example_id"], target["field"], old, new, reason,
-                       analyst, action, target["seq"])
+                       signer, action, target)
 
 
 # -- verification ----------------------------------------------------------
 
 def verify_chain(ws: Workspace) -> str | None:
-    """Recompute the hash chain; return a message naming the first bad row, or None."""
-    return first_break(ws, "review_log", _ENTRY_COLUMNS, entry_hash, "review log")
+    """Recompute the hash chain, then every row's hash and signature against
+    the trust store; a message naming the first bad row, or None."""
+    return (first_break(ws, "review_log", _ENTRY_COLUMNS, entry_hash, "review log")
+            or review_rows.first_bad_row(ws))
 
 
 def verify_state(ws: Workspace) -> str | None:

@@ -6,6 +6,10 @@ migration; append a new one. ``CURRENT_VERSION`` is the last one's number.
 
 from __future__ import annotations
 
+# A meta row a migration writes when the file must be rewritten afresh after
+# it (workstation.workspace.Workspace._rewrite), e.g. to drop a secret's bytes.
+REWRITE_KEY = "pending_rewrite"
+
 MIGRATIONS: list[tuple[int, list[str]]] = [
     (1, [
         # Source files seen by imports, content-addressed.
@@ -133,7 +137,44 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             run_id INTEGER PRIMARY KEY, space VARCHAR NOT NULL, n_points BIGINT NOT NULL,
             recorded_at VARCHAR NOT NULL)""",
     ]),
-    # (4 is another change's, landing beside this one.)
+    (4, [
+        # Personal identities sign edits, trust changes and releases
+        # (workstation.identity, workstation.trust). Review-log rows gain the
+        # author's key id, a position-independent row hash (over the example's
+        # source ref and the change: workstation.review_rows) that the author
+        # signs, and the target row's row hash for undo/redo. Rows written
+        # before this migration keep their old hash and stay unsigned; the meta
+        # rows review_legacy_end / ledger_legacy_end say where they end.
+        "ALTER TABLE review_log ADD COLUMN key_id VARCHAR",
+        "ALTER TABLE review_log ADD COLUMN row_hash VARCHAR",
+        "ALTER TABLE review_log ADD COLUMN target_hash VARCHAR",
+        "ALTER TABLE review_log ADD COLUMN signature VARCHAR",
+        # Ledger rows likewise: a row hash over the content, the signer's key
+        # id and signature (trust, policy, release and rollback rows).
+        "ALTER TABLE ledger ADD COLUMN row_hash VARCHAR",
+        "ALTER TABLE ledger ADD COLUMN signer_key_id VARCHAR",
+        "ALTER TABLE ledger ADD COLUMN signature VARCHAR",
+        """INSERT INTO meta SELECT 'review_legacy_end', CAST(coalesce(max(seq), 0) AS VARCHAR)
+           FROM review_log""",
+        """INSERT INTO meta SELECT 'ledger_legacy_end', CAST(coalesce(max(seq), 0) AS VARCHAR)
+           FROM ledger""",
+        # The trust store: which keys may do what in this workspace. Derived
+        # from the ledger's trust-* rows (which are the record) and written in
+        # their transaction; `verify` checks that the two agree.
+        """CREATE TABLE trust (
+            key_id VARCHAR PRIMARY KEY, name VARCHAR NOT NULL, email VARCHAR,
+            public_pem VARCHAR NOT NULL, roles VARCHAR[] NOT NULL,
+            added_at VARCHAR NOT NULL, added_by VARCHAR NOT NULL,
+            revoked_at VARCHAR, revoked_by VARCHAR, revoke_reason VARCHAR)""",
+        # The old workspace signing keys become verification-only: releases
+        # they signed keep verifying; the private half leaves the file (the
+        # rewrite after this migration drops its bytes from free blocks).
+        """CREATE TABLE legacy_keys (
+            key_id VARCHAR PRIMARY KEY, public_pem VARCHAR NOT NULL, created_at VARCHAR NOT NULL)""",
+        "INSERT INTO legacy_keys SELECT key_id, public_pem, created_at FROM signing_keys",
+        "DROP TABLE signing_keys",
+        f"INSERT INTO meta VALUES ('{REWRITE_KEY}', 'drop the old private signing key')",
+    ]),
     (5, [
         # Training membership (workstation.models.membership): each audited
         # example's role for the audited version: 'heldout', 'training',

@@ -1,9 +1,11 @@
 """`verify`: recompute every hash the workspace depends on.
 
-Checks the review log's hash chain, that the cached review state follows from
-the log, the ledger's hash chain and every release signature, and that every
-stored artifact (ONNX models, tokenizers) still has the sha256 it is filed
-under. Names the first row or artifact that does not match.
+Checks the review log's hash chain and every row's signature against the
+trust store, that the cached review state follows from the log, the ledger's
+hash chain, its signatures and every release signature, that the trust store
+follows from the ledger, and that every stored artifact (ONNX models,
+tokenizers) still has the sha256 it is filed under. Names the first row or
+artifact that does not match.
 
 ``content_hash`` digests the logical content (every table's rows, ordered),
 so that a command can be shown to have changed nothing.
@@ -14,7 +16,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from workstation import releases, review
+from workstation import releases, review, trust
 from workstation.hashing import sha256_bytes
 from workstation.workspace import Workspace
 
@@ -32,7 +34,7 @@ class VerifyReport:
 def verify_workspace(ws: Workspace) -> VerifyReport:
     failures: list[str] = []
     for check in (review.verify_chain, review.verify_state, verify_blobs, verify_model_refs,
-                  releases.verify_releases):
+                  releases.verify_releases, trust.verify_ledger_signatures, trust.verify_store):
         problem = check(ws)
         if problem:
             failures.append(problem)
@@ -42,6 +44,9 @@ def verify_workspace(ws: Workspace) -> VerifyReport:
         "model_versions": ws.execute("SELECT count(*) FROM model_versions").fetchone()[0],
         "ledger_rows": ws.execute("SELECT count(*) FROM ledger").fetchone()[0],
         "releases": ws.execute("SELECT count(*) FROM releases").fetchone()[0],
+        "signed_review_rows": ws.execute(
+            "SELECT count(*) FROM review_log WHERE signature IS NOT NULL").fetchone()[0],
+        "trusted_keys": ws.execute("SELECT count(*) FROM trust").fetchone()[0],
     }
     return VerifyReport(not failures, failures, checked)
 

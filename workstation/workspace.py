@@ -3,7 +3,8 @@
 Opening handles the file lock (a second writer gets a one-line message naming
 the holder's pid), schema versions and forward migrations (with a backup of
 the file first), and gives every mutation a transaction so that a failed
-import or edit leaves the file exactly as it was.
+import or edit leaves the file exactly as it was. The file, its write-ahead
+log and its backups are created owner-only (0600).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import datetime as _dt
 import getpass
 import os
 import re
-import shutil
+import threading
 import uuid
 from pathlib import Path
 from typing import Any, Iterator
@@ -21,13 +22,17 @@ from typing import Any, Iterator
 import duckdb
 
 from workstation.errors import SchemaTooNew, WorkspaceInUse, WorkstationError
+from workstation.schema import CURRENT_VERSION, MIGRATIONS, REWRITE_KEY
 
 
 class NeedsUpgrade(WorkstationError):
     """An older workspace opened read-only: it must be opened once for writing."""
-from workstation.schema import CURRENT_VERSION, MIGRATIONS
+
 
 _PID_RE = re.compile(r"PID (\d+)")
+# The schema version from which a workspace holds no private key (migration 4
+# moved signing to personal identities and removed the workspace's key).
+NO_PRIVATE_KEY_VERSION = 4
 
 
 def now_iso() -> str:
@@ -36,14 +41,49 @@ def now_iso() -> str:
 
 
 def default_analyst() -> str:
-    """Who is acting, when the caller does not say: $WORKSTATION_ANALYST or the login."""
-    name = os.environ.get("WORKSTATION_ANALYST")
+    """Who is acting, when the caller does not say: the unlocked or current
+    identity's name (workstation.identity), else the login."""
+    from workstation import identity
+
+    name = identity.acting_name()
     if name:
         return name
     try:
         return getpass.getuser()
     except Exception:  # no login name (containers): still record something
         return "unknown"
+
+
+# DuckDB creates files with the process umask (usually 0644). The umask is
+# process-wide, so it is narrowed only around the calls that create the
+# workspace file or its write-ahead log (a commit creates the log), under a
+# lock so that concurrent narrowings restore the right value.
+_UMASK_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def owner_only_files() -> Iterator[None]:
+    """Files created inside the block are readable by their owner only."""
+    with _UMASK_LOCK:
+        previous = os.umask(0o077)
+        os.umask(previous | 0o077)
+        try:
+            yield
+        finally:
+            os.umask(previous)
+
+
+def copy_owner_only(src: Path, dst: Path) -> None:
+    """Copy ``src`` to ``dst`` (replaced if there) as an owner-only file."""
+    tmp = dst.with_name(f".{dst.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
+            while block := inp.read(1 << 20):
+                out.write(block)
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 class Workspace:
@@ -55,6 +95,10 @@ class Workspace:
         self.con = con
         self.read_only = read_only
         self._in_tx = False
+        self.migration_backup: Path | None = None
+        # Backups made before schema v4 that still hold the workspace's old
+        # private signing key (set when opening migrated such a file).
+        self.key_backups: list[Path] = []
 
     # -- opening -----------------------------------------------------------
     @classmethod
@@ -76,7 +120,7 @@ class Workspace:
         try:
             ws._prepare(new=not exists)
         except BaseException:
-            con.close()
+            ws.con.close()  # (a rewrite may have replaced the first connection)
             raise
         return ws
 
@@ -90,6 +134,8 @@ class Workspace:
                 raise WorkstationError(f"{self.path} is empty; open it without --read-only first")
             self._create()
             return
+        if not self.read_only and self.meta(REWRITE_KEY):
+            self._rewrite()  # a rewrite a crash interrupted
         version = self.schema_version
         if version > CURRENT_VERSION:
             raise SchemaTooNew(
@@ -113,14 +159,49 @@ class Workspace:
                 ("schema_version", "0"), ("workspace_id", str(uuid.uuid4())),
                 ("created_at", now_iso())])
             self._apply_migrations(0)
+            self.con.execute("DELETE FROM meta WHERE key = ?", [REWRITE_KEY])  # nothing old in it
 
     def _migrate(self, from_version: int) -> None:
         backup = self.backup_path(from_version)
+        had_key = from_version < NO_PRIVATE_KEY_VERSION and bool(self.con.execute(
+            "SELECT count(*) FROM signing_keys WHERE private_pem IS NOT NULL").fetchall()[0][0])
         self.con.execute("CHECKPOINT")
-        shutil.copy2(self.path, backup)
+        copy_owner_only(self.path, backup)
         self.migration_backup = backup
         with self.transaction():
             self._apply_migrations(from_version)
+        if self.meta(REWRITE_KEY):
+            self._rewrite()
+        if had_key:
+            self.key_backups = [b for v in range(NO_PRIVATE_KEY_VERSION)
+                                if (b := self.backup_path(v)).exists()]
+
+    def _rewrite(self) -> None:
+        """Copy the live data into a fresh file and put it in place of this one.
+
+        Deleted rows and dropped columns stay in a DuckDB file's free blocks
+        until overwritten; a migration that removes a secret (the old
+        workspace private key) asks for this so that no byte of it remains.
+        The request is a meta row written in the migration's transaction, so
+        a crash before the swap repeats the rewrite at the next open.
+        """
+        fresh = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:8]}.rewrite")
+        database = self.con.execute("SELECT current_database()").fetchall()[0][0]
+        quoted = str(fresh).replace("'", "''")
+        try:
+            with owner_only_files():
+                self.con.execute(f"ATTACH '{quoted}' AS ws_rewrite")
+                self.con.execute(f'COPY FROM DATABASE "{database}" TO ws_rewrite')
+                self.con.execute("DELETE FROM ws_rewrite.meta WHERE key = ?", [REWRITE_KEY])
+                self.con.execute("CHECKPOINT ws_rewrite")
+            self.con.execute("DETACH ws_rewrite")
+            self.con.close()
+            os.replace(fresh, self.path)
+        finally:
+            for leftover in (fresh, fresh.with_name(fresh.name + ".wal")):
+                leftover.unlink(missing_ok=True)
+        self.path.with_name(self.path.name + ".wal").unlink(missing_ok=True)
+        self.con = _connect(self.path, self.read_only)
 
     def backup_path(self, version: int) -> Path:
         return self.path.with_name(f"{self.path.name}.v{version}.bak")
@@ -179,7 +260,8 @@ class Workspace:
             self.con.execute("ROLLBACK")
             raise
         self._in_tx = False
-        self.con.execute("COMMIT")
+        with owner_only_files():  # the commit may create the write-ahead log
+            self.con.execute("COMMIT")
 
     def next_id(self, table: str, column: str = "id") -> int:
         return int(self.con.execute(
@@ -197,7 +279,10 @@ class Workspace:
 
 def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
     try:
-        return duckdb.connect(str(path), read_only=read_only)
+        if read_only:
+            return duckdb.connect(str(path), read_only=True)
+        with owner_only_files():  # a new file, or a log left by a crash, is created here
+            return duckdb.connect(str(path), read_only=False)
     except duckdb.IOException as exc:
         text = str(exc)
         if "lock" in text.lower():

@@ -15,13 +15,14 @@ import json
 import sys
 
 from workstation import __version__
-from workstation.cli import app, audits, data, models, releases, review, scale
+from workstation.cli import (app, audits, data, identity, models, releases, review, scale,
+                             trust)
 from workstation.cli.common import (EXIT_ERROR, EXIT_USAGE, Commands, Output, Parser,
-                                    UsageError, workspace_path)
+                                    UsageError, refuse_passphrase_values, workspace_path)
 from workstation.errors import WorkstationError
 
 # The command groups, in the order `workstation --help` lists them.
-GROUPS = (data, models, audits, review, releases, scale, app)
+GROUPS = (data, models, audits, review, releases, identity, trust, scale, app)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,8 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="open the workspace read-only")
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="show tracebacks on errors")
-    common.add_argument("--analyst", default=argparse.SUPPRESS,
-                        help="who is acting (default: $WORKSTATION_ANALYST or the login name)")
+    common.add_argument("--identity", metavar="NAME", default=argparse.SUPPRESS,
+                        help="act as this identity (default: the one `identity use` chose)")
+    common.add_argument("--passphrase-file", metavar="FILE", default=argparse.SUPPRESS,
+                        help="read the identity's passphrase from FILE (default: "
+                             "$WORKSTATION_PASSPHRASE_FILE, else ask on the terminal)")
 
     parser = Parser(prog="workstation", parents=[common],
                     description="Audit, repair and release reward models, offline.")
@@ -47,18 +51,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-DEFAULTS = {"workspace": None, "json": False, "read_only": False, "debug": False, "analyst": None}
+DEFAULTS = {"workspace": None, "json": False, "read_only": False, "debug": False,
+            "identity": None, "passphrase_file": None}
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     as_json = "--json" in argv
     debug = "--debug" in argv
+    from workstation import identity as identities
+
+    # One command acts as one identity, unlocked at most once (common.acting_signer);
+    # the process's previous session (a test's, an embedding program's) comes back after.
+    session = identities.session_signer()
     try:
+        refuse_passphrase_values(argv)
         args = build_parser().parse_args(argv)
         for key, value in DEFAULTS.items():
             if not hasattr(args, key):
                 setattr(args, key, value)
+        identities.select(args.identity)
         if getattr(args, "command", None) is None:
             from workstation.ui.app import run_gui
 
@@ -83,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         return _fail(WorkstationError(f"internal error: {type(exc).__name__}: {exc}"),
                      EXIT_ERROR, debug, as_json)
+    finally:
+        identities.select(None)
+        identities.set_session_signer(session)
 
 
 def _fail(exc: Exception, code: int, debug: bool, as_json: bool) -> int:

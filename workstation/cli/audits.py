@@ -11,7 +11,7 @@ def cmd_audit(args, out: Output) -> None:
 
     with open_workspace(args) as ws:
         run = run_audit(ws, args.model, args.dataset, threshold=args.threshold,
-                        analyst=args.analyst, progress=out.progress())
+                        progress=out.progress())
         payload = run.to_json()
     payload.setdefault("run_id", run.id)
     payload["failures"] = run.n_failures
@@ -95,7 +95,7 @@ def cmd_probe(args, out: Output) -> None:
     params = dict(param(p) for p in args.param or [])
     with open_workspace(args) as ws:
         run = run_probes(ws, args.model, args.dataset, probes=args.probe, params=params,
-                         progress=out.progress(), analyst=args.analyst, seed=args.seed)
+                         progress=out.progress(), seed=args.seed)
     payload = run.to_json()
     lines = [f"probe run {run.id}: {sum(run.counts.values())} findings"]
     lines += [f"  {name:<20} {n}" for name, n in run.counts.items()]

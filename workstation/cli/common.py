@@ -80,6 +80,26 @@ class Output:
             print(text() if callable(text) else text)
 
 
+def refuse_passphrase_values(argv: list[str]) -> None:
+    """A passphrase is never a command-line value: refuse ``--passphrase X``,
+    ``--password=X`` and the like (argparse would take an abbreviation for
+    --passphrase-file, or echo the value in its error) without echoing it."""
+    for arg in argv:
+        name = arg.split("=", 1)[0]
+        if name.startswith("--pass") and name != "--passphrase-file":
+            raise UsageError("a passphrase is never given on the command line: use "
+                             "--passphrase-file FILE or set WORKSTATION_PASSPHRASE_FILE")
+
+
+def acting_signer(args: argparse.Namespace) -> Any:
+    """The identity this command acts as (``--identity`` or the current one),
+    unlocked once as the process's session signer; a one-line error saying
+    how to create or unlock one otherwise."""
+    from workstation import identity
+
+    return identity.unlock_session(None, args.passphrase_file)
+
+
 def exit_failed(message: str) -> None:
     """A check that ran and found a problem: its report is on stdout; one line on stderr."""
     print(f"error: {message}", file=sys.stderr)
@@ -119,13 +139,19 @@ def open_workspace(args: argparse.Namespace, read_only: bool = False) -> Iterato
 
 
 def _say_if_upgraded(ws: Any) -> None:
-    """One line on stderr when opening migrated the file: where the old one went."""
+    """One line on stderr when opening migrated the file: where the old one
+    went; and one more when backups still hold the old workspace private key."""
     backup = getattr(ws, "migration_backup", None)
     if backup is None:
         return
     old = next((v for v in range(ws.schema_version) if ws.backup_path(v) == backup), "?")
     print(f"upgraded workspace schema v{old} -> v{ws.schema_version}; "
           f"the old file is backed up at {backup}", file=sys.stderr)
+    if ws.key_backups:
+        print(f"the workspace no longer holds its old private signing key (releases are now "
+              f"signed by identities), but earlier backups still do: "
+              f"{', '.join(str(b) for b in ws.key_backups)}; delete them once you no longer "
+              f"need them", file=sys.stderr)
 
 
 # -- small argument parsers -----------------------------------------------

@@ -13,7 +13,7 @@ def cmd_model_add(args, out: Output) -> None:
     with open_workspace(args) as ws:
         version = add_model(ws, args.file, args.name, args.input, output=args.output,
                             column=args.column, parent=args.parent, notes=args.notes or "",
-                            analyst=args.analyst, tokenizer=args.tokenizer)
+                            tokenizer=args.tokenizer)
     payload = {"model": version.model, "version": version.version, "sha256": version.sha256,
                "input_kind": version.input_kind, "manifest": version.manifest}
     out.result(payload, f"registered {version.model}@{version.version} "
@@ -40,7 +40,7 @@ def cmd_train(args, out: Output) -> None:
     params = dict(param(p) for p in args.param or [])
     with open_workspace(args) as ws:
         result = train(ws, args.dataset, args.name, parent=args.parent, seed=args.seed,
-                       params=params or None, progress=out.progress(), analyst=args.analyst)
+                       params=params or None, progress=out.progress())
     payload = result.to_json()
     headline = {k: v for k, v in result.metrics.items() if k.startswith("heldout_")
                 and isinstance(v, (int, float))}
@@ -57,7 +57,7 @@ def cmd_patch(args, out: Output) -> None:
         result = create_patch(ws, args.model, example_ids=ids(args.examples),
                               finding_run=args.findings, finding_ids=ids(args.finding_ids),
                               budget=args.budget, strength=args.strength,
-                              protected=args.protected, analyst=args.analyst,
+                              protected=args.protected,
                               notes=args.notes or "", progress=out.progress())
     payload = result.to_json()
     m = payload["metrics"]
@@ -73,7 +73,7 @@ def cmd_unpatch(args, out: Output) -> None:
     from workstation.patching import remove_patch
 
     with open_workspace(args) as ws:
-        result = remove_patch(ws, args.model, args.patch, analyst=args.analyst)
+        result = remove_patch(ws, args.model, args.patch)
     payload = result.to_json()
     out.result(payload, f"removed patch {args.patch}: {payload['model']}@{payload['version']} "
                         f"({payload['metrics'].get('kernels_remaining')} kernels remain)")

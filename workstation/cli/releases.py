@@ -1,10 +1,10 @@
 """Regression check and release: compare, release, rollback, releases, export and
-verify a release, the signing key."""
+verify a release, the public keys that check releases."""
 
 from __future__ import annotations
 
 
-from workstation.cli.common import (Commands, Output, exit_failed, open_workspace)
+from workstation.cli.common import Commands, Output, acting_signer, exit_failed, open_workspace
 from workstation.errors import WorkstationError
 
 
@@ -28,6 +28,7 @@ def cmd_compare(args, out: Output) -> None:
 def cmd_release(args, out: Output) -> None:
     from workstation import releases
 
+    acting_signer(args)
     with open_workspace(args) as ws:
         report = _regression_report(ws, args)
         gate = (report or {}).get("gate") or {}
@@ -36,13 +37,13 @@ def cmd_release(args, out: Output) -> None:
                 f"release of {args.version} refused by the regression gate: "
                 + "; ".join(gate.get("reasons") or ["gate failed"])
                 + " (see `workstation compare`; --force REASON releases anyway, recorded)")
-        rel = releases.release(ws, args.version, approver=args.analyst, regression_report=report,
+        rel = releases.release(ws, args.version, regression_report=report,
                                notes=args.notes or "", force=bool(args.force),
                                force_reason=args.force or "")
     payload = {"release_id": rel.id, "model": rel.model, "version": rel.version,
                "sha256": rel.sha256, "key_id": rel.key_id, "gate": (report or {}).get("gate")}
     out.result(payload, f"released {rel.ref} as release {rel.id} "
-                        f"(signed with key {rel.key_id})")
+                        f"(signed by {rel.created_by}, key {rel.key_id})")
 
 
 def _regression_report(ws, args) -> dict | None:
@@ -55,8 +56,9 @@ def _regression_report(ws, args) -> dict | None:
 def cmd_rollback(args, out: Output) -> None:
     from workstation import releases
 
+    acting_signer(args)
     with open_workspace(args) as ws:
-        rel = releases.rollback(ws, args.model, actor=args.analyst, reason=args.reason or "")
+        rel = releases.rollback(ws, args.model, reason=args.reason or "")
     out.result({"release_id": rel.id, "model": rel.model, "version": rel.version,
                 "current": rel.ref}, f"rolled back: {rel.ref} (release {rel.id}) is current")
 
@@ -92,19 +94,13 @@ def cmd_verify_release(args, out: Output) -> None:
         exit_failed(f"release does not verify: {result.reasons[0]}")
 
 
-def cmd_key(args, out: Output) -> None:
+def cmd_key_export_public(args, out: Output) -> None:
     from workstation import releases
 
-    with open_workspace(args, read_only=args.key_command != "import") as ws:
-        if args.key_command == "import":
-            key = releases.import_key(ws, args.path, actor=args.analyst)
-            out.result(key.to_json(), f"imported key {key.key_id}; it signs new releases")
-            return
-        if args.key_command == "export-public":
-            path = releases.export_public_key(ws, args.path)
-        else:
-            path = releases.export_private_key(ws, args.path)
-    out.result({"path": str(path)}, f"wrote {path}")
+    with open_workspace(args, read_only=True) as ws:
+        path = releases.export_public_key(ws, args.path, args.key_id)
+        key_id = args.key_id or releases.legacy_keys(ws)[-1].key_id
+    out.result({"path": str(path), "key_id": key_id}, f"wrote the public key {key_id} to {path}")
 
 
 def register(cli: Commands) -> None:
@@ -140,8 +136,9 @@ def register(cli: Commands) -> None:
     p.add_argument("path")
     p.add_argument("--key", help="trusted public key (PEM); default: the key inside the release")
 
-    key_sub = cli.group("key", "the workspace's signing key")
-    for name, help_text in (("export-public", "write the public key (PEM)"),
-                            ("export-private", "write the private key (PEM, owner-only)"),
-                            ("import", "make a private key (PEM) this workspace's signing key")):
-        add(name, cmd_key, help_text, key_sub).add_argument("path")
+    key_sub = cli.group("key", "public keys that check this workspace's releases")
+    p = add("export-public", cmd_key_export_public,
+            "write a public key (PEM) for `verify-release --key`: the legacy workspace key "
+            "(releases made before identities) or --key-id ID (a trusted identity's)", key_sub)
+    p.add_argument("path")
+    p.add_argument("--key-id", metavar="ID", help="a key of `trust list` (default: the legacy key)")

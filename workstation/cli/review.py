@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from workstation.cli.common import (Commands, Output, open_workspace)
+from workstation.cli.common import Commands, Output, acting_signer, open_workspace
 from workstation.errors import WorkstationError
 
 
@@ -12,14 +12,14 @@ def cmd_label(args, out: Output) -> None:
     from workstation import review
 
     field, value = _label_change(args)
+    acting_signer(args)
     with open_workspace(args) as ws:
         if field == "flipped":
             value = not review.current_values(ws, args.example_id)["flipped"]
         elif field == "tags":
             current = review.current_values(ws, args.example_id)["tags"]
             value = sorted(set(current) | {value}) if args.tag else [t for t in current if t != value]
-        changes = review.apply(ws, [review.Edit(args.example_id, field, value, args.reason)],
-                               analyst=args.analyst)
+        changes = review.apply(ws, [review.Edit(args.example_id, field, value, args.reason)])
     payload = {"changes": [c.to_json() for c in changes]}
     out.result(payload, "\n".join(f"example {c.example_id}: {c.field} {c.old!r} -> {c.new!r} "
                                   f"(log row {c.seq})" for c in changes) or "nothing changed")
@@ -40,8 +40,9 @@ def cmd_undo_redo(args, out: Output) -> None:
     from workstation import review
 
     step = review.undo if args.command == "undo" else review.redo
+    acting_signer(args)
     with open_workspace(args) as ws:
-        change = step(ws, analyst=args.analyst)
+        change = step(ws)
     if change is None:
         raise WorkstationError(f"nothing to {args.command}")
     out.result({"change": change.to_json()},
@@ -54,7 +55,8 @@ def cmd_log(args, out: Output) -> None:
 
     with open_workspace(args, read_only=True) as ws:
         items = review.entries(ws, example_id=args.example, limit=args.limit)
-    text = "\n".join(f"{e['seq']:>5} {e['time'][:19]} {e['analyst']}: example {e['example_id']} "
+    text = "\n".join(f"{e['seq']:>5} {e['time'][:19]} {e['analyst']}"
+                     f"{' [' + e['key_id'] + ']' if e['key_id'] else ''}: example {e['example_id']} "
                      f"{e['field']} {e['old']!r} -> {e['new']!r} [{e['action']}] {e['reason']}"
                      for e in items) or "the review log is empty"
     out.result({"entries": items}, text)

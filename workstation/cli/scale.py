@@ -3,29 +3,20 @@ results home (``workstation scale bundle|run|import``)."""
 
 from __future__ import annotations
 
-from workstation.cli.common import Commands, Output, UsageError, fmt, open_workspace
+from workstation.cli.common import (Commands, Output, UsageError, acting_signer, fmt,
+                                    open_workspace)
 from workstation.errors import WorkstationError
 
 
 def cmd_bundle(args, out: Output) -> None:
     from workstation.cluster.bundle import make_bundle
 
-    with open_workspace(args) as ws:
-        record = make_bundle(ws, args.model, args.out_dir, _bundle_signer(ws, args.analyst),
-                             analyst=args.analyst)
+    signer = acting_signer(args)  # the bundle is signed by the analyst's identity
+    with open_workspace(args, read_only=True) as ws:
+        record = make_bundle(ws, args.model, args.out_dir, signer, analyst=signer.name)
     out.result(record.to_json(), lambda: (
         f"scoring bundle of {record.model} in {record.path}: {len(record.files)} files, "
-        f"bundle sha256 {record.sha256[:16]}, signed by key {record.key_id}"))
-
-
-def _bundle_signer(ws, analyst):
-    """The workspace's signing key (made on first use, as for a release)."""
-    from workstation import signing
-    from workstation.cluster.bundle import KeySigner
-
-    key = signing.ensure_key(ws, analyst)
-    return KeySigner(key.key_id, key.public_pem,
-                     signing.private_key_for(ws, key.key_id).sign)
+        f"bundle sha256 {record.sha256[:16]}, signed by {signer.name} (key {record.key_id})"))
 
 
 def cmd_run(args, out: Output) -> None:

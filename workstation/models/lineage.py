@@ -175,7 +175,21 @@ def summarize(kind: str, payload: dict[str, Any]) -> str:
                 f"to {payload.get('to_version')}{reason}")
     if kind in ("key-created", "key-imported"):
         return f"signing key {payload.get('key_id')} {kind.split('-')[1]}"
+    if kind in ("trust-owner", "trust-add", "trust-revoke", "policy-set"):
+        return _governance_summary(kind, payload)
     return ", ".join(f"{k}={v}" for k, v in list(payload.items())[:4])
+
+
+def _governance_summary(kind: str, payload: dict[str, Any]) -> str:
+    who = f"{payload.get('name', '?')} (key {payload.get('key_id')})"
+    if kind == "trust-owner":
+        return f"{who} owns the workspace: every role"
+    if kind == "trust-add":
+        return f"{who} trusted as {', '.join(payload.get('roles') or [])}"
+    if kind == "trust-revoke":
+        return f"key {payload.get('key_id')} revoked: {payload.get('reason')}"
+    return f"policy {payload.get('key')} set to {payload.get('value')} " \
+           f"(was {payload.get('previous')})"
 
 
 def _release_summary(payload: dict[str, Any]) -> str:

@@ -17,6 +17,7 @@ from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt, QTimer, Signal
 from PySide6.QtWidgets import (QAbstractItemView, QHeaderView, QSplitter, QStackedWidget,
                                QTableView, QVBoxLayout, QWidget)
 
+from workstation.ui import splits
 from workstation.ui.context import AppContext
 from workstation.ui.detail import DetailView
 from workstation.ui.filter_bar import FilterBar, Filters
@@ -29,8 +30,10 @@ from workstation.ui.wording import count
 
 # -- what the table shows ----------------------------------------------------------
 
-def columns_for(kind: str, mode: str) -> list[Column]:
-    """The table's columns for a dataset kind in a mode ("run", "browse", "findings")."""
+def columns_for(kind: str, mode: str, split: bool = False) -> list[Column]:
+    """The table's columns for a dataset kind in a mode ("run", "browse",
+    "findings"); ``split`` adds each row's training split (a run whose version
+    was trained on the dataset)."""
     if mode == "findings":
         return [Column("finding_id", "#", None, "int", 50), Column("probe", "Probe", width=120),
                 Column("rule", "Rule", width=220), Column("severity", "Severity", None,
@@ -45,6 +48,7 @@ def columns_for(kind: str, mode: str) -> list[Column]:
     # The audit's columns come first: at 1024 px the scores must not be off-screen.
     head = [Column("rank", "Rank", "rank", "rank", 58)] + _score_columns(kind) \
         if mode == "run" else []
+    head += [Column("split", "Split", "split", "split", 84)] if mode == "run" and split else []
     head += [Column("example_id", "Example", "example_id", "int", 64),
              Column("category", "Category", "category", width=110),
              Column("label", "Label", label_key, width=90)]
@@ -106,6 +110,7 @@ class BrowserPanel(QWidget):
         super().__init__(parent)
         self.ctx = ctx
         self.mode, self.kind = "browse", "pairs"
+        self.has_split = False  # the run shown tells held-out from training examples
         self.selection = SelectionBar(ctx)
         self.filter_bar = FilterBar()
         self.hint = HintBar()
@@ -238,6 +243,22 @@ class BrowserPanel(QWidget):
         tags = catalog.tags(ws, dataset.name) if dataset else []
         probes = catalog.run_probes(ws, run.id) if run and run.kind == "probe" else []
         self.filter_bar.set_mode(self.mode, categories, tags, probes)
+        self._fill_split(run)
+
+    def _fill_split(self, run: Any) -> None:
+        """The split filter and column, where the run tells held-out from
+        training examples (its version was trained on this dataset)."""
+        from workstation.audits.runs import get_run
+
+        membership = get_run(self.ctx.ws, run.id).membership if self.mode == "run" else None
+        self.has_split = splits.has_training_split(membership)
+        if self.mode != "run":
+            why = "Pick an audit run: the split is of the audited version's training set."
+        elif not self.has_split:
+            why = splits.why_no_split(run.id, membership)
+        else:
+            why = splits.SPLIT_FILTER_TIP.format(version=run.model)
+        self.filter_bar.set_split(self.has_split, why)
 
     def _show_hint(self) -> None:
         if self.mode != "browse" or self.selection.dataset is None:
@@ -260,7 +281,7 @@ class BrowserPanel(QWidget):
         if dataset is None:
             self.model.set_query(self.ctx.ws, None, [])
             return
-        columns = columns_for(self.kind, self.mode)
+        columns = columns_for(self.kind, self.mode, self.has_split)
         if self.mode == "findings":
             fetch = findings_fetch(run.id, filters.probe)
         else:

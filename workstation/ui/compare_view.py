@@ -1,7 +1,8 @@
 """Two model versions side by side: pick a candidate and a baseline, compare
 them (``regression.compare``, run by the Models panel as a job) and read the
-report: the gate's verdict, the fixed and broken examples, and the metric
-deltas per category.
+report: the gate's verdict, per dataset the examples compared and the training
+examples counted apart, the fixed and broken examples, and the metric deltas
+per category.
 """
 
 from __future__ import annotations
@@ -66,6 +67,13 @@ class CompareView(QWidget):
         self.deltas.setHorizontalHeaderLabels(
             ("Dataset", "Category", "Metric", "Baseline", "Candidate", "Delta", "95% CI"))
         compact(self.deltas)
+        self.per_dataset = QTableWidget(0, len(PER_DATASET_COLUMNS))
+        self.per_dataset.setHorizontalHeaderLabels(PER_DATASET_COLUMNS)
+        self.per_dataset.horizontalHeaderItem(len(PER_DATASET_COLUMNS) - 1).setToolTip(
+            "Examples either version was trained on: counted apart and not gated (the gate "
+            "reads the examples compared).")
+        compact(self.per_dataset)
+        fit_rows(self.per_dataset)
         layout = QVBoxLayout(self)
         layout.addLayout(pick)
         layout.addWidget(self.verdict)
@@ -82,8 +90,12 @@ class CompareView(QWidget):
             column.addWidget(widget)
             lists.addWidget(box)
         body = QSplitter(Qt.Orientation.Vertical)
+        body.addWidget(self.per_dataset)
         body.addWidget(lists)
         body.addWidget(self.deltas)
+        body.setStretchFactor(0, 1)
+        body.setStretchFactor(1, 2)
+        body.setStretchFactor(2, 2)
         return body
 
     def _example_list(self) -> QListWidget:
@@ -121,6 +133,7 @@ class CompareView(QWidget):
         for widget in (self.fixed, self.broken):
             widget.clear()
         self.deltas.setRowCount(0)
+        self.per_dataset.setRowCount(0)
         self.fixed_label.setText("Fixed")
         self.broken_label.setText("Broken")
         self.verdict.setText(PICK_TEXT)
@@ -143,6 +156,7 @@ class CompareView(QWidget):
         self.deltas.setRowCount(0)
         self.report = report
         self.verdict.setText(self._verdict_html(report))
+        self._fill_per_dataset(report)
         self._fill_lists(report)
         self._fill_deltas(pd.report_category_deltas(report))
 
@@ -186,6 +200,21 @@ class CompareView(QWidget):
             label.setText(f"{outcome.capitalize()} examples ({examples.get(outcome, 0):,}; "
                           f"click one to open it)")
 
+    def _fill_per_dataset(self, report: dict[str, Any]) -> None:
+        """Per dataset: the examples compared (which, in words) and the
+        training examples counted apart, never summed."""
+        rows = dataset_rows(report)
+        self.per_dataset.setRowCount(len(rows))
+        for row, (values, tip) in enumerate(rows):
+            for col, text in enumerate(values):
+                item = QTableWidgetItem(text)
+                item.setToolTip(tip)
+                if 2 <= col <= 4:
+                    item.setTextAlignment(_RIGHT)
+                self.per_dataset.setItem(row, col, item)
+        self.per_dataset.resizeColumnsToContents()
+        fit_rows(self.per_dataset)
+
     def _fill_deltas(self, deltas: list[pd.CategoryDelta]) -> None:
         self.deltas.setRowCount(len(deltas))
         bad = semantic_colour("broken", self.palette())
@@ -204,6 +233,58 @@ class CompareView(QWidget):
 
 
 _RIGHT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+PER_DATASET_COLUMNS = ("Dataset", "Examples compared", "Fixed", "Broken", "Unchanged",
+                       "Training examples (apart)")
+
+
+def fit_rows(table: QTableWidget, most: int = 4) -> None:
+    """As high as its rows (up to ``most``; more scroll) and a scroll bar, so
+    that no row is cut in half."""
+    rows = min(table.rowCount(), most)
+    body = sum(table.rowHeight(r) for r in range(rows)) if rows else \
+        table.verticalHeader().defaultSectionSize()
+    table.setFixedHeight(table.horizontalHeader().sizeHint().height() + body +
+                         2 * table.frameWidth() + table.horizontalScrollBar().sizeHint().height())
+
+
+def dataset_rows(report: dict[str, Any]) -> list[tuple[tuple[str, ...], str]]:
+    """One row per dataset of a report: (cells, tooltip). A report from before
+    training examples were kept apart says so rather than guess."""
+    rows = []
+    for name, entry in (report.get("per_dataset") or {}).items():
+        used = entry.get("examples_used")
+        training = entry.get("training_examples")
+        n = entry.get("n", sum(int(entry.get(k) or 0) for k in ("fixed", "broken", "unchanged")))
+        which = str(used).split(" (")[0] if used else ""  # the words after it: the tooltip
+        compared = f"{n:,} held-out" if which == "held-out" else \
+            f"{which} {n:,}" if which else f"{n:,} (training ones not told apart)"
+        cells = (str(name), compared, *(f"{int(entry.get(k) or 0):,}"
+                                        for k in ("fixed", "broken", "unchanged")),
+                 _training_text(training))
+        rows.append((cells, _membership_tip(used, entry.get("membership") or {})))
+    return rows
+
+
+def _training_text(training: Any) -> str:
+    if not isinstance(training, dict):
+        return "not recorded (an older report)"
+    if not training.get("n"):
+        return "none"
+    return (f"{training['n']:,}: {training.get('fixed', 0):,} fixed, "
+            f"{training.get('broken', 0):,} broken, {training.get('unchanged', 0):,} unchanged")
+
+
+def _membership_tip(used: str | None, members: dict[str, Any]) -> str:
+    lines = [f"Examples compared: {used}." if used else ""]
+    for side in ("baseline", "candidate"):
+        m = members.get(side)
+        if isinstance(m, dict):
+            status = {"trained": f"trained on this dataset (split seed {m.get('split_seed')}, "
+                                 f"held-out fraction {m.get('heldout_fraction')})",
+                      "other-dataset": f"trained on '{m.get('dataset')}', not this dataset",
+                      }.get(m.get("status"), f"training membership unknown ({m.get('reason')})")
+            lines.append(f"{side.capitalize()} {m.get('version')}: {status}.")
+    return "\n".join(line for line in lines if line)
 
 
 def _num(value: Any, signed: bool = False) -> str:

@@ -69,10 +69,14 @@ class AppContext(QObject):
         return QSettings("workstation", "workstation")
 
     def analyst(self) -> str:
-        """Who is acting: the name set in preferences, else the login."""
+        """Who is acting: the signed-in identity, else the name set in
+        preferences, else the login."""
+        from workstation.identity import session_signer
         from workstation.workspace import default_analyst
 
-        return str(self.settings().value("review/analyst", "") or default_analyst())
+        signer = session_signer()
+        return signer.name if signer else str(self.settings().value("review/analyst", "")
+                                              or default_analyst())
 
     def set_workspace(self, ws: Workspace | None) -> None:
         if self.ws is not None and self.ws is not ws:

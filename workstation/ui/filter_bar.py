@@ -1,6 +1,6 @@
 """The browser's filters: what an analyst can narrow a table to (verdict,
-review state, category, tag, score and margin ranges, text, probe), as a
-``Filters`` value and the bar of controls that edits it.
+training split, review state, category, tag, score and margin ranges, text,
+probe), as a ``Filters`` value and the bar of controls that edits it.
 """
 
 from __future__ import annotations
@@ -16,6 +16,12 @@ from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QLineEdit, QPushB
 from workstation.ui.widgets import plain_label, refill, small_combo
 
 ALL = "All"
+# The split filter: held-out (not trained on), the training set, or both (None).
+# Both by default: the failure list is a triage queue, and the failures on
+# training examples (ones the model could not fit while learning from them) are
+# the likeliest label errors; the Split column says which each row is.
+SPLIT_CHOICES = [(ALL, None), ("Held-out", "heldout"), ("Training set", "training")]
+SPLIT_WORDS = {"heldout": "held-out only", "training": "training set only"}
 
 
 @dataclass
@@ -32,6 +38,7 @@ class Filters:
     margin_max: float | None = None
     text: str | None = None
     probe: str | None = None
+    split: str | None = None  # "heldout" or "training"; None: every example
 
     def page_filters(self) -> dict[str, Any]:
         """Keyword arguments for ``failure_page``."""
@@ -47,11 +54,13 @@ class Filters:
                  if getattr(self, k) is not None]
         if self.reviewed is not None:
             parts.append("reviewed" if self.reviewed else "unreviewed")
+        if self.split is not None:
+            parts.append(SPLIT_WORDS[self.split])
         return " · ".join(parts)
 
 
 class FilterBar(QWidget):
-    """Search, verdict, review state, category, tag, ranges and probe."""
+    """Search, verdict, split, review state, category, tag, ranges and probe."""
 
     changed = Signal()
 
@@ -65,6 +74,7 @@ class FilterBar(QWidget):
         self.category = self._choice([(ALL, None)])
         self.tag = self._choice([(ALL, None)])
         self.probe = self._choice([(ALL, None)])
+        self.split = self._choice(SPLIT_CHOICES)
         self.ranges = {name: self._number(name) for name in
                        ("score_min", "score_max", "margin_min", "margin_max")}
         self.clear_button = QPushButton("Clear filters")
@@ -75,6 +85,7 @@ class FilterBar(QWidget):
         QShortcut(QKeySequence("Escape"), self.search, activated=self.search.clear,
                   context=Qt.ShortcutContext.WidgetShortcut)
         self._layout()
+        self.set_mode("browse", [], [], [])
 
     def _choice(self, items: list[tuple[str, Any]]) -> QComboBox:
         combo = small_combo()
@@ -96,7 +107,8 @@ class FilterBar(QWidget):
         top.setContentsMargins(0, 0, 0, 0)
         top.addWidget(self.search, 3)
         self.labels: dict[str, QLabel] = {}
-        for text, widget in (("Verdict", self.verdict), ("Review", self.reviewed),
+        for text, widget in (("Verdict", self.verdict), ("Split", self.split),
+                             ("Review", self.reviewed),
                              ("Category", self.category), ("Tag", self.tag),
                              ("Probe", self.probe)):
             label = self.labels[text] = QLabel(text)
@@ -135,8 +147,17 @@ class FilterBar(QWidget):
         for widget in (self.verdict, *self.ranges.values()):
             widget.setEnabled(mode == "run")
         self.probe.setEnabled(findings)
-        self.probe.setVisible(findings)
-        self.labels["Probe"].setVisible(findings)
+        # One of the two is shown: the bar keeps its width (a laptop's 1024 px)
+        for widget, shown in ((self.probe, findings), (self.labels["Probe"], findings),
+                              (self.split, not findings), (self.labels["Split"], not findings)):
+            widget.setVisible(shown)
+
+    def set_split(self, available: bool, tip: str) -> None:
+        """Offer the split filter when the run tells held-out from training
+        examples; else keep it disabled, ``tip`` saying why."""
+        self.split.setEnabled(available)
+        for widget in (self.split, self.labels["Split"]):
+            widget.setToolTip(tip)
 
     def filters(self) -> Filters:
         ranges = {k: _float(e.text()) if e.isEnabled() else None for k, e in self.ranges.items()}
@@ -147,13 +168,14 @@ class FilterBar(QWidget):
             tag=self.tag.currentData() if enabled else None,
             reviewed=self.reviewed.currentData() if enabled else None,
             text=(self.search.text().strip() or None) if enabled else None,
-            probe=self.probe.currentData() if self.probe.isEnabled() else None, **ranges)
+            probe=self.probe.currentData() if self.probe.isEnabled() else None,
+            split=self.split.currentData() if self.split.isEnabled() else None, **ranges)
 
     def restore(self, filters: Filters) -> None:
         """Show ``filters`` again (after the choices were refilled)."""
         for combo, value in ((self.verdict, filters.verdict), (self.category, filters.category),
                              (self.tag, filters.tag), (self.reviewed, filters.reviewed),
-                             (self.probe, filters.probe)):
+                             (self.probe, filters.probe), (self.split, filters.split)):
             combo.setCurrentIndex(max(combo.findData(value), 0))
 
     def set_verdict(self, verdict: str | None) -> None:
@@ -162,7 +184,7 @@ class FilterBar(QWidget):
     def clear(self, emit: bool = True) -> None:
         """Back to no filter (a run shows its failures)."""
         self._typing.stop()
-        for combo in (self.reviewed, self.category, self.tag, self.probe):
+        for combo in (self.reviewed, self.category, self.tag, self.probe, self.split):
             combo.setCurrentIndex(0)
         self.search.blockSignals(True)
         self.search.clear()

@@ -212,8 +212,9 @@ class Flywheel:
             from workstation.ui.version_jobs import train_version
 
             return train_version(ws, dataset, name, parent, seed, progress, encoder, analyst)
-        return self.ctx.run_job(f"Training {name}", work, lambda result: self._announce(
-            {"models"}, f"trained {_version_ref(result)}"))
+        return self.ctx.run_job(f"Training {name} on {dataset}", work,
+                                lambda result: self._announce(
+                                    {"models"}, f"trained {_version_ref(result)}"))
 
     def patch_selected(self) -> None:
         if not self._ready():

@@ -22,6 +22,7 @@ from workstation.ui.browser import BrowserPanel
 from workstation.ui.context import AppContext
 from workstation.ui.demo_builder import DemoBuilder
 from workstation.ui.flywheel import Flywheel
+from workstation.ui.identity_dialogs import SignedInButton
 from workstation.ui.job_bar import JobBar
 from workstation.ui.jobs import Job
 from workstation.ui.reviewer import Reviewer
@@ -87,6 +88,8 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.pages)
         self.job_bar = JobBar(self.ctx.jobs)
         self.statusBar().addPermanentWidget(self.job_bar)
+        self.signed_in = SignedInButton()  # who signs edits and releases
+        self.statusBar().addPermanentWidget(self.signed_in)
         self.actions: dict[str, QAction] = {}
         self.flywheel = Flywheel(self, self.ctx, self.browser)
         self._build_menus()
@@ -132,7 +135,7 @@ class MainWindow(QMainWindow):
         title = job.title
         job.signals.failed.connect(
             lambda message, details: job.shows_own_failure or dialogs.show_error(
-                self, f"{title} failed: {message}", details))
+                self, _sentence(f"{title} failed: {message}"), details))
         job.signals.cancelled.connect(
             lambda: self.ctx.status.emit(f"{title}: cancelled; nothing was changed"))
 
@@ -254,6 +257,10 @@ class MainWindow(QMainWindow):
         self.pages.setCurrentWidget(self.tabs)
         self.browser.view.setFocus()
         QTimer.singleShot(WARM_UP_AFTER_MS, self.warm_up)
+        if ws.key_backups:  # the upgrade to identities left the old private key only there
+            self.ctx.status.emit("upgraded: the workspace no longer holds its private signing "
+                                 f"key, but {', '.join(b.name for b in ws.key_backups)} still "
+                                 "do; delete them once you no longer need them")
         return True
 
     def warm_up(self) -> threading.Thread:
@@ -383,3 +390,7 @@ def _import_ahead() -> None:
     # would stall the window while a job allocates.
     gc.freeze()
 
+
+def _sentence(text: str) -> str:
+    """A message as one sentence: it ends with a full stop."""
+    return text if text.endswith((".", "?", "!")) else text + "."

@@ -31,6 +31,7 @@ from workstation.ui import forms, version_jobs
 from workstation.ui.colours import semantic_colour
 from workstation.ui.compare_view import CompareView
 from workstation.ui.context import AppContext
+from workstation.ui.identity_dialogs import ensure_signer
 from workstation.ui.versions import VersionDetails, VersionTree
 from workstation.ui.widgets import EmptyState, compact
 from workstation.ui.wording import count
@@ -339,13 +340,14 @@ class ModelsPanel(QWidget):
 
     def _release(self, node: VersionNode, report: dict | None, force: bool = False,
                  reason: str = "") -> None:
-        analyst = self._analyst()
+        if ensure_signer(self) is None:
+            return
 
         def done(rel: releases.Release) -> None:
             inform(self, "Released", f"{rel.ref} is the release in force, signed with key "
                                      f"{rel.key_id}.")
         self.ctx.run_job(f"Release {node.ref}",
-                         lambda ws, _p: releases.release(ws, node.id, approver=analyst,
+                         lambda ws, _p: releases.release(ws, node.id,
                                                          regression_report=report, force=force,
                                                          force_reason=reason),
                          done, {"releases", "models"})
@@ -365,9 +367,10 @@ class ModelsPanel(QWidget):
                        f"To:   {to_ref}\n\nThe rollback is recorded in the ledger.", "Roll back"):
             return
         reason = ask_text(self, "Roll back", "Reason (recorded in the ledger):") or ""
-        actor = self._analyst()
+        if ensure_signer(self) is None:
+            return
         self.ctx.run_job(f"Roll back {node.model}",
-                         lambda ws, _p: releases.rollback(ws, node.model, actor, reason),
+                         lambda ws, _p: releases.rollback(ws, node.model, reason),
                          lambda rel: inform(self, "Rolled back",
                                             f"{rel.ref} is the release in force again."),
                          {"releases", "models"})

@@ -1,6 +1,7 @@
 """Drawing the plots of an audit run, one function per plot: each takes its
 tab, the numbers ``audits.plot_data`` computed and the palette, and draws
-them with pyqtgraph. Clickable points carry their example ids.
+them with pyqtgraph. Clickable points carry their example ids; each version of
+the Flywheel plot has a tooltip saying its counts in words.
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ from typing import Any, Callable
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QColor, QPalette
+from PySide6.QtGui import QBrush, QColor, QPalette, QPen
+from PySide6.QtWidgets import QGraphicsRectItem
 
 from workstation.audits import plot_data as pd
 from workstation.ui.colours import semantic_colour, with_alpha
 from workstation.ui.plot_tab import PlotTab, axis_label, count_axis
-from workstation.ui.wording import metric_name
+from workstation.ui.wording import count, metric_name
 
 
 def _fg(palette: QPalette, alpha: int = 255) -> QColor:
@@ -244,6 +246,8 @@ def draw_flywheel(tab: PlotTab, history: list[pd.HistoryPoint], current: int,
             top = max(top, max(heights))
         legend.append((colour, "■", s.name))
     for i, h in enumerate(history):
+        tab.plot.addItem(_hover_area(i, max(top, 1) * 1.06, flywheel_tip(h)))
+    for i, h in enumerate(history):
         if h.fixed is None:  # say why a version has no fixed/broken bars
             note = pg.TextItem("no parent audit to compare" if h.parent_ref else "no parent",
                                color=_fg(p, 160), anchor=(0.5, 1.0))
@@ -255,7 +259,34 @@ def draw_flywheel(tab: PlotTab, history: list[pd.HistoryPoint], current: int,
     tab.plot.showGrid(x=False, y=True, alpha=0.15)
     tab.plot.setXRange(-0.6, len(history) - 0.4, padding=0)
     _headroom(tab, top)
-    tab.set_caption(pd.FLYWHEEL_CAPTION, legend)
+    tab.set_caption(f"{pd.FLYWHEEL_CAPTION} Hover over a version for its counts in words.",
+                    legend)
+
+
+def _hover_area(x: float, height: float, tip: str) -> QGraphicsRectItem:
+    """An invisible rectangle over one version's bars that holds its tooltip."""
+    area = QGraphicsRectItem(x - 0.45, 0.0, 0.9, height)
+    area.setPen(QPen(Qt.PenStyle.NoPen))
+    area.setBrush(QBrush(Qt.BrushStyle.NoBrush))
+    area.setToolTip(tip)
+    return area
+
+
+def flywheel_tip(h: pd.HistoryPoint) -> str:
+    """One version's turn in words, each count saying what it counts."""
+    lines = [f"{h.ref}" + (f" (parent {h.parent_ref})" if h.parent_ref else ""),
+             f"{count(h.failing_examples, 'failing example')} in its latest audit of each "
+             f"dataset, {h.heldout_failing_examples:,} of them held-out (not trained on by "
+             f"{h.ref})",
+             f"{count(h.probe_findings, 'probe finding')} in its latest probe runs"]
+    if h.fixed is None:
+        lines.append("No parent to compare with." if not h.parent_ref else
+                     f"No audit of the same dataset by {h.parent_ref} to compare with.")
+    else:
+        lines.append(f"Against {h.parent_ref}: {h.fixed:,} fixed, {h.broken:,} broken among "
+                     f"{count(h.n_compared or 0, 'held-out example')} compared (neither "
+                     f"version trained on them; {', '.join(h.datasets_compared)})")
+    return "\n".join(lines)
 
 
 def _fmt(value: float | None) -> str:

@@ -1,5 +1,5 @@
 """What the review keys do: edits of the browser's selected rows through the
-review log (with the analyst's name and the reason set for edits), undo and
+review log (signed by the analyst's identity, with the reason set for edits), undo and
 redo, and moving between rows. The keys themselves are in ``shortcuts``.
 """
 
@@ -17,7 +17,7 @@ DEFAULT_REASON = "reviewed in the workstation"
 
 class Reviewer:
     """What the review keys do: edits of the browser's selected rows through
-    the review log (``review.apply`` with the analyst's name and reason),
+    the review log (``review.apply``, signed by the analyst's identity, with their reason),
     undo and redo, and moving between rows. After an edit only the rows of
     the changed examples are read again, and the count."""
 
@@ -144,18 +144,23 @@ class Reviewer:
         ws = self.ctx.ws
         edits = [review.Edit(i, field, value(review.current_values(ws, i)), self.reason())
                  for i in ids]
-        self._run(lambda: review.apply(ws, edits, analyst=self.ctx.analyst()))
+        self._run(lambda: review.apply(ws, edits))
 
     def _step(self, action: str) -> None:
         from workstation import review
 
         step = review.undo if action == "undo" else review.redo
-        self._run(lambda: step(self.ctx.ws, analyst=self.ctx.analyst(), reason=action), action)
+        self._run(lambda: step(self.ctx.ws, reason=action), action)
 
     def _run(self, call: Callable[[], Any], action: str = "edit") -> None:
         from workstation.errors import WorkstationError
 
+        from workstation.ui.identity_dialogs import ensure_signer
+
         if self.ctx.ws is None:
+            return
+        if ensure_signer(self.browser) is None:  # edits are signed: unlocked once a session
+            self.ctx.status.emit("not signed in: nothing changed")
             return
         try:
             result = call()

@@ -19,6 +19,7 @@ from PySide6.QtCore import (QAbstractTableModel, QModelIndex, QObject, QPersiste
                             Signal)
 from PySide6.QtGui import QColor, QFont
 
+from workstation.ui.splits import row_split
 from workstation.workspace import Workspace
 
 # fetch(ws, offset, limit, order_by, descending, count) -> (rows, total or None)
@@ -44,7 +45,7 @@ class Column:
     key: str
     title: str
     order_by: str | None = None
-    kind: str = "text"   # text, number, int, rank, verdict, list, bool, label
+    kind: str = "text"   # text, number, int, rank, verdict, list, bool, label, split
     width: int = 90
 
 
@@ -372,7 +373,7 @@ class LazyTableModel(QAbstractTableModel):
 def display_text(column: Column, value: Any) -> str:
     """How a value reads in a cell: one line, numbers to three decimals."""
     if value is None:
-        return "—" if column.kind == "rank" else ""
+        return {"rank": "—", "split": row_split(None)}.get(column.kind, "")
     if column.kind == "number":
         return f"{value:.3f}"
     if column.kind in ("int", "rank"):
@@ -385,6 +386,8 @@ def display_text(column: Column, value: Any) -> str:
         return "safe" if value else "unsafe"
     if column.kind == "list":
         return ", ".join(str(v) for v in value)
+    if column.kind == "split":
+        return row_split(value)
     return " ".join(str(value).split())
 
 

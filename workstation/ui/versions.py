@@ -1,6 +1,7 @@
 """Model versions as the Models panel lists them: the lineage tree (each
 version under its parent, with its status and audits) and one version's
-details (its manifest in words, training metrics, latest audit metrics).
+details (its manifest in words, training metrics, latest audit metrics:
+held-out first, the training set's apart).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from PySide6.QtWidgets import (QCheckBox, QHeaderView, QLabel, QPlainTextEdit, Q
 
 from workstation.models import lineage
 from workstation.models.lineage import VersionNode
+from workstation.ui import splits
 from workstation.ui.wording import count, metric_name
 
 
@@ -55,13 +57,12 @@ class VersionTree(QTreeWidget):
     def _add(self, node: VersionNode, nodes: dict[int, VersionNode], audits: dict[int, list],
              parent: QTreeWidgetItem | None) -> None:
         runs = audits.get(node.id, [])
-        failures = sum(a.n_failures for a in runs)
         status = "current release" if node.released else ("released before"
                                                           if node.ever_released else "")
-        item = QTreeWidgetItem([node.ref, status,
-                                f"{len(runs)} · {count(failures, 'failure')}" if runs else "none",
+        item = QTreeWidgetItem([node.ref, status, _audits_text(runs),
                                 node.created_at[:16].replace("T", " ")])
         item.setData(0, Qt.ItemDataRole.UserRole, node.id)
+        item.setToolTip(2, _audits_tip(runs))
         if node.released:
             font = item.font(0)
             font.setBold(True)
@@ -82,6 +83,31 @@ class VersionTree(QTreeWidget):
 
     def _changed(self, current: QTreeWidgetItem | None, _previous: Any) -> None:
         self.version_chosen.emit(current.data(0, Qt.ItemDataRole.UserRole) if current else None)
+
+
+def _audits_text(runs: list[lineage.AuditSummary]) -> str:
+    """"2 · 42 failures, 13 on training examples": the latest audits' failures,
+    saying how many are on examples the version was trained on (where a run
+    records it; the tooltip has each run's)."""
+    if not runs:
+        return "none"
+    text = f"{len(runs)} · {count(sum(a.n_failures for a in runs), 'failure')}"
+    trained = sum(int((a.training_metrics or {}).get("n_failures") or 0) for a in runs)
+    return text + (f", {trained:,} on training examples" if trained else "")
+
+
+def _audits_tip(runs: list[lineage.AuditSummary]) -> str:
+    """Each latest audit's failures, held-out and training apart."""
+    lines = []
+    for a in runs:
+        line = f"{a.dataset} (run {a.run_id}): {count(a.n_failures, 'failure')}"
+        if a.membership is None:
+            line += f", {splits.NOT_TOLD_APART}"
+        elif a.training_metrics:
+            line += (f": {int(a.metrics.get('n_failures') or 0):,} held-out, "
+                     f"{int(a.training_metrics.get('n_failures') or 0):,} on training examples")
+        lines.append(line)
+    return "\n".join(lines)
 
 
 # -- details: metrics and manifest ----------------------------------------------------
@@ -127,21 +153,32 @@ class VersionDetails(QWidget):
         if isinstance(node.manifest.get("calibration"), dict):  # what a threshold of 0.5 means
             self._section("Calibration", node.manifest["calibration"], None)
         for audit in audits:
-            self._section(f"Audit of {audit.dataset} (run {audit.run_id})", audit.headline(),
-                          audit.run_id)
+            self._audit_section(audit)
         self.metrics.expandAll()
         self.manifest.setPlainText(json.dumps(node.manifest, indent=2, ensure_ascii=False))
 
     def _section(self, title: str, values: dict[str, Any], run_id: int | None,
-                 words: bool = True) -> None:
+                 words: bool = True) -> QTreeWidgetItem:
         head = QTreeWidgetItem([title, "double-click to plot" if run_id else ""])
         head.setData(0, Qt.ItemDataRole.UserRole, run_id)
-        for key, value in _flat(values):
-            item = QTreeWidgetItem([metric_name(key) if words else key, _fmt(value)])
-            item.setToolTip(0, key)  # the name the CLI's JSON uses
-            head.addChild(item)
+        _add_values(head, values, words)
         self.metrics.addTopLevelItem(head)
-        head.setFirstColumnSpanned(False)
+        return head
+
+    def _audit_section(self, audit: lineage.AuditSummary) -> None:
+        """An audit's metrics, held-out first and the training set's apart,
+        each under a line saying which examples it covers."""
+        head = self._section(f"Audit of {audit.dataset} (run {audit.run_id})", {},
+                             audit.run_id)
+        groups = [(splits.metrics_heading(audit.membership), audit.headline())]
+        training = splits.training_heading(audit.membership)
+        if training is not None and audit.training_metrics:
+            groups.append((training, audit.headline(training=True)))
+        for (title, cover), values in groups:
+            group = QTreeWidgetItem([title, cover])
+            group.setToolTip(1, cover)  # a long cover is elided in the column
+            head.addChild(group)
+            _add_values(group, values, words=True)
 
     def _double_clicked(self, item: QTreeWidgetItem, _column: int) -> None:
         while item.parent() is not None:
@@ -149,6 +186,13 @@ class VersionDetails(QWidget):
         run_id = item.data(0, Qt.ItemDataRole.UserRole)
         if run_id is not None:
             self.run_chosen.emit(run_id)
+
+
+def _add_values(parent: QTreeWidgetItem, values: dict[str, Any], words: bool) -> None:
+    for key, value in _flat(values):
+        item = QTreeWidgetItem([metric_name(key) if words else key, _fmt(value)])
+        item.setToolTip(0, key)  # the name the CLI's JSON uses
+        parent.addChild(item)
 
 
 def manifest_facts(manifest: dict[str, Any]) -> list[tuple[str, str]]:
