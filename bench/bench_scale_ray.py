@@ -29,7 +29,8 @@ workspace, scoring, the metrics and writing the result rows. Rows/s per CPU
 is the scale run's (Ray already running) rate divided by its CPUs: the
 figure a cluster scales by.
 
-    .venv/bin/python bench/bench_scale_ray.py [--rows 1000000] [--texts 20000] [--pairs 20000]
+    .venv/bin/python bench/bench_scale_ray.py [--rows 1000000] [--texts 20000] [--pairs 20000] [--json]
+    .venv/bin/python bench/bench_scale_ray.py --sizing OUT.jsonl   # the sizing table of a --json run
 """
 
 from __future__ import annotations
@@ -313,6 +314,33 @@ def run(rows: int = ROWS, n_texts: int = TEXTS, n_pairs: int = PAIRS,
     return out
 
 
+SIZING_ROWS = (10_000_000, 100_000_000)
+SIZING_WHAT = {"embeddings": "labeled responses with precomputed embeddings (MLP 384-1024-2)",
+               "texts": "labeled responses as text (encoder + MLP 384-64-2)",
+               "pairs": "preference pairs as text (prompt+response, both sides encoded)"}
+
+
+def sizing(figures: list[dict[str, Any]]) -> list[str]:
+    """docs/SCALE.md's sizing table (Markdown) from measured figures: CPU-hours
+    and output size for 10M and 100M rows at each workload's rows/s per CPU."""
+    head = ["| workload | rows/s per CPU | " + " | ".join(
+        f"CPU-hours for {n // 1_000_000}M" for n in SIZING_ROWS) + " | output bytes/row | "
+        + " | ".join(f"output for {n // 1_000_000}M" for n in SIZING_ROWS) + " |",
+        "|---|---:|" + "---:|" * (2 * len(SIZING_ROWS) + 1)]
+    rows = []
+    for r in figures:
+        rate, size = r["rows_per_s_per_cpu"], r["output_bytes_per_row"]
+        rows.append(f"| {SIZING_WHAT[r['workload']]} | {rate:,.0f} | "
+                    + " | ".join(f"{n / rate / 3600:,.1f}" for n in SIZING_ROWS)
+                    + f" | {size:.0f} | "
+                    + " | ".join(_bytes(n * size) for n in SIZING_ROWS) + " |")
+    return head + rows
+
+
+def _bytes(n: float) -> str:
+    return f"{n / 1e9:,.1f} GB" if n >= 1e9 else f"{n / 1e6:,.0f} MB"
+
+
 def describe(r: dict[str, Any]) -> str:
     cold = f", end to end with Ray's start {r['ray_cold_s']:.1f} s (ratio " \
            f"{r['ratio_cold']:.2f})" if r["ray_cold_s"] else ""
@@ -330,9 +358,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--texts", type=int, default=TEXTS)
     parser.add_argument("--pairs", type=int, default=PAIRS)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--sizing", metavar="JSONL",
+                        help="only print the sizing table from a --json run's output")
     args = parser.parse_args(argv)
+    if args.sizing:
+        lines = Path(args.sizing).read_text().splitlines()
+        print("\n".join(sizing([json.loads(x) for x in lines if x.startswith("{")])))
+        return 0
     figures = run(args.rows, args.texts, args.pairs, each=lambda r: print(
         json.dumps(r) if args.json else describe(r), flush=True))
+    if not args.json:
+        print("\n".join(sizing(figures)))
     return 0 if all(r["passed"] for r in figures) else 1
 
 

@@ -631,3 +631,14 @@ def test_a_non_finite_score_is_a_bad_row_not_a_crash(ws, tmp_path):
                if r["row_index"] in negative)
     assert manifest["bad"] == len(negative) and manifest["metrics"]["n"] == 200 - len(negative)
     assert manifest["inputs"][0]["bad_reasons"] == {"non-finite score": len(negative)}
+
+
+def test_the_sizing_table_follows_from_the_measured_rates():
+    from bench.bench_scale_ray import sizing
+
+    table = sizing([{"workload": "pairs", "rows_per_s_per_cpu": 250.0,
+                     "output_bytes_per_row": 40.0}])
+    assert len(table) == 3 and table[0].count("|") == table[2].count("|")
+    # 10M pairs at 250 pairs/s per CPU: 40,000 CPU-seconds, 11.1 CPU-hours; 100M: 111.1;
+    # 40 bytes a row: 400 MB and 4.0 GB of shards.
+    assert "| 250 | 11.1 | 111.1 | 40 | 400 MB | 4.0 GB |" in table[2]

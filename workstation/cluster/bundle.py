@@ -6,7 +6,7 @@ manifest and the tokenizer of a token model, oracle.npz; see
 registered with (``encoder/encoder.onnx``, ``encoder/tokenizer.json``,
 ``encoder/encoder.json``), and ``bundle.json``: the model's reference and
 sha256, every file's sha256 and size, and an Ed25519 signature over all of
-that by the workspace's key. One format: ``SafetyOracle.load`` reads the
+that by the analyst's identity. One format: ``SafetyOracle.load`` reads the
 same folder. A bundle made without its encoder scores inputs that carry
 their embeddings already.
 
