@@ -471,9 +471,12 @@ def test_failures_only_brings_home_the_most_confident_failures_and_a_sample(pair
         assert "all 300 rows scored on the cluster" in home.run.membership["metrics_cover"]
         ids = other.execute("SELECT source_id FROM examples ORDER BY source_index").fetchall()
         assert ids[0][0].startswith("pair-")
+        from workstation import catalog
         from workstation.ui.selection_bar import run_text  # the window's run picker
 
-        assert "40 of 300 rows brought home" in run_text(home.run)
+        picked = catalog.run(other, home.run.id)  # what the picker lists
+        assert (f", 40 of 300 rows brought home · {home.run.n_failures} failures of 40"
+                in run_text(picked))
         # compare takes the dataset audited on the cluster like one audited here.
         from workstation.regression import compare
 

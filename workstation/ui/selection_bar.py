@@ -127,10 +127,12 @@ def run_text(run: Any) -> str:
 
 def _where_text(run: Any) -> str:
     """Where a run brought home from a cluster was scored, and what of it came home."""
-    ran_on = (run.params or {}).get("ran_on")
+    params = getattr(run, "params", None) or {}  # an AuditRun; the catalog's RunInfo has both
+    ran_on = getattr(run, "ran_on", None) or params.get("ran_on")
     if not ran_on:
         return ""
-    selection = ((run.params.get("scale") or {}).get("selection") or {})
+    selection = (getattr(run, "selection", None)
+                 or (params.get("scale") or {}).get("selection") or {})
     part = (f", {run.n_examples:,} of {selection['rows']:,} rows brought home"
             if selection.get("kind") == "failures-only" else "")
     return f" · scored on {str(ran_on.get('engine', 'a cluster')).title()}{part}"
