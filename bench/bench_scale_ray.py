@@ -330,7 +330,7 @@ def sizing(figures: list[dict[str, Any]]) -> list[str]:
     rows = []
     for r in figures:
         rate, size = r["rows_per_s_per_cpu"], r["output_bytes_per_row"]
-        rows.append(f"| {SIZING_WHAT[r['workload']]} | {rate:,.0f} | "
+        rows.append(f"| {SIZING_WHAT[r['workload']]} | {rate:,.{0 if rate >= 100 else 1}f} | "
                     + " | ".join(f"{n / rate / 3600:,.1f}" for n in SIZING_ROWS)
                     + f" | {size:.0f} | "
                     + " | ".join(_bytes(n * size) for n in SIZING_ROWS) + " |")
