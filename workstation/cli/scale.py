@@ -57,7 +57,7 @@ def cmd_import(args, out: Output) -> None:
     with open_workspace(args) as ws:
         home = import_results(ws, args.results, args.dataset, args.model,
                               failures_only=args.failures_only, inputs_dir=args.inputs,
-                              analyst=args.analyst, progress=out.progress())
+                              progress=out.progress())
     payload = home.to_json()
     where = payload["ran_on"] or {}
     out.result(payload, lambda: (
