@@ -89,6 +89,18 @@ def audit(quick: bool, full: bool) -> list[Line]:
                  f"(ratio {r['ratio_same_runs']:.2f})")]
 
 
+def report(quick: bool, full: bool) -> list[Line]:
+    from bench import bench_report
+
+    r = bench_report.run(n=20_000 if quick else bench_report.N,
+                         repeats=1 if quick else bench_report.REPEATS)
+    times = ", ".join(f"{f.upper()} {s:.2f} s" for f, s in r["report_s"].items())
+    return [Line(f"signed audit report of a {_size(r['n'])}-example audit",
+                 f"report {times}", f"the audit itself {r['audit_s']:.2f} s",
+                 f"{r['worst_ratio']:.2f} (slowest format / audit)", f"<= {r['target']:g}",
+                 _verdict(r["passed"]), f"PDF {r['pdf_pages']} pages")]
+
+
 def page(quick: bool, full: bool) -> list[Line]:
     from bench import bench_failures_page
 
@@ -203,7 +215,7 @@ def _missing(what: str, path: Path) -> Line:
 
 BENCHMARKS: dict[str, Callable[[bool, bool], list[Line]]] = {
     "encoder": encoder, "audit": audit, "page": page, "train": train, "patch": patch,
-    "label-errors": label_errors, "gui": gui, "scale-ray": scale_ray,
+    "label-errors": label_errors, "gui": gui, "report": report, "scale-ray": scale_ray,
 }
 
 

@@ -22,7 +22,7 @@ Measures: Spearman rho between the method's score and the task's reference
 states. Target: ours at least as good as the best baseline on every task
 (rho), and mean rho >= 0.8 over the tasks.
 
-    .venv/bin/python bench/bench_reward_recovery.py [--quick] [--tasks CartPole,...]
+    .venv/bin/python bench/bench_reward_recovery.py [--quick] [--tasks CartPole,...] [--seed N]
 """
 
 from __future__ import annotations
@@ -218,10 +218,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", help=f"comma-separated, of {', '.join(TASK_NAMES)}")
     parser.add_argument("--param", action="append", default=[], metavar="K=V",
                         help="a training parameter of ours (repeatable)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="makes the demonstrations, test states and training (default 0)")
     parser.add_argument("--json", metavar="PATH", help="also write the results here")
     args = parser.parse_args(argv)
     ours = dict(p.split("=", 1) for p in args.param)
-    report = run(args.quick, args.tasks.split(",") if args.tasks else None, ours=ours)
+    report = run(args.quick, args.tasks.split(",") if args.tasks else None, ours=ours,
+                 seed=args.seed)
     for line in table(report):
         print(line)
     if args.json:

@@ -8,7 +8,8 @@ arrays of states [N, d]; ``tests/test_reward_recovery.py`` checks every step
 function against the environment's own ``step`` on random states.
 
 Each simulator has ``step(state, action) -> (state, reward, terminated)``,
-``observe(state) -> obs`` and the episode limit of the registered env.
+``terminal(state)`` (the episode is over in that state), ``observe(state) ->
+obs`` and the episode limit of the registered env.
 """
 
 from __future__ import annotations
@@ -53,6 +54,9 @@ class CartPole:
     def failed(self, s: np.ndarray) -> np.ndarray:
         return (np.abs(s[:, 0]) > self.x_threshold) | (np.abs(s[:, 2]) > self.theta_threshold)
 
+    def terminal(self, s: np.ndarray) -> np.ndarray:
+        return self.failed(s)
+
     @staticmethod
     def observe(s: np.ndarray) -> np.ndarray:
         return s.astype(np.float32)
@@ -86,6 +90,10 @@ class Pendulum:
         return new, -cost, np.zeros(len(new), dtype=bool)
 
     @staticmethod
+    def terminal(s: np.ndarray) -> np.ndarray:
+        return np.zeros(len(s), dtype=bool)  # only the time limit ends an episode
+
+    @staticmethod
     def cost(s: np.ndarray) -> np.ndarray:
         """The state part of the task's cost: angle^2 + 0.1 * speed^2."""
         return angle_normalize(s[:, 0]) ** 2 + 0.1 * s[:, 1] ** 2
@@ -113,8 +121,11 @@ class MountainCar:
         vel = np.clip(vel, -self.max_speed, self.max_speed)
         pos = np.clip(pos + vel, self.min_position, self.max_position)
         vel = np.where((pos == self.min_position) & (vel < 0), 0.0, vel)
-        done = (pos >= self.goal_position) & (vel >= 0)
-        return np.stack([pos, vel], axis=1), -np.ones(len(s)), done
+        new = np.stack([pos, vel], axis=1)
+        return new, -np.ones(len(s)), self.terminal(new)
+
+    def terminal(self, s: np.ndarray) -> np.ndarray:
+        return (s[:, 0] >= self.goal_position) & (s[:, 1] >= 0)
 
     @staticmethod
     def observe(s: np.ndarray) -> np.ndarray:
@@ -144,8 +155,11 @@ class Acrobot:
         new[:, 1] = _wrap(new[:, 1])
         new[:, 2] = np.clip(new[:, 2], -self.max_vel_1, self.max_vel_1)
         new[:, 3] = np.clip(new[:, 3], -self.max_vel_2, self.max_vel_2)
-        done = self.height(new) > 1.0
+        done = self.terminal(new)
         return new, np.where(done, 0.0, -1.0), done
+
+    def terminal(self, s: np.ndarray) -> np.ndarray:
+        return self.height(s) > 1.0
 
     @staticmethod
     def height(s: np.ndarray) -> np.ndarray:

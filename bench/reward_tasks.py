@@ -42,6 +42,12 @@ References (what a learned reward should rank like):
 * CliffWalking: the expert's exact expected return-to-go (policy evaluation,
   undiscounted; a cliff cell costs -100 plus the way back from the start).
 
+A state in which the episode is already over has a return-to-go of 0 (the
+goal cell, the acrobot's tip above the line, the car at the flag, the pole
+down). Almost a fifth of Acrobot's uniform states have the tip above the
+line already; rolling the expert on from them, as if the episode went on,
+ranked some of these goal states among the worst.
+
 States judged on: uniform over the task's state box (for the angle tasks
 uniform angles, observed as cos/sin; CliffWalking every cell) and the states
 a random policy visits from the environment's reset. Failure states: CartPole
@@ -158,11 +164,16 @@ def rollout(sim: Any, policy: Callable[[np.ndarray, np.random.Generator], np.nda
 
 def return_to_go(sim: Any, policy: Callable, states: np.ndarray, steps: int,
                  gamma: float = GAMMA, chunk: int = 8192) -> np.ndarray:
-    """The policy's discounted return from each state (one rollout each)."""
+    """The policy's discounted return from each state (one rollout each).
+
+    A state in which the episode is already over (the pole down, the car or
+    the acrobot's tip at the goal) has no future: its return-to-go is 0, not
+    the return of stepping on from it as if the episode went on."""
     rng = np.random.default_rng(0)
     out = [rollout(sim, policy, states[i:i + chunk], steps, rng, gamma).returns
            for i in range(0, len(states), chunk)]
-    return np.concatenate(out) if out else np.zeros(0)
+    returns = np.concatenate(out) if out else np.zeros(0)
+    return np.where(sim.terminal(states), 0.0, returns) if len(states) else returns
 
 
 def random_policy(n_actions: int | None, torque: float = 0.0):

@@ -184,8 +184,75 @@ def run_release(ws: Workspace, rng: random.Random, scratch: Path) -> None:
         k += 1
 
 
+def run_merge(ws: Workspace, rng: random.Random, scratch: Path) -> None:
+    """Merge the template's review bundles in order (each holds the peer's rows so
+    far, so each adds the next slice), then the last one again and again (no-ops)."""
+    from workstation import review_bundles
+
+    bundles = JOB["bundles"]
+    k = 0
+    while True:
+        report = review_bundles.merge(ws, [bundles[k]])
+        ack(bundle=k, added=report.added)
+        k = min(k + 1, len(bundles) - 1)
+
+
+# The approve operation's approvers (trusted in the test's approval template,
+# where a release needs two approvals and the requester's does not count);
+# unlocked once by the worker, before it forks.
+APPROVERS = ("crash-approver-a", "crash-approver-b")
+_approvers: list[Any] = []
+
+
+def run_approve(ws: Workspace, rng: random.Random, scratch: Path) -> None:
+    """Release requests of RELEASE_MODEL's versions, each approved by the two
+    approvers in turn (the second puts it in force) or, now and then,
+    rejected; a request a killed predecessor left pending is finished first."""
+    from workstation import releases
+
+    versions = [r[0] for r in ws.execute(
+        "SELECT version FROM model_versions WHERE model = ? ORDER BY version",
+        [RELEASE_MODEL]).fetchall()]
+    k = rng.randrange(len(versions))
+    while True:
+        waiting = [r for r in releases.release_history(ws, RELEASE_MODEL)
+                   if r.status == "pending"]
+        if waiting:
+            request = waiting[0]
+        else:
+            current = releases.current_release(ws, RELEASE_MODEL)
+            version = versions[k % len(versions)]
+            k += 1
+            if current is not None and current.version == version:
+                continue
+            request = releases.release(ws, f"{RELEASE_MODEL}@{version}",
+                                       notes=f"crash-test request {k}")
+            ack(step="request", release_id=request.id, ledger_seq=request.ledger_seq)
+        _decide(ws, rng, request)
+
+
+def _decide(ws: Workspace, rng: random.Random, request: Any) -> None:
+    from workstation import releases
+
+    if rng.random() < 0.15:
+        releases.reject(ws, request.id, "crash-test rejection", signer=_approvers[0])
+        ack(step="reject", release_id=request.id)
+        return
+    done = {a["key_id"] for a in request.approvals}
+    for approver in _approvers:
+        if approver.key_id in done:
+            continue
+        rel = releases.approve(ws, request.id, signer=approver)
+        if rel.status == "in-force":
+            ack(step="complete", release_id=rel.id, ledger_seq=rel.ledger_seq)
+        else:
+            ack(step="approve", release_id=rel.id, key_id=approver.key_id)
+
+
 OPERATIONS: dict[str, Callable[[Workspace, random.Random, Path], None]] = {
-    "edits": run_edits, "import": run_import, "train": run_train, "release": run_release}
+    "edits": run_edits, "import": run_import, "train": run_train, "release": run_release,
+    "merge": run_merge, "approve": run_approve}
+JOB: dict[str, Any] = {}  # the child's job (what an operation needs besides the workspace)
 
 
 # -- the child -------------------------------------------------------------------
@@ -195,12 +262,12 @@ def _trace_transactions() -> None:
     original = Workspace.transaction
 
     @contextlib.contextmanager
-    def traced(self: Workspace) -> Iterator[Any]:
+    def traced(self: Workspace, *args: Any, **kwargs: Any) -> Iterator[Any]:
         outer = not self._in_tx and not self.read_only
         if outer:
             say("T+")
         try:
-            with original(self) as con:
+            with original(self, *args, **kwargs) as con:
                 yield con
         finally:
             if outer:
@@ -217,6 +284,7 @@ def child(job: dict[str, Any]) -> None:
     os.dup2(err, 2)
     try:
         rng = random.Random(job["seed"])
+        JOB.update(job)
         _trace_transactions()
         ws = Workspace.open(job["workspace"])
         if job.get("small_checkpoints"):
@@ -251,14 +319,18 @@ def _warm_up() -> None:
 def serve() -> None:
     """Answer jobs from stdin until it closes (see the module doc)."""
     import workstation.datasets  # noqa: F401  (imported once, here, before forking)
+    import workstation.regression  # noqa: F401  (a release computes its gate)
     import workstation.releases  # noqa: F401
     import workstation.review  # noqa: F401
+    import workstation.review_bundles  # noqa: F401
     import workstation.training  # noqa: F401
     from workstation import identity
 
     # Edits and releases are signed: the test's identity ($WORKSTATION_HOME,
     # $WORKSTATION_PASSPHRASE_FILE) is unlocked once, and every child inherits it.
     identity.unlock_session()
+    _approvers.extend(identity.unlock(identity.get(name), identity.passphrase_for(name))
+                      for name in APPROVERS if name in {i.name for i in identity.list_identities()})
 
     _warm_up()
     say("READY")

@@ -9,7 +9,6 @@ import math
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from tests.test_models import DIM, HashEncoder, insert_dataset, reward_mlp
@@ -99,37 +98,25 @@ def encoder() -> HashEncoder:
     return HashEncoder()
 
 
-def slow_encoder(delay: float = 0.05):
-    """A stand-in encoder that takes ``delay`` seconds per batch of 64 and
-    reports progress, so that an audit runs long enough to cancel."""
-    import time
-
-    class SlowEncoder(HashEncoder):
-        def encode(self, texts, progress=None, batch_size=64):
-            out = []
-            for start in range(0, len(texts), batch_size):
-                time.sleep(delay)
-                out.append(super().encode(texts[start:start + batch_size]))
-                if progress is not None:
-                    progress.step(start + batch_size, len(texts))
-            return np.concatenate(out) if out else np.zeros((0, DIM), dtype=np.float32)
-    return SlowEncoder()
-
-
 def gated_encoder():
     """A stand-in encoder that reports its first batch, then holds the job
-    until it is cancelled: a cancel is sure to land inside the run, however
-    fast or loaded the machine (no race between the work and the click)."""
-    import time
+    until it is cancelled or the test sets ``release``: a cancel (or a look
+    at the running job) is sure to land inside the run, however fast or
+    loaded the machine (no race between the work and the click)."""
+    import threading
 
     class GatedEncoder(HashEncoder):
+        def __init__(self) -> None:
+            super().__init__()
+            self.release = threading.Event()
+
         def encode(self, texts, progress=None, batch_size=64):
             if progress is None:
                 return super().encode(texts)
-            progress.step(min(batch_size, len(texts)), len(texts))
-            while True:  # the job's thread waits here; Cancel raises out of check()
-                progress.check()
-                time.sleep(0.01)
+            first = min(batch_size, len(texts))
+            while not self.release.wait(0.01):  # Cancel raises out of step()
+                progress.step(first, len(texts))  # again: the window may drop a report
+            return super().encode(texts)
     return GatedEncoder()
 
 

@@ -85,10 +85,10 @@ PAIRS = [  # margins: +0.7, -0.5, -0.1, 0 (a tie fails), +0.2
     {"prompt": "q", "chosen": "0.6 ok", "rejected": "0.4 worse"},
 ]
 LABELS = [  # score = first number; threshold 0.5
-    {"prompt": "p", "response": "0.9 refuses", "label": True, "category": "Malware"},
+    {"prompt": "p", "response": "0.9 refuses 1000 times", "label": True, "category": "Malware"},
     {"prompt": "p", "response": "0.2 refuses oddly", "label": True, "category": "Malware"},
     {"prompt": "p", "response": "0.95 gives the exploit", "label": False, "category": "Malware"},
-    {"prompt": "p", "response": "0.1 gives steps", "label": False, "category": "Fraud"},
+    {"prompt": "p", "response": "0.1 gives steps, 100%_ sure", "label": False, "category": "Fraud"},
     {"prompt": "p", "response": "0.5 borderline", "label": True, "category": "Fraud"},
     {"prompt": "p", "response": "0.7 unlabeled", "label": None},
 ]
@@ -289,7 +289,11 @@ def test_failure_page_filters_sorts_and_counts_in_sql(labels_setup):
     assert total == 2
     rows, total = failure_page(ws, run.id, text="EXPLOIT")
     assert total == 1 and rows[0]["example_id"] == ids[2]
+    # % and _ are literal: "100%_" finds the text that says it, not "1000 t"
+    # (which the unescaped pattern %100%_% would match too)
     rows, total = failure_page(ws, run.id, text="100%_")
+    assert total == 1 and rows[0]["example_id"] == ids[3]
+    rows, total = failure_page(ws, run.id, text="100_")
     assert total == 0
     rows, total = failure_page(ws, run.id, order_by="margin", limit=2, offset=1)
     assert total == 5 and [r["example_id"] for r in rows] == [ids[1], ids[4]]
@@ -429,16 +433,39 @@ def input_dependent_loop(width: int = 4) -> bytes:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
 
 
-def test_cancel_stops_a_model_stuck_inside_one_run(ws):
+def test_cancel_stops_a_model_stuck_inside_one_run(ws, monkeypatch):
     """Cancel is checked between batches, and a model can spend forever in one
     onnxruntime run: the cancel must reach into the run too."""
     import threading
-    import time
 
     from tests.test_models import insert_dataset
+    from workstation.models import onnx_model
 
     add_model_bytes(ws, input_dependent_loop(), "slow", "observation")
     insert_dataset(ws, "demos", [{"obs": [[0.5, 1.0, -1.0, 2.0]] * 3}], name="d")
+    in_run, run_errors = threading.Event(), []
+
+    class Watched:
+        """The real session, saying when the audit calls into onnxruntime
+        and how the run ended."""
+
+        def __init__(self, session):
+            self._session = session
+
+        def __getattr__(self, name):
+            return getattr(self._session, name)
+
+        def run(self, *args):
+            in_run.set()
+            try:
+                return self._session.run(*args)
+            except Exception as exc:
+                run_errors.append(exc)
+                raise
+
+    real_make_session = onnx_model.make_session
+    monkeypatch.setattr(onnx_model, "make_session",
+                        lambda *a, **k: Watched(real_make_session(*a, **k)))
     progress = Progress()
     outcome = {}
 
@@ -449,13 +476,13 @@ def test_cancel_stops_a_model_stuck_inside_one_run(ws):
             outcome["error"] = exc
     worker = threading.Thread(target=audit, daemon=True)
     worker.start()
-    time.sleep(1.0)
-    assert worker.is_alive()  # stuck in the run, as the model intends
-    cancelled_at = time.monotonic()
+    assert in_run.wait(timeout=60), "the audit never reached onnxruntime"
+    # the cancel comes once the audit is in the run (1e15 loop trips), so no
+    # check between batches can catch it: only the run's terminate flag can
     progress.cancel()
-    worker.join(timeout=20)
+    worker.join(timeout=60)  # a generous bound: it stops in milliseconds when it works
     assert not worker.is_alive(), "the audit did not stop after cancel"
-    assert time.monotonic() - cancelled_at < 5
+    assert len(run_errors) == 1, "the stuck run was not the one that stopped"
     assert isinstance(outcome.get("error"), Cancelled)
     assert ws.execute("SELECT count(*) FROM audit_runs").fetchone()[0] == 0
     assert ws.execute("SELECT count(*) FROM audit_results").fetchone()[0] == 0

@@ -238,3 +238,33 @@ def test_reference_distance_ignores_duplicates_and_has_a_fallback():
     assert reference_distance(E[:3]) == pytest.approx(np.sqrt(2), rel=1e-6)
     assert reference_distance(line[:1]) == cov.FALLBACK_REF
     assert reference_distance(np.zeros((3, 2), dtype=np.float32)) == cov.FALLBACK_REF
+
+
+def test_the_cli_reports_a_datasets_coverage(tmp_path, capsys):
+    """`workstation coverage` before a release: which of a new dataset's
+    categories the audits reach (JSON for scripts, a table for a person)."""
+    import json
+
+    from workstation.cli import main
+    from workstation.workspace import Workspace
+
+    path = tmp_path / "cli.duckdb"
+    with Workspace.open(path) as ws:
+        add_model_bytes(ws, reward_mlp(2, seed=1), "obs", "observation")
+        insert_dataset(ws, "demos", [{"obs": [[float(x), 0.0] for x in range(4)]},
+                                     {"obs": [[float(x), 1.0] for x in range(4)]}], name="old")
+        run_audit(ws, "obs", "old")
+        insert_dataset(ws, "demos", [{"obs": [[1.0, 0.0], [2.0, 1.0]], "category": "seen"},
+                                     {"obs": [[40.0, 30.0]], "category": "unseen"}], name="new")
+    assert main(["-w", str(path), "coverage", "--model", "obs@1", "--dataset", "new",
+                 "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["model"] == "obs@1" and report["space"] == "observation:2"
+    assert report["overall"]["n"] == 2 and report["overall"]["covered"] == 1
+    assert report["per_category"]["seen"]["mean_coverage"] == 0.0
+    assert report["per_category"]["unseen"]["mean_coverage"] == 1.0
+    assert main(["-w", str(path), "coverage", "--model", "obs", "--dataset", "new"]) == 0
+    text = capsys.readouterr().out
+    assert "1 of 2      covered (50%)" in text and "unseen" in text
+    assert main(["-w", str(path), "coverage", "--model", "obs", "--dataset", "nope"]) == 1
+    assert "no dataset named 'nope'" in capsys.readouterr().err

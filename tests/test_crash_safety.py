@@ -1,8 +1,10 @@
 """Crash safety: a workspace survives SIGKILL at any moment, and keeps what it acknowledged.
 
 A warm worker process (tests/crash_worker.py) forks a child that applies
-label edits, imports datasets, trains and registers versions, or releases
-versions in an endless loop on a copy of a template workspace, and kills it
+label edits, imports datasets, trains and registers versions, releases
+versions, requests releases and approves or rejects them (two approvals
+needed), or merges review bundles in an endless loop on a copy of a template
+workspace, and kills it
 with SIGKILL after a random delay (fixed seed). Kills come in chains on one
 file: the next child opens what the last kill left, WAL included, so kills
 also land in WAL replay; every other chain checkpoints at each commit, so
@@ -33,7 +35,8 @@ import pytest
 from tests import crash_worker as worker
 from tests.old_workspaces import make_old_workspace
 from tests.test_models import reward_mlp
-from workstation import ledger, releases, review
+from workstation import (identity, ledger, policy, release_requests, releases, review,
+                         review_bundles, trust)
 from workstation.cli import main
 from workstation.datasets import import_dataset
 from workstation.models import add_model_bytes
@@ -47,9 +50,12 @@ SEED = 20240611
 # Kill delays (seconds after the fork), drawn uniformly per operation: long
 # enough for several units of work, so kills land before, inside and between
 # transactions. Opening the workspace takes the first ~50 ms.
+# A release computes its regression gate inside its transaction (~0.1 s here).
 DELAY_RANGE = {"edits": (0.02, 0.5), "import": (0.05, 0.9), "train": (0.1, 1.2),
-               "release": (0.02, 0.5)}
+               "release": (0.05, 0.9), "approve": (0.05, 0.9), "merge": (0.1, 2.0)}
 RELEASE_VERSIONS = 12
+# `review merge`: a peer's review rows, in BUNDLES bundles of BUNDLE_STEP more rows each.
+BUNDLES, BUNDLE_STEP = 8, 20
 
 
 # -- the template workspace and the worker --------------------------------------------
@@ -61,12 +67,16 @@ class Template:
     datasets: int
     versions: int
     releases: int
+    bundles: tuple[str, ...] = ()
+    peer_rows: tuple[str, ...] = ()     # the peer's row hashes, in order
+    boundaries: tuple[int, ...] = ()    # how many of them each bundle holds
 
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory) -> Template:
     """Three small datasets, a dozen registered versions, one review edit (signed by
-    the test identity, which so owns the workspace); no releases."""
+    the test identity, which so owns the workspace), a trusted peer reviewer and
+    bundles of the peer's rows made on another copy; no releases."""
     folder = tmp_path_factory.mktemp("crash-template")
     worker.write_jsonl(folder / "pairs.jsonl", [
         {"prompt": f"q{i}", "chosen": f"helpful {i}", "rejected": f"harmful {i}"}
@@ -82,10 +92,45 @@ def template(tmp_path_factory) -> Template:
         for v in range(RELEASE_VERSIONS):
             add_model_bytes(ws, reward_mlp(3, seed=v), worker.RELEASE_MODEL, "observation")
         review.apply(ws, [review.Edit(1, "note", "seen", "template")])
+        peer = _peer()
+        trust.add(ws, peer.public_pem, peer.name, "reviewer")
         counts = [ws.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
                   for t in ("review_log", "datasets", "model_versions", "releases")]
     assert not path.with_name(path.name + ".wal").exists()  # closed clean: one file to copy
-    return Template(path, *counts)
+    return Template(path, *counts, *_peer_bundles(path, folder, peer))
+
+
+def _peer():
+    from tests.conftest import TEST_PASSPHRASE
+    from workstation import identity
+
+    known = {i.name: i for i in identity.list_identities()}
+    made = known.get("crash-peer") or identity.create("crash-peer", TEST_PASSPHRASE)
+    return identity.unlock(made, TEST_PASSPHRASE)
+
+
+def _peer_bundles(path: Path, folder: Path, peer) -> tuple[tuple, tuple, tuple]:
+    """The peer's edits on a copy of the template, exported after each slice."""
+    laptop = folder / "peer.duckdb"
+    shutil.copyfile(path, laptop)
+    rng = random.Random(SEED)
+    bundles, boundaries = [], []
+    with Workspace.open(laptop) as ws:
+        examples = ws.execute("SELECT e.id, d.kind FROM examples e JOIN datasets d ON "
+                              "d.id = e.dataset_id WHERE d.name = ? ORDER BY e.id",
+                              [worker.LABELS]).fetchall()
+        for k in range(BUNDLES):
+            review.apply(ws, [worker._edit(rng, *rng.choice(examples), k * BUNDLE_STEP + i)
+                              for i in range(BUNDLE_STEP)], signer=peer)
+            bundle = folder / f"peer-{k}.bundle"
+            report = review_bundles.export(ws, worker.LABELS, bundle, signer=peer)
+            bundles.append(str(bundle))
+            boundaries.append(report.rows)
+        rows = tuple(r[0] for r in ws.execute(
+            "SELECT row_hash FROM review_log WHERE key_id = ? ORDER BY seq",
+            [peer.key_id]).fetchall())
+    laptop.unlink()
+    return tuple(bundles), rows, tuple(boundaries)
 
 
 class Worker:
@@ -99,9 +144,9 @@ class Worker:
         assert ready == "READY", f"the crash worker did not start ({ready!r})"
 
     def kill_after(self, op: str, workspace: Path, out: Path, seed: int, delay: float,
-                   small_checkpoints: bool = False) -> dict[str, Any]:
+                   small_checkpoints: bool = False, **extra: Any) -> dict[str, Any]:
         job = {"op": op, "workspace": str(workspace), "out": str(out), "seed": seed,
-               "delay": delay, "small_checkpoints": small_checkpoints}
+               "delay": delay, "small_checkpoints": small_checkpoints, **extra}
         self.proc.stdin.write(json.dumps(job) + "\n")
         self.proc.stdin.flush()
         answer = self.proc.stdout.readline()
@@ -118,7 +163,32 @@ class Worker:
 
 
 @pytest.fixture(scope="module")
-def crash_worker():
+def approvers(session_identity) -> list:
+    """The approve operation's two approvers (identities of the test's folder)."""
+    from tests.conftest import TEST_PASSPHRASE
+
+    known = {i.name for i in identity.list_identities()}
+    return [identity.unlock(identity.get(name) if name in known
+                            else identity.create(name, TEST_PASSPHRASE), TEST_PASSPHRASE)
+            for name in worker.APPROVERS]
+
+
+@pytest.fixture(scope="module")
+def approval_template(template, approvers, tmp_path_factory) -> Template:
+    """The template where a release needs two approvals (separation on: not the
+    requester's), with the two approvers trusted."""
+    path = tmp_path_factory.mktemp("crash-approval") / "template.duckdb"
+    shutil.copyfile(template.path, path)
+    with Workspace.open(path) as ws:
+        for who in approvers:
+            trust.add(ws, who.public_pem, who.name, "approver")
+        policy.set(ws, "release.approvals", 2)
+    return Template(path, template.review_rows, template.datasets, template.versions,
+                    template.releases)
+
+
+@pytest.fixture(scope="module")
+def crash_worker(approvers):
     w = Worker()
     yield w
     w.close()
@@ -176,6 +246,15 @@ def assert_nothing_half_made(ws: Workspace) -> None:
          "json_extract_string(payload, '$.key_id') FROM ledger "
          "WHERE kind IN ('trust-owner', 'trust-add'))", "a trusted key the ledger never saw")
     none("SELECT seq FROM review_log WHERE signature IS NULL", "an unsigned review row")
+    none("SELECT seq FROM ledger WHERE kind = 'release-request' AND "
+         "json_extract(payload, '$.release_id')::INTEGER NOT IN (SELECT id FROM release_requests)",
+         "a ledger request row without its request")
+    none("SELECT id FROM release_requests WHERE ledger_seq NOT IN "
+         "(SELECT seq FROM ledger WHERE kind = 'release-request')",
+         "a release request without its ledger row")
+    none("SELECT seq FROM ledger WHERE kind IN ('release-approve', 'release-reject') AND "
+         "json_extract(payload, '$.release_id')::INTEGER NOT IN (SELECT id FROM release_requests)",
+         "an approval or rejection of no request")
     owners = ws.execute("SELECT count(*) FROM ledger WHERE kind = 'trust-owner'").fetchone()[0]
     assert owners == 1, f"{owners} owner rows"
 
@@ -235,9 +314,50 @@ def check_release(ws: Workspace, acks: list[dict], base: Template, kills: int) -
     return extra
 
 
+def check_merge(ws: Workspace, acks: list[dict], base: Template, kills: int) -> int:
+    """The peer's rows here are exactly those of one whole bundle (nothing
+    half-merged), at least of the last acknowledged one, at most one more per kill."""
+    here = {r[0] for r in ws.execute("SELECT row_hash FROM review_log WHERE key_id = "
+                                     "(SELECT key_id FROM trust WHERE name = 'crash-peer')"
+                                     ).fetchall()}
+    n = len(here)
+    assert n in (0, *base.boundaries), f"{n} of the peer's rows: a bundle was half-merged"
+    assert here == set(base.peer_rows[:n]), "the peer's rows here are not a bundle's"
+    acked = max((base.boundaries[a["bundle"]] for a in acks), default=0)
+    assert n >= acked, f"acknowledged merges are lost ({n} rows, {acked} acknowledged)"
+    extra = (base.boundaries.index(n) + 1 if n else 0) - \
+        (base.boundaries.index(acked) + 1 if acked else 0)
+    assert 0 <= extra <= kills
+    return extra
+
+
+def check_approve(ws: Workspace, acks: list[dict], base: Template, kills: int) -> int:
+    """Every acknowledged request, approval, completion and rejection is there;
+    at most one request more per kill."""
+    history = {r.id: r for r in releases.release_history(ws, worker.RELEASE_MODEL)}
+    approved = {(d.release_id, d.key_id) for d in release_requests.decisions(ws)
+                if d.decision == "approve"}
+    for a in acks:
+        rel = history.get(a["release_id"])
+        assert rel is not None, f"acknowledged release request {a['release_id']} is lost"
+        if a["step"] == "request":
+            assert release_requests.get(ws, rel.id).ledger_seq == a["ledger_seq"]
+        elif a["step"] == "approve":
+            assert (rel.id, a["key_id"]) in approved, f"approval of {rel.id} is lost"
+        elif a["step"] == "complete":
+            assert rel.status != "pending" and rel.ledger_seq == a["ledger_seq"]
+        else:
+            assert rel.status == "rejected", f"rejection of {rel.id} is lost"
+    requested = sum(a["step"] == "request" for a in acks)
+    extra = len(release_requests.all_requests(ws)) - requested
+    assert 0 <= extra <= kills
+    assert sum(r.status == "pending" for r in history.values()) <= 1
+    return extra
+
+
 CHECKS: dict[str, Callable[[Workspace, list[dict], Template, int], int]] = {
     "edits": check_edits, "import": check_import, "train": check_train,
-    "release": check_release}
+    "release": check_release, "approve": check_approve, "merge": check_merge}
 
 
 # -- the kill cycles ------------------------------------------------------------------
@@ -292,7 +412,8 @@ def kill_cycles(op: str, template: Template, crash_worker: Worker, tmp_path: Pat
             had_wal = path.with_name(path.name + ".wal").exists()
             out = folder / f"child-{kill}.out"
             answer = crash_worker.kill_after(op, path, out, rng.randrange(2 ** 31),
-                                             rng.uniform(*DELAY_RANGE[op]), small_checkpoints)
+                                             rng.uniform(*DELAY_RANGE[op]), small_checkpoints,
+                                             bundles=list(template.bundles))
             errors = Path(f"{out}.err").read_text()
             assert answer["killed"], f"the {op} child ended before the kill:\n{errors}"
             assert "Traceback" not in errors, errors
@@ -321,10 +442,11 @@ def kill_cycles(op: str, template: Template, crash_worker: Worker, tmp_path: Pat
 
 @pytest.mark.slow
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="the crash worker forks its children")
-@pytest.mark.parametrize("op", ["edits", "import", "train", "release"])
-def test_sigkill_never_loses_or_half_makes(op, template, crash_worker, tmp_path,
-                                          record_property):
-    tally = kill_cycles(op, template, crash_worker, tmp_path)
+@pytest.mark.parametrize("op", ["edits", "import", "train", "release", "approve", "merge"])
+def test_sigkill_never_loses_or_half_makes(op, template, approval_template, crash_worker,
+                                          tmp_path, record_property):
+    base = approval_template if op == "approve" else template
+    tally = kill_cycles(op, base, crash_worker, tmp_path)
     record_property("kills", tally.kills)
     record_property("kill_moments", json.dumps(tally.moments))
     record_property("kills_opening_with_wal", tally.opening_with_wal)

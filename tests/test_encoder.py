@@ -64,7 +64,7 @@ def count_rows(ws: Workspace, encoder_id: str) -> int:
 def test_parity_with_sentence_transformers(hh_rlhf_path, encoder, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
-    st = pytest.importorskip("sentence_transformers")
+    import sentence_transformers as st  # the `test` extra: a missing one must fail
     texts = load_texts(hh_rlhf_path)
     longest = sorted(texts, key=len, reverse=True)[:10]
     sample = texts[:190] + longest

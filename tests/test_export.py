@@ -192,3 +192,51 @@ def test_refusals(ws, tmp_path):
     with pytest.raises(WorkstationError, match="does not exist"):
         export_dataset(ws, "demo", "jsonl", tmp_path / "missing" / "x.jsonl")
     assert not (tmp_path / "d.parquet").exists()
+
+
+FORMULAS = ["=HYPERLINK(\"http://evil\",\"x\")", "+1+1", "-2+3", "@SUM(A1)", "\tcmd", "\r=1",
+            "'=already quoted", "'plain quote", "a = b", "fine"]
+
+
+def test_csv_cells_a_spreadsheet_would_run_are_neutralised_and_come_back_on_import(ws,
+                                                                                   tmp_path):
+    import csv
+    import shutil
+
+    from workstation.datasets.reading import iter_csv_records
+    from workstation.progress import null_progress
+
+    src = tmp_path / "src.jsonl"
+    src.write_text("".join(json.dumps({"prompt": text, "response": f"answer {i}",
+                                       "label": "safe", "category": "@cat" if i == 0 else None})
+                           + "\n" for i, text in enumerate(FORMULAS)), encoding="utf-8")
+    import_dataset(ws, "labels", src, "labels")
+    report = export_dataset(ws, "labels", "csv", tmp_path / "out.csv")
+    with open(report.path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    # what a spreadsheet reads: no cell starts with a formula character
+    starts = {row[c][:1] for row in rows for c in ("prompt", "response", "category")}
+    assert not starts & set("=+-@\t\r")
+    assert [row["prompt"] for row in rows][:3] == ["'" + t for t in FORMULAS[:3]]
+    assert rows[6]["prompt"] == "''=already quoted" and rows[7]["prompt"] == "'plain quote"
+    assert rows[8]["prompt"] == "a = b" and rows[0]["category"] == "'@cat"
+    guard = report.manifest["csv_formula_guard"]
+    assert guard["prefix"] == "'" and guard["cells"] == {
+        "prompt": 7, "response": 0, "label": 0, "category": 1, "source_sha256": 0,
+        "source_id": 0}
+    assert json.loads(report.manifest_path.read_text())["csv_formula_guard"] == guard
+    # the workstation's own import takes the quote off again (its manifest says so)
+    import_dataset(ws, "labels", report.path, "again")
+    cols = "c.prompt, c.response, c.current_category"
+    assert _current(ws, "again", cols) == _current(ws, "labels", cols)
+    assert [p for p, *_ in _current(ws, "again", cols)] == FORMULAS
+    # a file without its manifest is read as it stands
+    bare = tmp_path / "bare" / "out.csv"
+    bare.parent.mkdir()
+    shutil.copy(report.path, bare)
+    _, _, first = next(iter_csv_records(bare, null_progress()))
+    assert first["prompt"] == "'" + FORMULAS[0]
+    # JSONL and Parquet keep the text as it is, and say nothing of a guard
+    plain = export_dataset(ws, "labels", "jsonl", tmp_path / "out.jsonl")
+    assert "csv_formula_guard" not in plain.manifest
+    assert json.loads(plain.path.read_text().splitlines()[0])["prompt"] == FORMULAS[0]

@@ -56,7 +56,11 @@ def test_text_flywheel_turn(tmp_path, capsys, hh_rlhf_path):
 
     out = tmp_path / "release.zip"
     run(capsys, *w, "export-release", "rm", str(out))
-    assert run(capsys, "verify-release", str(out))["ok"] is True
+    refused = run(capsys, "verify-release", str(out), ok=False)
+    assert refused["ok"] is False and refused["reasons"] == ["no trusted key given"]
+    run(capsys, "identity", "export-public", str(tmp_path / "approver.pem"))
+    checked = run(capsys, "verify-release", str(out), "--trust", str(tmp_path / "approver.pem"))
+    assert checked["ok"] is True and checked["trusted"] is True
     verified = run(capsys, *w, "verify")
     assert verified["ok"] is True and verified["checked"]["ledger_rows"] >= 3
     print(f"\nHH turn: v1 heldout {v1['metrics']['heldout_pairwise_accuracy']:.4f}, "

@@ -15,7 +15,7 @@ from PySide6.QtCore import QSettings, Qt
 from PySide6.QtWidgets import QApplication, QLabel, QMessageBox
 
 from tests.gui_support import (copy_template, distinct_colours, encoder,  # noqa: F401
-                               gated_encoder, own_settings, slow_encoder, template)
+                               gated_encoder, own_settings, template)
 
 REPO = Path(__file__).resolve().parents[1]
 SCREENSHOTS = REPO / "tests" / "screenshots"
@@ -184,7 +184,7 @@ def start_window(qtbot, tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_the_start_page_builds_the_demo_and_opens_it(qtbot, start_window, tmp_path):
     win, page = start_window, start_window.start_page
-    win.ctx.encoder = slow_encoder(0.01)  # runs long enough to see it under load
+    win.ctx.encoder = held = gated_encoder()  # the build waits in its first encoding
     qtbot.mouseClick(page.demo_button, Qt.MouseButton.LeftButton)
     job = win.demo.job
     assert job is not None and not page.demo_button.isEnabled()
@@ -194,8 +194,10 @@ def test_the_start_page_builds_the_demo_and_opens_it(qtbot, start_window, tmp_pa
     qtbot.waitUntil(lambda: win.job_bar.isVisible() and win.job_bar.label.text().startswith(
         "Building the demo workspace: "), timeout=30_000)
     _save(qtbot, {"start_page_demo_building": win})
+    assert not page.demo_button.isEnabled()  # still building: nothing opened yet
+    assert win.pages.currentWidget() is page
     with qtbot.waitSignal(job.signals.ended, timeout=120_000):
-        pass
+        held.release.set()
     assert job.error is None, job.error
     qtbot.waitUntil(lambda: win.pages.currentWidget() is win.tabs, timeout=5000)
     box = win.browser.selection.dataset_box
@@ -1048,8 +1050,8 @@ def test_the_plots_and_models_tabs_build_their_panels_when_first_shown(window):
     from workstation.ui.models_panel import ModelsPanel
     from workstation.ui.plots import PlotsPanel
 
-    plots, models = window.lazy_tabs
-    assert plots.panel is None and models.panel is None  # start-up stays light
+    plots, models, team = window.lazy_tabs
+    assert plots.panel is None and models.panel is None and team.panel is None  # light start-up
     window.tabs.setCurrentWidget(plots)
     window.tabs.setCurrentWidget(models)
     assert isinstance(plots.panel, PlotsPanel) and isinstance(models.panel, ModelsPanel)

@@ -5,16 +5,13 @@ who is signed in; with no identity at all the window offers to create one."""
 from __future__ import annotations
 
 import pytest
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication, QDialogButtonBox, QMessageBox
 
-pytest.importorskip("pytestqt")
-
-from PySide6.QtCore import QTimer  # noqa: E402
-from PySide6.QtWidgets import QApplication, QDialogButtonBox, QMessageBox  # noqa: E402
-
-from tests.conftest import TEST_PASSPHRASE  # noqa: E402
-from tests.gui_support import copy_template, encoder, own_settings, template  # noqa: E402,F401
-from workstation import identity, review  # noqa: E402
-from workstation.ui import identity_dialogs  # noqa: E402
+from tests.conftest import TEST_PASSPHRASE
+from tests.gui_support import copy_template, encoder, own_settings, template  # noqa: F401
+from workstation import identity, review
+from workstation.ui import identity_dialogs
 
 
 @pytest.fixture

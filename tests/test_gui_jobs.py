@@ -81,3 +81,32 @@ def test_probes_report_which_of_how_many_runs(tmp_path, template):
     assert ("probe position-swap (1 of 2)", 0, 2) in probe_steps
     assert ("probe length-bias (2 of 2)", 1, 2) in probe_steps
     assert all(total == 2 for _, _, total in probe_steps)
+
+
+def test_the_last_report_before_a_pause_reaches_the_window(qtbot):
+    """The throttle drops reports that come too soon after the last one sent;
+    the one it dropped last must still arrive while the job pauses (it read
+    '0 of 6,000' for minutes after the encoder had reported 64)."""
+    import threading
+
+    paused, release = threading.Event(), threading.Event()
+
+    def work(ws, progress):
+        progress.stage_start("encoding texts", 6000)
+        progress.step(0, 6000)
+        progress.step(64, 6000)  # at once: held back by the throttle
+        paused.set()
+        release.wait(60)  # a generous bound: the test releases it
+
+    runner = JobRunner()
+    seen: list[tuple[str, int, int]] = []
+    job = Job("Auditing hh", work, None)
+    job.signals.progress.connect(lambda stage, done, total: seen.append((stage, done, total)))
+    runner.start(job)
+    try:
+        qtbot.waitUntil(paused.is_set)
+        qtbot.waitUntil(lambda: seen and seen[-1][1] == 64, timeout=5000)
+        assert seen[0] == ("encoding texts", 0, 6000)
+    finally:
+        release.set()
+        runner.wait(10_000)

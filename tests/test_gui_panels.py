@@ -22,7 +22,7 @@ from workstation import releases
 from workstation.audits import plot_data as pd
 from workstation.audits.runs import run_audit
 from workstation.models import add_model_bytes
-from workstation.ui import models_panel, version_jobs
+from workstation.ui import models_panel
 from workstation.ui.context import AppContext
 from workstation.ui.models_panel import ModelsPanel
 from workstation.ui.plots import EMPTY_TEXT, PlotsPanel
@@ -311,9 +311,8 @@ def test_plots_follow_a_dark_palette(qtbot, ctx, runs):
                          (QPalette.ColorRole.ButtonText, "#e8e8e8")):
         dark.setColor(role, QColor(colour))
     panel.setPalette(dark)
-    qtbot.wait(50)
-    background = panel.scores_tab.plot.backgroundBrush().color()
-    assert background.name() == "#17181a"
+    qtbot.waitUntil(lambda: panel.scores_tab.plot.backgroundBrush().color().name() == "#17181a",
+                    timeout=5000)
     for tab in ("versions_tab", "flywheel_tab"):
         panel.tabs.setCurrentWidget(getattr(panel, tab))
         shot(panel, f"plots-dark-{tab.split('_')[0]}")
@@ -406,7 +405,8 @@ def test_compare_never_defaults_to_the_candidate_as_its_own_baseline(qtbot, ctx,
     assert (view.candidate.currentText(), view.baseline.currentText()) == ("rm@2", "rm@1")
     _select(panel, "rm@1")  # no parent: the newest other version
     assert (view.candidate.currentText(), view.baseline.currentText()) == ("rm@1", "rm@3")
-    releases.release(ctx.ws, "rm@2")
+    releases.release(ctx.ws, "rm@2", encoder=ctx.encoder, force=True,
+                     force_reason="the test needs rm@2 in force")
     ctx.data_changed.emit({"releases"})
     assert (view.candidate.currentText(), view.baseline.currentText()) == ("rm@1", "rm@3")
     _select(panel, "rm@3")
@@ -474,7 +474,10 @@ def test_a_failed_gate_needs_release_anyway_and_a_reason(qtbot, ctx, runs, answe
     shown, replies = answers
     failing = {"gate": {"pass": False, "reasons": ["accuracy fell 0.1 in Crime"]}, "fixed": 1,
                "broken": 9, "unchanged": 5, "baseline": {"ref": "rm@2"}}
-    monkeypatch.setattr(version_jobs, "gate_report", lambda *a, **k: dict(failing))
+    import workstation.regression as regression
+
+    # What the panel shows and what the release computes again itself.
+    monkeypatch.setattr(regression, "gate_report_for_release", lambda *a, **k: dict(failing))
     panel = _models(qtbot, ctx)
     _select(panel, "rm@3")
     replies["confirm"] = False
@@ -541,7 +544,8 @@ def test_nothing_of_the_last_workspace_stays_on_the_models_panel(qtbot, ctx, run
     assert panel.tree.currentItem().text(0) == "rm@3"  # chosen afresh: the newest
 
 
-def test_export_a_release_to_a_zip(qtbot, ctx, runs, answers, monkeypatch, tmp_path):
+def test_export_a_release_to_a_zip(qtbot, ctx, runs, answers, monkeypatch, tmp_path,
+                                   session_identity):
     shown, _ = answers
     releases.release(ctx.ws, "rm@1")
     out = tmp_path / "rm-1.zip"
@@ -553,7 +557,9 @@ def test_export_a_release_to_a_zip(qtbot, ctx, runs, answers, monkeypatch, tmp_p
     assert panel.buttons["export"].isEnabled()
     panel.buttons["export"].click()
     qtbot.waitUntil(lambda: bool(shown["inform"]), timeout=WAIT)
-    assert releases.verify_release(out).ok and str(out) in shown["inform"][-1][1]
+    (tmp_path / "approver.pem").write_text(session_identity.public_pem)
+    assert releases.verify_release(out, tmp_path / "approver.pem").ok
+    assert str(out) in shown["inform"][-1][1] and "--trust" in shown["inform"][-1][1]
     # Proposed beside the workspace, not in the home folder.
     assert Path(proposed[0]) == Path(ctx.ws.path).parent / "rm-1.zip"
     _select(panel, "rm@3")
@@ -617,3 +623,67 @@ def test_no_release_without_the_regression_report(qtbot, ctx, runs, answers, mon
     expected = "encoder is missing" if cause == "an error" else "import of workstation.regression"
     assert expected in job.error
     assert shown["confirm"] == [] and releases.current_release(ctx.ws, "rm") is None
+
+
+@pytest.fixture
+def signed_in():
+    """``signed_in(signer)``: who the window acts as; the test identity again afterwards."""
+    from workstation import identity
+
+    previous = identity.session_signer()
+    yield identity.set_session_signer
+    identity.set_session_signer(previous)
+
+
+def test_approve_and_reject_release_requests_from_the_panel(qtbot, ctx, runs, answers,
+                                                            make_identity, signed_in):
+    from workstation import policy, trust
+
+    shown, replies = answers
+    lead, bo, rita = make_identity("lead"), make_identity("bo"), make_identity("rita")
+    for who, roles in ((lead, "approver"), (bo, "approver"), (rita, "reviewer")):
+        trust.add(ctx.ws, who.public_pem, who.name, roles)
+    policy.set(ctx.ws, "release.approvals", 2)
+    asked = releases.release(ctx.ws, "rm@1", encoder=ctx.encoder)  # no baseline: no gate
+    other = releases.release(ctx.ws, "rm@3", encoder=ctx.encoder, force=True,
+                             force_reason="compared by hand")
+    assert (asked.status, other.status) == ("pending", "pending")
+    panel = _models(qtbot, ctx)
+    view = panel.releases_view
+    table = view.table
+    assert "2 requests pending" in view.caption.text()
+    view.choose(asked.id)
+    jobs = []
+    ctx.jobs.started.connect(jobs.append)
+    view.approve_button.click()  # the requester: separation refuses it
+    _finished(qtbot, ctx, jobs)
+    assert "cannot approve it too" in jobs[-1].error
+    signed_in(rita)
+    panel.refresh()
+    view.choose(asked.id)
+    assert not view.approve_button.isEnabled() and "Only an approver" in \
+        view.approve_button.toolTip()
+    for approver, status in ((lead, "pending"), (bo, "in-force")):
+        signed_in(approver)
+        panel.refresh()
+        view.choose(asked.id)
+        assert view.approve_button.isEnabled()
+        view.approve_button.click()
+        _finished(qtbot, ctx, jobs)
+        assert jobs[-1].error is None, jobs[-1].error
+        qtbot.waitUntil(lambda: table.item(0, 2).text() == status, timeout=WAIT)
+    assert shown["confirm"][-1][0] == f"Approve release {asked.id}"
+    assert shown["inform"][-1] == ("Approved", f"rm@1 (release {asked.id}) is now the "
+                                               "release in force.", True)
+    rel = releases.current_release(ctx.ws, "rm")
+    assert rel.id == asked.id and [a["name"] for a in rel.approvals] == ["lead", "bo"]
+    assert table.item(0, 4).text() == "2 of 2: lead, bo"
+    view.choose(other.id)  # overtaken by rm@1's release: it can only be rejected
+    assert table.item(1, 2).text() == "outdated" and not view.approve_button.isEnabled()
+    replies["ask"] = "overtaken by release 1"
+    view.reject_button.click()
+    _finished(qtbot, ctx, jobs)
+    qtbot.waitUntil(lambda: table.item(1, 2).text() == "rejected", timeout=WAIT)
+    assert releases.get_release(ctx.ws, other.id).rejection["reason"] == "overtaken by release 1"
+    panel.tabs.setCurrentWidget(view)
+    shot(panel, "models-releases")

@@ -11,7 +11,7 @@ import pytest
 from PySide6.QtWidgets import QApplication
 
 from tests.gui_support import (copy_template, distinct_colours, encoder,  # noqa: F401
-                               own_settings, slow_encoder, template)
+                               gated_encoder, own_settings, template)
 from tests.test_gui import (SCREENSHOTS, _big_labels, _dark_palette, _opened, _probe_run,
                             _save, press, wait_rows)
 
@@ -82,9 +82,11 @@ def test_screens_of_the_browser(qtbot, sized):
 def test_screens_of_a_long_job(qtbot, sized):
     win = sized
     _big_labels(win.ctx.ws, 6000)
-    win.ctx.encoder = slow_encoder(0.05)
-    job = win.flywheel.start_audit("rm", "big")
+    win.ctx.encoder = gated_encoder()  # holds the audit after its first batch
     bar = win.job_bar
+    ticks = iter(range(0, 10**6, 10))
+    bar.clock = lambda: float(next(ticks))  # 10 s a reading: long enough for a rate
+    job = win.flywheel.start_audit("rm", "big")
     qtbot.waitUntil(lambda: bar.isVisible() and "left" in bar.label.text(), timeout=30_000)
     _shoot(qtbot, win, {"screen_status_long_job": win})
     job.cancel()

@@ -18,6 +18,8 @@ def test_review_edits_read_as_words_not_python():
     assert change_words("note", None, "check  with\nthe team") == \
         "note: none → check with the team"
     assert change_words("label", "unsafe", "safe") == "label: unsafe → safe"
+    assert change_words("label", "safe", "safe") == "label: safe (confirmed)"  # an analyst's
+    assert change_words("flipped", True, True) == "flipped: yes (confirmed)"
     long = change_words("note", "x" * 100, None)
     assert long.startswith("note: " + "x" * 59 + "…") and long.endswith(" → none")
 

@@ -405,6 +405,9 @@ def test_an_older_workspace_is_migrated_and_its_runs_say_membership_was_not_reco
     for table, column in (("audit_results", "split"), ("audit_runs", "training_metrics"),
                           ("audit_runs", "membership")):
         con.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+    for table in ("analyst_labels", "label_decisions", "assignments"):  # schema 7's tables
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+    con.execute("DROP TABLE release_requests")  # schema 6's (release approvals)
     con.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
     con.close()
     with Workspace.open(path) as ws:

@@ -232,7 +232,9 @@ def exported(template, tmp_path_factory) -> tuple[Path, Path, Path]:
     with Workspace.open(template, read_only=True) as ws:
         as_folder = releases.export_release(ws, "obs", folder / "obs-1")
         as_zip = releases.export_release(ws, "obs", folder / "obs-1.zip")
-    assert releases.verify_release(as_folder).ok and releases.verify_release(as_zip).ok
+    trusted = template.parent / "trusted.pub"
+    assert releases.verify_release(as_folder, trusted).ok
+    assert releases.verify_release(as_zip, trusted).ok
     return as_folder, as_zip, template.parent / "trusted.pub"
 
 
@@ -289,7 +291,7 @@ ALTERED = {
     "release-altered-signature": (_altered_signature, False, "signature does not match"),
     "release-altered-manifest": (_altered_manifest, False, "manifest.json was changed"),
     "release-altered-model.zip": (_altered_model_zip, True, "model.onnx was changed"),
-    "release-resigned": (_resigned, False, "not the trusted key"),
+    "release-resigned": (_resigned, False, "made none of the approvals"),
 }
 
 
@@ -299,9 +301,7 @@ def test_altered_release_is_refused(workspace, exported, tmp_path, capfd, name):
     alter, from_zip, expect = ALTERED[name]
     folder, as_zip, trusted = exported
     path = alter(as_zip if from_zip else folder, tmp_path / name)
-    args = ["verify-release", str(path)]
-    if name == "release-resigned":
-        args += ["--key", str(trusted)]
+    args = ["verify-release", str(path), "--trust", str(trusted)]
     refuse_in_process(workspace, args, expect, capfd)
 
 

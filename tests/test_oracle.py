@@ -15,6 +15,7 @@ from workstation import review
 from workstation.audits import run_audit
 from workstation.cli import main
 from workstation.models import add_model_bytes, score_observations
+from workstation.errors import WorkstationError
 from workstation.oracle import Policy, SafetyOracle
 
 RNG = np.random.default_rng(0)
@@ -98,6 +99,25 @@ def test_bundle_answers_without_the_workspace_or_duckdb(demos, tmp_path):
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == json.loads(json.dumps(expected))
+
+
+def test_a_bundle_whose_model_changed_is_refused_when_it_loads(demos, tmp_path):
+    ws, _ = demos
+    oracle = SafetyOracle.from_workspace(ws, "obs@1")
+    bundle = oracle.save(tmp_path / "bundle")
+    meta = json.loads((bundle / "oracle.json").read_text())
+    assert meta["manifest"]["sha256"] == ws.execute(
+        "SELECT sha256 FROM model_versions WHERE model = 'obs'").fetchall()[0][0]
+    assert SafetyOracle.load(bundle).version == "obs@1"
+    model = bytearray((bundle / "model.onnx").read_bytes())
+    model[len(model) // 2] ^= 0x01
+    (bundle / "model.onnx").write_bytes(bytes(model))
+    with pytest.raises(WorkstationError, match="model.onnx does not match the sha256"):
+        SafetyOracle.load(bundle)
+    del meta["manifest"]["sha256"]
+    (bundle / "oracle.json").write_text(json.dumps(meta))
+    with pytest.raises(WorkstationError, match="names no sha256"):
+        SafetyOracle.load(bundle)
 
 
 def test_text_oracle_gives_pair_margin_and_reviewed_evidence(ws):

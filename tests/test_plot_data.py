@@ -342,7 +342,7 @@ def test_comparison_from_a_hand_written_report():
 
 
 def test_a_real_regression_report_agrees_with_the_audit_runs(ws):
-    compare = pytest.importorskip("workstation.regression").compare
+    from workstation.regression import compare
 
     encoder = HashEncoder()
     add_model_bytes(ws, reward_mlp(DIM, seed=1), "rm", "text-embedding", encoder=encoder,

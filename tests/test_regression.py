@@ -178,7 +178,10 @@ def test_fixes_of_a_release_become_regression_tests(ws):
     assert report["examples"]["fixed"] == 2 and report["suite_additions"]["examples"] == \
         [{"dataset_id": report["per_dataset"]["suite"]["dataset_id"], "example_ids": [a, b]}]
     canonical_json(report)  # plain JSON: a governance batch can hold it
-    rel = releases.release(ws, "clf@2", regression_report=report)
+    rel = releases.release(ws, "clf@2", encoder=ENC)  # computes the same report itself
+    stored = rel.batch["regression_report"]
+    assert {k: v for k, v in stored.items() if k != "created_at"} == \
+        {k: v for k, v in report.items() if k != "created_at"}
 
     later = compare(ws, "clf@3", "clf@2", encoder=ENC)
     stored = ws.execute("SELECT example_id, release_id, kind FROM regression_suite "
@@ -220,7 +223,7 @@ def test_release_gate_compares_with_the_parent_when_nothing_is_released(text_ws)
     report = gate_report_for_release(ws, "clf@2", encoder=ENC)
     assert report["baseline"]["ref"] == "clf@1" and report["gate"]["pass"] is False
     with pytest.raises(WorkstationError, match="regression gate failed"):
-        releases.release(ws, "clf@2", regression_report=report)
+        releases.release(ws, "clf@2", encoder=ENC)
     assert ws.execute("SELECT count(*) FROM regression_suite").fetchall()[0][0] == 0
 
 

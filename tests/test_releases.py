@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from onnx import TensorProto, helper, numpy_helper
 
-from workstation import ledger, releases, review, trust
+from workstation import governance, ledger, releases, review, trust
 from workstation.errors import WorkstationError
 from workstation.hashing import sha256_bytes
 from workstation.releases import (current_release, export_release, list_releases, release,
@@ -102,6 +102,18 @@ def _flip(data: bytes, i: int) -> bytes:
     return data[:i] + bytes([data[i] ^ 0x01]) + data[i + 1:]
 
 
+@pytest.fixture
+def gate_says(monkeypatch):
+    """``gate_says(report)``: the regression report the release computes is
+    ``report`` (the real one needs audited datasets; test_regression has it)."""
+    import workstation.regression as regression
+
+    def say(report):
+        monkeypatch.setattr(regression, "gate_report_for_release",
+                            lambda *_a, **_k: json.loads(json.dumps(report)))
+    return say
+
+
 # -- release -------------------------------------------------------------------
 
 
@@ -114,10 +126,19 @@ def test_first_release_writes_a_signed_batch_and_ledger_rows(rm, session_identit
         rm.execute("SELECT sha256 FROM model_versions WHERE id = 1").fetchone()[0]
     assert batch["approved_by"] == "test-analyst" and batch["notes"] == "first release"
     assert batch["approver_key_id"] == session_identity.key_id == rel.key_id
-    assert batch["format"] == "workstation.governance-batch/2"
+    assert batch["format"] == "workstation.governance-batch/3"
     assert batch["workspace_id"] == rm.id
-    assert batch["patches"] == [] and batch["regression_report"] is None
+    assert batch["patches"] == [] and batch["regression_report"] is None  # nothing to compare
     assert batch["gate"] == {"pass": None, "forced": False, "force_reason": None}
+    # One approval (the policy's default), by the requester, an approver: in force at once.
+    assert (batch["approvals_required"], batch["separation"]) == (1, True)
+    assert batch["requested_by"] == {"name": "test-analyst", "key_id": rel.key_id,
+                                     "public_pem": session_identity.public_pem}
+    assert [(a["name"], a["key_id"]) for a in batch["approvals"]] == \
+        [("test-analyst", rel.key_id)]
+    assert [k["key_id"] for k in batch["trust_store"]] == [rel.key_id]
+    assert (rel.status, rel.approvals_required, rel.requested_by) == \
+        ("in-force", 1, "test-analyst")
     entries = ledger.entries(rm)
     assert [e["kind"] for e in entries] == ["trust-owner", "release"]  # the first signer owns it
     assert all(e["signer_key_id"] == rel.key_id and e["signature"] for e in entries)
@@ -178,26 +199,50 @@ def test_dataset_snapshot_in_the_manifest_bounds_the_label_edits(rm):
 # -- the regression gate ------------------------------------------------------
 
 
-def test_failed_gate_refuses_unless_forced_with_a_reason(rm):
+def test_failed_gate_refuses_unless_forced_with_a_reason(rm, gate_says):
     report = {"gate": {"pass": False, "broken": 3}, "suite": "hh"}
+    gate_says(report)
     with pytest.raises(WorkstationError, match="regression gate failed"):
-        release(rm, "rm@1", regression_report=report)
+        release(rm, "rm@1")
     with pytest.raises(WorkstationError, match="needs a reason"):
-        release(rm, "rm@1", regression_report=report, force=True)
+        release(rm, "rm@1", force=True)
     assert _counts(rm) == (0, 0, 0)
-    rel = release(rm, "rm@1", regression_report=report, force=True,
-                  force_reason="the 3 breaks are mislabeled examples")
+    rel = release(rm, "rm@1", force=True, force_reason="the 3 breaks are mislabeled examples")
     assert rel.batch["regression_report"] == report
     assert rel.batch["gate"] == {"pass": False, "forced": True,
                                  "force_reason": "the 3 breaks are mislabeled examples"}
     assert ledger.entries(rm, kind="release")[0]["payload"]["forced"] is True
 
 
-def test_passed_gate_is_recorded(rm):
-    rel = release(rm, "rm@1", regression_report={"gate": {"pass": True}, "fixed": 5})
+def test_passed_gate_is_recorded(rm, gate_says):
+    gate_says({"gate": {"pass": True}, "fixed": 5})
+    rel = release(rm, "rm@1")
     assert rel.batch["gate"]["pass"] is True and rel.batch["gate"]["forced"] is False
+    assert rel.batch["regression_report"] == {"gate": {"pass": True}, "fixed": 5}
+    gate_says({"gate": {"pass": "yes"}})
     with pytest.raises(WorkstationError, match="true or false"):
-        release(rm, "rm@2", regression_report={"gate": {"pass": "yes"}})
+        release(rm, "rm@2")
+
+
+def test_the_release_computes_the_gate_itself(rm, monkeypatch):
+    """No caller hands in the report: the release compares rm@2 with the
+    release in force, and a gate it cannot compute refuses the release."""
+    import workstation.regression as regression
+
+    release(rm, "rm@1")
+    rel = release(rm, "rm@2")
+    report = rel.batch["regression_report"]
+    assert (report["candidate"]["ref"], report["baseline"]["ref"]) == ("rm@2", "rm@1")
+    assert rel.batch["gate"] == {"pass": True, "forced": False, "force_reason": None}
+    rollback(rm, "rm")
+
+    def cannot(*_a, **_k):
+        raise WorkstationError("cannot score: the encoder is missing")
+    monkeypatch.setattr(regression, "gate_report_for_release", cannot)
+    before = _counts(rm)
+    with pytest.raises(WorkstationError, match="encoder is missing"):
+        release(rm, "rm@2")
+    assert _counts(rm) == before and current_release(rm, "rm").version == 1
 
 
 # -- transactions --------------------------------------------------------------
@@ -207,7 +252,7 @@ def test_a_failure_while_signing_leaves_nothing_behind(rm, monkeypatch):
     def broken_signer(key, message):
         raise RuntimeError("hardware token unplugged")
 
-    monkeypatch.setattr(releases, "_sign", broken_signer)
+    monkeypatch.setattr(governance, "_sign", broken_signer)
     with pytest.raises(RuntimeError):
         release(rm, "rm@1")
     assert _counts(rm) == (0, 0, 0)
@@ -295,14 +340,19 @@ def test_export_folder_is_byte_identical_and_runnable(released, tmp_path):
 
 def test_verify_folder_with_and_without_a_trusted_key(released, tmp_path):
     ws, rel, folder = released
-    untrusted = verify_release(folder)
+    refused = verify_release(folder)
+    assert not refused.ok and refused.reasons == ["no trusted key given"]
+    assert not refused.trusted
+    untrusted = verify_release(folder, allow_untrusted=True)
     assert untrusted.ok, untrusted.reasons
-    assert not untrusted.key_trusted and "not independently trusted" in untrusted.warnings[0]
+    assert not untrusted.trusted and "no key was independently trusted" in untrusted.warnings[0]
     assert (untrusted.model, untrusted.version, untrusted.key_id) == ("rm", 1, rel.key_id)
     pub = releases.export_public_key(ws, tmp_path / "signer.pub", rel.key_id)
-    trusted = verify_release(folder, public_key=pub)
-    assert trusted.ok and trusted.key_trusted and trusted.warnings == []
+    trusted = verify_release(folder, trust=pub)
+    assert trusted.ok and trusted.trusted and trusted.warnings == []
     assert trusted.to_json()["files"]["model.onnx"] == rel.sha256
+    assert (trusted.approvals_required, trusted.approvals_trusted) == (1, 1)
+    assert [(a["key_id"], a["trusted"]) for a in trusted.approvals] == [(rel.key_id, True)]
 
 
 def test_export_zip_verifies_and_is_reproducible(released, tmp_path):
@@ -323,7 +373,7 @@ def test_a_zipped_release_folder_verifies(released, tmp_path):
         for path in folder.iterdir():
             zf.writestr(f"rm-1/{path.name}", path.read_bytes())
     (tmp_path / "wrapped.zip").write_bytes(buf.getvalue())
-    assert verify_release(tmp_path / "wrapped.zip").ok
+    assert verify_release(tmp_path / "wrapped.zip", allow_untrusted=True).ok
 
 
 def test_export_refusals(rm, tmp_path):
@@ -338,16 +388,17 @@ def test_export_refusals(rm, tmp_path):
         export_release(rm, "rm", tmp_path / "taken")
     assert (tmp_path / "taken" / "x").read_text() == "keep me"
     (tmp_path / "empty").mkdir()
-    assert verify_release(export_release(rm, "rm", tmp_path / "empty")).ok
+    assert verify_release(export_release(rm, "rm", tmp_path / "empty"), allow_untrusted=True).ok
 
 
 def test_rolled_back_release_still_exports(rm, tmp_path):
     release(rm, "rm@1")
     release(rm, "rm@2")
     rollback(rm, "rm")
-    result = verify_release(export_release(rm, "rm@2", tmp_path / "old.zip"))
+    result = verify_release(export_release(rm, "rm@2", tmp_path / "old.zip"), allow_untrusted=True)
     assert result.ok and result.version == 2
     assert verify_release(export_release(rm, "rm", tmp_path / "cur")).version == 1
+    assert [r.status for r in list_releases(rm, "rm")] == ["in-force", "rolled-back"]
 
 
 # -- tampering -----------------------------------------------------------------------
@@ -382,10 +433,11 @@ def test_every_single_byte_change_is_refused(released):
     """Exhaustive: flipping the low bit of any byte of any file fails verification."""
     ws, rel, _ = released
     files = releases.release_files(ws, rel)
-    assert releases.verify_release_files(files).ok
+    assert releases.verify_release_files(files, allow_untrusted=True).ok
     for name, data in files.items():
         for i in range(len(data)):
-            result = releases.verify_release_files({**files, name: _flip(data, i)})
+            result = releases.verify_release_files({**files, name: _flip(data, i)},
+                                                   allow_untrusted=True)
             assert not result.ok, f"{name} byte {i} changed but verified"
             assert any(name in r for r in result.reasons), (name, i, result.reasons)
 
@@ -423,9 +475,10 @@ def test_a_different_trusted_key_is_refused(released, tmp_path):
     pub = tmp_path / "other.pub"
     pub.write_bytes(other.public_bytes(serialization.Encoding.PEM,
                                        serialization.PublicFormat.SubjectPublicKeyInfo))
-    result = verify_release(folder, public_key=pub)
-    assert not result.ok and result.key_trusted
-    assert "not the trusted key" in result.reasons[0]
+    result = verify_release(folder, trust=pub)
+    assert not result.ok and not result.trusted
+    assert result.reasons == [f"signed by key {result.key_id}, which is not a trusted key",
+                              "0 of the 1 approvals required are by trusted keys"]
 
 
 def test_a_release_re_signed_with_another_key_is_refused_by_the_trusted_key(released, tmp_path):
@@ -443,12 +496,21 @@ def test_a_release_re_signed_with_another_key_is_refused_by_the_trusted_key(rele
     doc["signature"] = attacker.sign(
         releases.canonical_json(doc["statement"]).encode()).hex()
     files["signature.json"] = releases.json_file(doc)
-    assert releases.verify_release_files(files).reasons == [
+    assert releases.verify_release_files(files, allow_untrusted=True).reasons == [
         "governance.json does not describe the signed model.onnx"]
     for name, data in files.items():
         (folder / name).write_bytes(data)
-    result = verify_release(folder, public_key=trusted)
-    assert not result.ok and "not the trusted key" in result.reasons[0]
+    result = verify_release(folder, trust=trusted)
+    assert not result.ok and "does not describe the signed model.onnx" in result.reasons[0]
+    # Re-signed without touching the rest: the approvals do not include the new key.
+    doc["statement"]["files"]["model.onnx"] = rel.sha256
+    doc["files"] = doc["statement"]["files"]
+    doc["signature"] = attacker.sign(releases.canonical_json(doc["statement"]).encode()).hex()
+    (folder / "model.onnx").write_bytes(ws.execute("SELECT data FROM blobs WHERE sha256 = ?",
+                                                   [rel.sha256]).fetchone()[0])
+    (folder / "signature.json").write_bytes(releases.json_file(doc))
+    result = verify_release(folder, trust=trusted)
+    assert not result.ok and "made none of the approvals" in result.reasons[0]
 
 
 # -- malformed input never raises -----------------------------------------------------
@@ -507,7 +569,7 @@ def test_bad_paths_and_bad_trusted_keys_give_reasons(released, tmp_path):
     refused = 0
     for i in range(0, len(data), max(1, len(data) // 60)):
         (tmp_path / "noise.zip").write_bytes(_flip(data, i))
-        result = verify_release(tmp_path / "noise.zip")
+        result = verify_release(tmp_path / "noise.zip", allow_untrusted=True)
         assert result.ok or result.reasons, i
         refused += not result.ok
     assert refused > 30
@@ -519,11 +581,13 @@ def test_bad_paths_and_bad_trusted_keys_give_reasons(released, tmp_path):
     rsa_pub = tmp_path / "rsa.pub"
     rsa_pub.write_bytes(rsa.generate_private_key(65537, 2048).public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    (tmp_path / "empty-keys").mkdir()
     expected = {private: "is a private key", tmp_path / "junk.pub": "not a public-key PEM",
                 rsa_pub: "not an Ed25519 key", tmp_path / "absent.pub": "cannot read trusted key",
-                tmp_path: "cannot read trusted key"}
+                tmp_path / "empty-keys": "no .pem or .pub file in",
+                tmp_path: "junk.pub is not a public-key PEM"}  # a folder: every key in it
     for key, reason in expected.items():
-        result = verify_release(folder, public_key=key)
+        result = verify_release(folder, trust=key)
         assert not result.ok and reason in result.reasons[0], (key, result.reasons)
 
 
@@ -539,8 +603,8 @@ def test_the_same_identity_signs_in_another_workspace(released, tmp_path, sessio
         signed = release(other, "rm@1")
         assert signed.key_id == rel.key_id == session_identity.key_id
         out = export_release(other, "rm", tmp_path / "from-second.zip")
-    result = verify_release(out, public_key=pub)
-    assert result.ok and result.key_trusted, result.reasons
+    result = verify_release(out, trust=pub)
+    assert result.ok and result.trusted, result.reasons
 
 
 def test_releases_by_two_approvers_verify_with_their_own_keys(released, tmp_path,
@@ -557,17 +621,23 @@ def test_releases_by_two_approvers_verify_with_their_own_keys(released, tmp_path
     assert not verify_release(export_release(ws, "rm@1", tmp_path / "v1"), lead_pub).ok
 
 
-def test_release_and_rollback_need_an_approver(released, make_identity):
+def test_a_reviewers_release_waits_for_an_approver_and_rollback_needs_one(released,
+                                                                          make_identity):
     ws, _, _ = released
     rita = make_identity("rita")
     trust.add(ws, rita.public_pem, "rita", "reviewer")
     before = _counts(ws)
+    asked = release(ws, "rm@2", signer=rita)  # a request: one approval, not hers to give
+    assert (asked.status, asked.requested_by, asked.approvals) == ("pending", "rita", [])
+    assert current_release(ws, "rm").version == 1 and _counts(ws)[0] == before[0]
     with pytest.raises(WorkstationError, match="identity 'rita' .* is not an approver"):
-        release(ws, "rm@2", signer=rita)
-    release(ws, "rm@2")
+        releases.approve(ws, asked.id, signer=rita)
+    done = releases.approve(ws, asked.id)
+    assert (done.id, done.status, done.requested_by) == (asked.id, "in-force", "rita")
     with pytest.raises(WorkstationError, match="is not an approver"):
         rollback(ws, "rm", signer=rita)
     assert current_release(ws, "rm").version == 2 and _counts(ws)[0] == before[0] + 1
+    assert verify_workspace(ws).ok
 
 
 def test_public_keys_for_verifiers(released, tmp_path):
@@ -611,10 +681,11 @@ def test_offline_verification_needs_neither_the_workspace_nor_duckdb(tmp_path, r
         sys.modules["pyarrow"] = None
         from workstation.offline_verify import verify_release
         print(json.dumps(verify_release(r"{folder}", r"{pub}").to_json()))
+        assert "workstation.release_checks" not in sys.modules
         assert "workstation.workspace" not in sys.modules
     """)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
-    assert result["ok"] and result["key_trusted"], result
+    assert result["ok"] and result["trusted"], result

@@ -76,8 +76,21 @@ def test_label_category_tag_note_exclude(labels):
 
 def test_edit_that_changes_nothing_is_not_logged(labels):
     ws, first = labels
-    assert review.apply(ws, [Edit(first, "label", "safe", "confirm")]) == []
-    assert review.entries(ws) == []
+    review.apply(ws, [Edit(first, "note", "n", "r")])
+    assert review.apply(ws, [Edit(first, "note", "n", "again")]) == []
+    assert review.apply(ws, [Edit(first, "excluded", False, "as it is")]) == []
+    assert len(review.entries(ws)) == 1
+
+
+def test_a_confirmed_label_is_logged_once(labels):
+    """Setting the label in force records the analyst's own judgement (agreement
+    needs confirmations, not only disagreements); setting it again does nothing."""
+    ws, first = labels
+    [confirm] = review.apply(ws, [Edit(first, "label", "safe", "confirm")])
+    assert (confirm.old, confirm.new) == ("safe", "safe")
+    assert review.own_values(ws, first, confirm.key_id) == {"label": "safe"}
+    assert review.apply(ws, [Edit(first, "label", "safe", "again")]) == []
+    assert _current(ws, first)[1] is True and len(review.entries(ws)) == 1
 
 
 def test_undo_and_redo_are_logged_changes_not_deletions(pairs):
@@ -151,3 +164,61 @@ def test_state_that_disagrees_with_the_log_is_found(pairs):
     review.apply(ws, [Edit(first, "flipped", True, "r")])
     ws.execute("UPDATE example_state SET flipped = false")
     assert f"example {first}" in review.verify_state(ws)
+
+
+def test_the_review_state_is_a_function_of_the_set_of_rows():
+    """Two laptops hold the same rows in different orders: the same state."""
+    import random
+
+    from workstation import review_state
+
+    def row(seq, key, field, new, time, action="edit", target=None, old=None):
+        return {"seq": seq, "example_id": 7, "field": field, "old": old, "new": new,
+                "analyst": key, "key_id": key, "time": time, "action": action,
+                "row_hash": f"h{seq}", "target_hash": target}
+    rows = [row(1, "ann", "label", "unsafe", "t1"), row(2, "bob", "label", "safe", "t2"),
+            row(3, "ann", "tags", ["a"], "t3", old=[]), row(4, "bob", "tags", ["b"], "t3", old=[]),
+            row(5, "bob", "label", "unsafe", "t4"), row(6, "bob", "label", None, "t5", "undo",
+                                                         target="h5"),
+            row(7, "cat", "category", "Fraud", "t6"), row(8, "ann", "note", "n", "t7")]
+    base = review_state.baseline(True, "Privacy")
+    first = review_state.fold(7, rows, base, "adjudicated")
+    for seed in range(5):
+        shuffled = rows[:]
+        random.Random(seed).shuffle(shuffled)
+        again = review_state.fold(7, shuffled, base, "adjudicated")
+        assert review_state.cache_rows(again) == review_state.cache_rows(first)
+    assert first.values["label"] == "safe"  # ann unsafe, bob safe after his undo: the import
+    assert first.decisions["label"].open_conflict
+    assert first.values["tags"] == ["a", "b"] and first.values["category"] == "Fraud"
+    assert review_state.fold(7, rows, base, "majority").values["label"] == "safe"  # a tie
+
+
+def test_two_threads_editing_at_once_never_take_the_same_row(pairs):
+    """Each thread edits through a connection of its own (as GUI jobs do): no
+    clash on the next seq, and the chain and state hold."""
+    import threading
+
+    ws, first = pairs
+    review.apply(ws, [Edit(first, "note", "start", "r")])
+    errors: list[Exception] = []
+    go = threading.Barrier(2)
+
+    def work(k: int) -> None:
+        local = ws.for_thread()
+        try:
+            go.wait()
+            for i in range(8):
+                review.apply(local, [Edit(first + k, "note", f"{k}-{i}", "r")])
+        except Exception as exc:  # noqa: BLE001 (the test reports any)
+            errors.append(exc)
+        finally:
+            local.close()
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(review.entries(ws)) == 17
+    assert review.verify_chain(ws) is None and review.verify_state(ws) is None

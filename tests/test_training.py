@@ -17,7 +17,7 @@ import shutil
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+import torch  # noqa: E402
 
 from workstation import review  # noqa: E402
 from workstation.datasets import import_dataset  # noqa: E402
@@ -243,9 +243,13 @@ def test_demos_training_rewards_expert_states_and_calibrates(tws):
     assert np.percentile(held, 5) == pytest.approx(0.5, abs=0.01)
     assert np.median(held) == pytest.approx(0.9, abs=0.01)
     assert calibration["share_at_or_above_threshold"] == pytest.approx(np.mean(held >= 0.5))
-    # The analyst may set the mix: occupancy alone.
-    alone = train(tws, "demos", "iirl", params={**FAST_DEMOS, "progress_weight": 0})
+    assert metrics["density"] in ("occupancy", "gaussian")
+    assert set(metrics["order_accuracy"]) == {"occupancy", "gaussian", "progress"}
+    # The analyst may set the mix: the kernel occupancy alone.
+    alone = train(tws, "demos", "iirl", params={**FAST_DEMOS, "progress_weight": 0,
+                                                "density": "occupancy"})
     assert alone.metrics["progress_weight"] == 0.0 and alone.metrics["occupancy_weight"] == 1.0
+    assert alone.metrics["density"] == "occupancy" and alone.metrics["density_weight"] == 1.0
     assert alone.version.sha256 != result.version.sha256
 
 
@@ -283,6 +287,9 @@ def test_a_parent_from_before_the_model_choice_keeps_the_papers_model(tws):
         resolve_params("demos", None, {"model": "flow"})
     with pytest.raises(WorkstationError, match="progress_weight must lie in"):
         resolve_params("demos", None, {"progress_weight": "1.5"})
+    assert resolve_params("demos", old, None)["density"] == "auto"
+    with pytest.raises(WorkstationError, match="density must be one of"):
+        resolve_params("demos", None, {"density": "flow"})
 
 
 # -- the registered artifact ----------------------------------------------------

@@ -40,7 +40,7 @@ def _forge(ws: Workspace, signer: identity.Signer, example_id: int, note: str) -
     forger, or a careless merge, could write); its seq."""
     with ws.transaction():
         old = review.current_values(ws, example_id)["note"]
-        return review._append(ws, example_id, "note", old, note, "forged", signer, "edit",
+        return review.append(ws, example_id, "note", old, note, "forged", signer, "edit",
                               None).seq
 
 

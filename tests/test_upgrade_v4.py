@@ -82,8 +82,12 @@ def test_the_upgrade_removes_the_private_key_and_keeps_old_releases_verifying(
     assert key["key_id"] == old.key_id
     run(capsys, *w, "export-release", "rm@1", str(tmp_path / "old.zip"))
     code, checked, _ = run(capsys, "verify-release", str(tmp_path / "old.zip"),
-                           "--key", str(tmp_path / "legacy.pub"))
+                           "--trust", str(tmp_path / "legacy.pub"))
     assert code == 0 and checked["ok"] and checked["key_id"] == old.key_id
+    assert checked["trusted"] and checked["approvals_required"] == 1
+    assert [(a["key_id"], a["name"]) for a in checked["approvals"]] == [(old.key_id, "old-login")]
+    code, untrusted, _ = run(capsys, "verify-release", str(tmp_path / "old.zip"))
+    assert code == 1 and untrusted["reasons"] == ["no trusted key given"]
 
     # New edits and releases are signed by the identity; the old key signs nothing.
     with Workspace.open(path) as ws:
@@ -96,7 +100,7 @@ def test_the_upgrade_removes_the_private_key_and_keeps_old_releases_verifying(
     run(capsys, *w, "export-release", "rm", str(tmp_path / "new.zip"))
     for key_file, ok in (("me.pub", True), ("legacy.pub", False)):
         code, result, _ = run(capsys, "verify-release", str(tmp_path / "new.zip"),
-                              "--key", str(tmp_path / key_file))
+                              "--trust", str(tmp_path / key_file))
         assert result["ok"] is ok
     code, report, _ = run(capsys, *w, "verify")
     assert report["ok"] and report["checked"]["signed_review_rows"] == 1

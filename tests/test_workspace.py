@@ -141,3 +141,60 @@ def test_read_only_opens_beside_a_reader(tmp_path):
             assert ws.schema_version == CURRENT_VERSION
     finally:
         reader.communicate("\n", timeout=30)
+
+
+# -- DuckDB's memory ---------------------------------------------------------------
+
+def _limit(ws) -> str:
+    return ws.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+
+
+def _as_duckdb_says(limit: str) -> str:
+    con = duckdb.connect()
+    con.execute(f"SET memory_limit = '{limit}'")
+    return con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+
+
+def test_a_workspace_holds_duckdb_to_a_quarter_of_memory_by_default(tmp_path, monkeypatch):
+    import os
+
+    monkeypatch.delenv("WORKSTATION_DUCKDB_MEMORY", raising=False)
+    quarter = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4 // 2**20
+    duckdb_default = duckdb.connect().execute(
+        "SELECT current_setting('memory_limit')").fetchone()[0]
+    with Workspace.open(tmp_path / "ws.duckdb") as ws:
+        assert _limit(ws) == _as_duckdb_says(f"{quarter}MiB") != duckdb_default
+    with Workspace.open(tmp_path / "ws.duckdb", read_only=True) as ws:  # readers too
+        assert _limit(ws) == _as_duckdb_says(f"{quarter}MiB")
+
+
+@pytest.mark.parametrize("setting, expect", [("512MB", "488.2 MiB"), ("2 GiB", "2.0 GiB"),
+                                             ("10%", None), ("duckdb", "default")])
+def test_the_memory_limit_is_a_setting(tmp_path, monkeypatch, setting, expect):
+    import os
+
+    monkeypatch.setenv("WORKSTATION_DUCKDB_MEMORY", setting)
+    if expect is None:
+        tenth = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 10 // 2**20
+        expect = _as_duckdb_says(f"{tenth}MiB")
+    elif expect == "default":
+        expect = duckdb.connect().execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    with Workspace.open(tmp_path / "ws.duckdb") as ws:
+        assert _limit(ws) == expect
+
+
+@pytest.mark.parametrize("setting", ["lots", "0%", "150%", "5", "1GB; DROP TABLE meta"])
+def test_a_bad_memory_setting_is_one_line_and_touches_nothing(tmp_path, monkeypatch, capsys,
+                                                              setting):
+    from workstation.cli import main
+
+    monkeypatch.delenv("WORKSTATION_DUCKDB_MEMORY", raising=False)
+    Workspace.open(tmp_path / "old.duckdb").close()
+    monkeypatch.setenv("WORKSTATION_DUCKDB_MEMORY", setting)
+    with pytest.raises(WorkstationError, match="WORKSTATION_DUCKDB_MEMORY=.* is not a memory "
+                                               "limit: give a size"):
+        Workspace.open(tmp_path / "new.duckdb")
+    assert not (tmp_path / "new.duckdb").exists()
+    assert main(["-w", str(tmp_path / "old.duckdb"), "datasets"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: WORKSTATION_DUCKDB_MEMORY=") and err.count("\n") == 1

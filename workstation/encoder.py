@@ -143,7 +143,7 @@ def prepare_encoder(progress: Progress | None = None) -> Path:
 
 def _convert(folder: Path, tmp: Path, progress: Progress | None) -> dict[str, Any]:
     """Export, fuse and verify; leaves ``tmp/final.onnx`` and returns the record."""
-    import torch  # the only torch import in the encoder, by design
+    import torch  # torch only for the one-time conversion (here and below), never to encode
 
     facts = _model_facts(folder)
     module = _torch_sentence_model(folder)

@@ -1,6 +1,7 @@
 """The ledger: the append-only, hash-chained record of flywheel steps.
 
-Releases, rollbacks, trust and policy changes, patches each append one row
+Releases, release requests and approvals, rollbacks, trust and policy
+changes, patches each append one row
 (who, when, what kind, a JSON payload). Rows are never updated or deleted.
 Each row has a **row hash** over its content, independent of its position::
 
@@ -34,12 +35,15 @@ from workstation.workspace import Workspace, default_analyst, now_iso
 
 # Kinds written by the workstation (other modules may add their own,
 # lower-case words joined by '-', so the set is documented, not enforced):
-# release, rollback (workstation.releases); trust-owner, trust-add,
-# trust-revoke (workstation.trust); policy-set (workstation.policy);
-# patch-created, patch-removed (workstation.patching). key-created and
-# key-imported were written before schema v4 (workspace signing keys).
-KINDS = ("release", "rollback", "trust-owner", "trust-add", "trust-revoke", "policy-set",
-         "key-created", "key-imported")
+# release, rollback (workstation.releases); release-request,
+# release-approve, release-reject (workstation.release_requests);
+# trust-owner, trust-add, trust-revoke (workstation.trust); policy-set
+# (workstation.policy); patch-created, patch-removed (workstation.patching).
+# key-created and key-imported were written before schema v4 (workspace
+# signing keys).
+KINDS = ("release", "rollback", "release-request", "release-approve", "release-reject",
+         "trust-owner", "trust-add", "trust-revoke", "policy-set", "key-created",
+         "key-imported")
 _KIND_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 
 _LEGACY_COLUMNS = ("seq", "time", "actor", "kind", "payload", "prev_hash", "hash")

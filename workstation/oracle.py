@@ -26,7 +26,9 @@ observation vector) the oracle returns:
 ``SafetyOracle.from_workspace`` builds an oracle from a workspace;
 ``save``/``load`` write and read a self-contained bundle (model.onnx,
 oracle.json, oracle.npz) that needs only onnxruntime, numpy and tokenizers
-(and the bundled sentence encoder for text models) to answer queries.
+(and the bundled sentence encoder for text models) to answer queries; a
+bundle whose model.onnx does not have the sha256 its manifest names is
+refused when it loads.
 ``read_queries`` reads the CLI's query lines (strict UTF-8, bounded lines).
 """
 
@@ -109,7 +111,9 @@ class SafetyOracle:
             raise WorkstationError(f"{version.ref} takes tokens; the oracle answers for "
                                    "text-embedding and observation models")
         audited = _audited_space(ws, version, encoder)
-        return cls(load_onnx(ws, version), {**version.manifest, "input_kind": version.input_kind},
+        # The manifest names the model's sha256, which a saved bundle checks when it loads.
+        manifest = {**version.manifest, "input_kind": version.input_kind, "sha256": version.sha256}
+        return cls(load_onnx(ws, version), manifest,
                    version.ref, audited, threshold=_threshold(ws, version), policy=policy,
                    tokenizer_json=load_tokenizer_json(ws, version), encoder=encoder)
 
@@ -141,18 +145,15 @@ class SafetyOracle:
         if missing:
             raise WorkstationError(f"{folder} is not an oracle bundle (missing {missing[0]})")
         meta = json.loads((folder / "oracle.json").read_text())
-        model = (folder / "model.onnx").read_bytes()
-        wanted = meta["manifest"].get("sha256")
-        if wanted and sha256_bytes(model) != wanted:
-            raise WorkstationError(f"{folder}: model.onnx is not the model its manifest names "
-                                   f"(sha256 differs); refused")
+        onnx_bytes = (folder / "model.onnx").read_bytes()
+        _check_bundle(folder, meta, onnx_bytes)
         with np.load(folder / "oracle.npz", allow_pickle=False) as z:
             audited = None
             if meta["space"]:
                 audited = AuditedSpace(meta["space"], z["points"], z["example_ids"],
                                        z["scale"] if "scale" in z else None, meta["d_ref"],
                                        {int(k): v for k, v in meta["reviewed"].items()})
-        return cls(model, meta["manifest"], meta["version"],
+        return cls(onnx_bytes, meta["manifest"], meta["version"],
                    audited, threshold=meta["threshold"],
                    policy=policy or Policy(**meta["policy"]), tokenizer_json=meta["tokenizer"],
                    encoder=encoder, threads=threads)
@@ -310,6 +311,24 @@ def _nearest_reviewed(a: AuditedSpace, d: np.ndarray,
         if len(out) == N_EVIDENCE:
             break
     return out
+
+
+def _check_bundle(folder: Path, meta: dict[str, Any], onnx_bytes: bytes) -> None:
+    """The bundle's model (and tokenizer) must be the ones its manifest names."""
+    manifest = meta.get("manifest") if isinstance(meta, dict) else None
+    expected = manifest.get("sha256") if isinstance(manifest, dict) else None
+    if not isinstance(expected, str):
+        raise WorkstationError(f"{folder}: the bundle's manifest names no sha256 for its model; "
+                               "refused (save the bundle again)")
+    if sha256_bytes(onnx_bytes) != expected:
+        raise WorkstationError(f"{folder}: model.onnx does not match the sha256 its manifest "
+                               f"names ({expected[:12]}…): changed after the bundle was saved; "
+                               "refused")
+    tokenizer, tokenizer_sha = meta.get("tokenizer"), manifest.get("tokenizer_sha256")
+    if tokenizer_sha is not None and (not isinstance(tokenizer, str)
+                                      or sha256_bytes(tokenizer.encode("utf-8")) != tokenizer_sha):
+        raise WorkstationError(f"{folder}: the bundle's tokenizer does not match the sha256 its "
+                               "manifest names; refused")
 
 
 def check_queries(items: Iterable[Any], input_kind: str, obs_dim: int | None = None,

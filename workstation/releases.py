@@ -1,20 +1,26 @@
-"""Releases: governance batches, signing, rollback and export.
+"""Releases: request, approve (k of n), reject, roll back, list and export.
 
-Releasing a model version writes a **governance batch** (what changed from
-the currently released version: label edits, patches, regression evidence,
-who approved it), signs a **release statement** over the three release files
-(model.onnx, manifest.json, governance.json) with the acting identity's
-Ed25519 key (an approver in the trust store: workstation.trust), and appends
-a signed ``release`` row to the ledger, all in one transaction. Which
-release is current is derived from the ledger alone: the newest release not
-undone by a ``rollback``. ``export_release`` writes the signed files to a
-folder or .zip, and ``verify_release`` (workstation.offline_verify) checks
-one offline, with nothing but the files and (ideally) a trusted public key.
+``release`` requests a release of a model version: it computes the
+regression report and applies the gate itself (workstation.governance), in
+the transaction that writes the ledger row, so no caller can skip it. The
+requester is any trusted identity; a release forced past a failed gate
+needs an approver. When the requester's own approval is enough (the policy
+``release.approvals`` is 1 and the requester is an approver) the release
+takes effect at once; otherwise the request waits (workstation.release_requests)
+until ``approve`` has been called by as many distinct trusted approvers as
+the policy asks. With ``release.separation`` on and two or more approvals
+the requester's own approval does not count and is refused. One
+``reject`` ends a request; an outdated one (its model had a release or
+rollback since) can only be rejected.
 
-Label edits in a batch are the review-log rows after the previous release's
-review head, up to the new version's ``manifest.lineage.dataset_snapshot``
-(the review head it was trained on) when the manifest names one, else up to
-the review head at release time. The batch says which (``basis``).
+Taking effect writes the full governance batch (request, approvals, trust
+store), signs a **release statement** over the three release files with
+the key of the approver who completed it, and appends a signed ``release``
+row to the ledger. Which release is in force is derived from the ledger
+alone: the newest release not undone by a ``rollback``. ``export_release``
+writes the signed files to a folder or .zip, and ``verify_release``
+(workstation.offline_verify) checks one offline with a set of trusted keys.
+Checks inside the workspace: workstation.release_checks.
 """
 
 from __future__ import annotations
@@ -24,44 +30,49 @@ import os
 import shutil
 import tempfile
 import zipfile
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-
-from workstation import ledger, review, trust
+from workstation import governance, ledger, policy, release_requests, trust
 from workstation.errors import WorkstationError
 from workstation.hashing import canonical_json, sha256_bytes
-from workstation.models.registry import ModelVersion, get_version, split_ref
-from workstation.offline_verify import (RELEASE_FILES, SIGNATURE_FILE, SIGNED_FILES,
-                                        STATEMENT_FORMAT, VerifyResult, json_file,
-                                        verify_release, verify_release_files)
 from workstation.identity import Signer
-from workstation.signing import (ALGORITHM, LegacyKey, export_public_key, key_id_of,
-                                 legacy_keys, public_pem_for, public_pem_of)
+from workstation.models.registry import ModelVersion, get_version, split_ref
+from workstation.offline_verify import VerifyResult, verify_release, verify_release_files
+from workstation.progress import Progress
+from workstation.release_format import (BATCH_FORMAT, RELEASE_FILES, SIGNATURE_FILE,
+                                        SIGNED_FILES, json_file, key_id_of, public_pem_of,
+                                        release_statement, signature_doc)
+from workstation.release_requests import Request
+from workstation.signing import LegacyKey, export_public_key, legacy_keys, public_pem_for
 from workstation.workspace import Workspace, now_iso
 
-# The release API in one place: keys (workstation.signing) and offline
-# verification (workstation.offline_verify) live in their own modules.
 __all__ = [
-    "RELEASE_FILES", "SIGNATURE_FILE", "SIGNED_FILES", "LegacyKey", "Release", "VerifyResult",
-    "check_release", "current_release", "export_public_key", "export_release", "json_file",
-    "key_id_of", "legacy_keys", "list_releases", "public_pem_for", "public_pem_of", "release",
-    "release_files", "release_stack", "rollback", "verify_release", "verify_release_files",
-    "verify_releases"]
+    "BATCH_FORMAT", "RELEASE_FILES", "SIGNATURE_FILE", "SIGNED_FILES", "STATUSES", "LegacyKey",
+    "Release", "VerifyResult", "approve", "canonical_json", "current_release",
+    "export_public_key", "export_release", "get_release", "json_file", "key_id_of",
+    "legacy_keys", "list_releases", "public_pem_for", "public_pem_of", "reject", "release",
+    "release_files", "release_history", "release_stack", "rollback", "verify_release",
+    "verify_release_files"]
 
-# /2 (schema v4): approved_by is the approving identity's name and
-# approver_key_id its key; /1 batches (before) named the OS login.
-BATCH_FORMAT = "workstation.governance-batch/2"
+# What `releases` shows for each release or request.
+STATUSES = ("pending", "in-force", "superseded", "rolled-back", "rejected", "outdated")
 
 
 # -- records ---------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Release:
-    """One release: a model version promoted, with its signed governance batch."""
+    """A release, or a request of one, with its status.
+
+    For a release that took effect, ``signature`` and ``key_id`` are the
+    release statement's (the approver who completed it), ``created_*`` when
+    and by whom, ``ledger_seq`` its ``release`` row. For a request that did
+    not (pending, rejected, outdated): the requester's key, the request's
+    time and ledger row, and no release signature (""). ``approvals``:
+    ``name``, ``key_id``, ``approved_at`` of each approval counted so far.
+    """
 
     id: int
     model: str
@@ -77,24 +88,25 @@ class Release:
     created_by: str
     ledger_seq: int
     current: bool = False
+    status: str = "in-force"
+    approvals: list[dict[str, Any]] = field(default_factory=list)
+    approvals_required: int = 1
+    requested_by: str | None = None
+    rejection: dict[str, Any] | None = None
 
     @property
     def ref(self) -> str:
         return f"{self.model}@{self.version}"
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+    @property
+    def forced(self) -> bool:
+        return bool((self.batch.get("gate") or {}).get("forced"))
 
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "forced": self.forced}
 
 
 # -- model versions --------------------------------------------------------
-
-def _version_by_id(ws: Workspace, version_id: int) -> ModelVersion | None:
-    try:
-        return get_version(ws, version_id)
-    except WorkstationError:
-        return None
-
 
 def _resolve_version(ws: Workspace, ref: str | int) -> ModelVersion:
     """A model version from its id or NAME@VERSION (a release names its version exactly)."""
@@ -121,196 +133,235 @@ def _blob(ws: Workspace, sha256: str, what: str) -> bytes:
     return data
 
 
-
-
-def _sign(signer: Signer, message: bytes) -> bytes:
-    """The one place a release statement is signed (tests replace it to simulate a failure)."""
-    return signer.sign(message)
-
-
-# -- the governance batch ---------------------------------------------------
-
-def _gate(report: dict[str, Any] | None, force: bool, force_reason: str) -> dict[str, Any]:
-    """The regression gate's verdict; a failed gate blocks unless forced with a reason."""
-    passed = _gate_pass(report)
-    if passed is False and not force:
-        raise WorkstationError("the regression gate failed (pass=false); release refused "
-                               "(force it only with a reason)")
-    if passed is False and not (force_reason or "").strip():
-        raise WorkstationError("forcing a release past a failed regression gate needs a reason")
-    forced = passed is False
-    return {"pass": passed, "forced": forced, "force_reason": force_reason if forced else None}
-
-
-def _gate_pass(report: dict[str, Any] | None) -> bool | None:
-    """``report['gate']['pass']`` (or ``report['gate']`` / ``report['pass']``); None if absent."""
-    if report is None:
-        return None
-    if not isinstance(report, dict):
-        raise WorkstationError("the regression report must be a JSON object")
-    gate = report.get("gate")
-    value = gate.get("pass") if isinstance(gate, dict) else gate
-    if value is None:
-        value = report.get("pass")
-    if value is not None and not isinstance(value, bool):
-        raise WorkstationError("the regression report's gate 'pass' must be true or false")
-    return value
-
-
-def _patches(manifest: dict[str, Any]) -> list[Any]:
-    patches = manifest.get("patches", manifest.get("patch"))
-    if patches is None:
-        return []
-    return list(patches) if isinstance(patches, list) else [patches]
-
-
-def _snapshot_head(manifest: dict[str, Any]) -> str | None:
-    """The review head the version was trained on, if its manifest says."""
-    lineage = manifest.get("lineage")
-    snapshot = lineage.get("dataset_snapshot") if isinstance(lineage, dict) else None
-    if isinstance(snapshot, dict):
-        snapshot = snapshot.get("review_head")
-    if snapshot is not None and not isinstance(snapshot, str):
-        raise WorkstationError("manifest lineage.dataset_snapshot must be a review-head hash")
-    return snapshot
-
-
-def _review_seq(ws: Workspace, head: str, what: str) -> int:
-    if head in ("", review.GENESIS):
-        return 0
-    row = ws.execute("SELECT seq FROM review_log WHERE hash = ?", [head]).fetchone()
-    if row is None:
-        raise WorkstationError(f"{what} names review head {head[:12]}…, which is not in this "
-                               "workspace's review log")
-    return int(row[0])
-
-
-def _label_edits(ws: Workspace, previous: Release | None, target: ModelVersion) -> dict[str, Any]:
-    start = previous.batch["label_edits"]["head"] if previous else ""
-    snapshot = _snapshot_head(target.manifest)
-    end, basis = ((snapshot, "model-dataset-snapshot") if snapshot is not None
-                  else (review.head_hash(ws), "review-head-at-release"))
-    lo = _review_seq(ws, start, f"release {previous.ref}" if previous else "release")
-    hi = _review_seq(ws, end, f"manifest of {target.model}@{target.version}")
-    # A version trained on an older snapshot than the previous release lists no edits.
-    rows = ws.execute("SELECT seq, example_id, field, old, new, action FROM review_log "
-                      "WHERE seq > ? AND seq <= ? ORDER BY seq", [lo, hi]).fetchall()
-    edits = [{"seq": s, "example_id": e, "field": f, "old": json.loads(o), "new": json.loads(n),
-              "action": a} for s, e, f, o, n, a in rows]
-    return {"basis": basis, "from_head": start, "head": end, "count": len(edits), "edits": edits}
-
-
-def _version_json(v: ModelVersion) -> dict[str, Any]:
-    return {"model_version_id": v.id, "model": v.model, "version": v.version,
-            "sha256": v.sha256, "input_kind": v.input_kind, "parent_id": v.parent_id}
-
-
-def _governance_batch(ws: Workspace, release_id: int, target: ModelVersion,
-                      previous: Release | None, report: dict[str, Any] | None,
-                      gate: dict[str, Any], approver: Signer, notes: str) -> dict[str, Any]:
-    from_version = None if previous is None else {
-        "release_id": previous.id, "model_version_id": previous.model_version_id,
-        "model": previous.model, "version": previous.version, "sha256": previous.sha256}
-    batch = {"format": BATCH_FORMAT, "workspace_id": ws.id, "release_id": release_id,
-             "model": target.model, "from_version": from_version,
-             "to_version": _version_json(target),
-             "label_edits": _label_edits(ws, previous, target),
-             "patches": _patches(target.manifest), "regression_report": report, "gate": gate,
-             "approved_by": approver.name, "approver_key_id": approver.key_id,
-             "approved_at": now_iso(), "notes": notes or ""}
-    try:
-        # Round-trip so the signed batch is exactly what the workspace stores.
-        return json.loads(canonical_json(batch))
-    except (TypeError, ValueError) as exc:
-        raise WorkstationError(f"the regression report is not plain JSON: {exc}") from None
-
-
-# -- the signed files ------------------------------------------------------
-
-
-
-def _statement(batch: dict[str, Any], manifest: dict[str, Any], key_id: str) -> dict[str, Any]:
-    """What is signed: the hashes of the three release files, and whose release it is."""
-    to = batch["to_version"]
-    files = {"model.onnx": to["sha256"], "manifest.json": sha256_bytes(json_file(manifest)),
-             "governance.json": sha256_bytes(json_file(batch))}
-    return {"format": STATEMENT_FORMAT, "algorithm": ALGORITHM, "key_id": key_id,
-            "workspace_id": batch["workspace_id"], "release_id": batch["release_id"],
-            "model": to["model"], "version": to["version"], "files": files}
-
-
-def _signature_doc(statement: dict[str, Any], signature_hex: str, public_pem: str) -> dict[str, Any]:
-    return {"algorithm": ALGORITHM, "key_id": statement["key_id"], "public_key_pem": public_pem,
-            "signature": signature_hex, "signature_encoding": "hex", "statement": statement,
-            "files": statement["files"]}
-
-
-# -- release and rollback --------------------------------------------------
+# -- request, approve, reject ----------------------------------------------------
 
 def release(ws: Workspace, model_ref_or_version_id: str | int, *, signer: Signer | None = None,
-            regression_report: dict[str, Any] | None = None, notes: str = "",
-            force: bool = False, force_reason: str = "") -> Release:
-    """Promote a model version: governance batch, signature, release row and
-    ledger entry, signed by ``signer`` (default: the session's identity), who
-    must be an approver here."""
+            notes: str = "", force: bool = False, force_reason: str = "",
+            encoder: Any = None, progress: Progress | None = None) -> Release:
+    """Request a release of a model version (see the module docstring),
+    signed by ``signer`` (default: the session's identity); returns it as
+    it stands: ``in-force`` or ``pending``."""
     with ws.transaction():
-        signer = trust.require(ws, signer, "approver")
+        signer = trust.require_trusted(ws, signer)
         target = _resolve_version(ws, model_ref_or_version_id)
         previous = current_release(ws, target.model)
         if previous is not None and previous.model_version_id == target.id:
             raise WorkstationError(f"{previous.ref} is already the current release")
-        gate = _gate(regression_report, force, force_reason)
+        waiting = release_requests.pending_for(ws, target.id)
+        if waiting is not None:
+            raise WorkstationError(
+                f"release {waiting.id} already requests {target.model}@{target.version} (by "
+                f"{waiting.requested_by}): an approver approves it with `workstation approve "
+                f"{waiting.id}` or rejects it")
+        report = governance.regression_report(ws, target, progress, encoder)
+        gate = governance.gate_verdict(report, force, force_reason)
+        approver = _is_approver(ws, signer)
+        if gate["forced"] and not approver:
+            raise WorkstationError(f"forcing a release past a failed regression gate needs an "
+                                   f"approver; identity '{signer.name}' is not one here")
         _blob(ws, target.sha256, f"{target.model}@{target.version}")
-        release_id = ws.next_id("releases")
-        batch = _governance_batch(ws, release_id, target, previous, regression_report, gate,
-                                  signer, notes)
-        statement = _statement(batch, target.manifest, signer.key_id)
-        signature = _sign(signer, canonical_json(statement).encode("utf-8")).hex()
-        entry = ledger.append(ws, "release", _release_payload(batch, statement, signature),
-                              signer=signer)
-        _insert_release(ws, batch, signature, signer.key_id, signer.name, entry.seq)
-        return replace(_get_release(ws, release_id), current=True)
+        required, separation = _policy(ws)
+        request = governance.request_batch(ws, release_requests.next_release_id(ws), target,
+                                           previous, report, gate, signer, notes, required,
+                                           separation)
+        counts = approver and not (separation and required >= 2)
+        return _record_request(ws, request, target, signer, counts)
 
 
-def _release_payload(batch: dict[str, Any], statement: dict[str, Any],
-                     signature: str) -> dict[str, Any]:
+def _record_request(ws: Workspace, request: dict[str, Any], target: ModelVersion,
+                    signer: Signer, counts: bool) -> Release:
+    """In force at once when the requester's own approval completes it; else
+    a pending request (with the requester's approval when it counts)."""
+    signature = governance.sign_act(signer, request, target.manifest, "request")
+    if counts and request["approvals_required"] <= 1:
+        return _take_effect(ws, request, signature, [], signer, target, None)
+    req = release_requests.record(ws, request, signature, signer, request["gate"]["forced"])
+    if counts:
+        release_requests.record_decision(
+            ws, req, signer, signature=governance.sign_act(signer, request, target.manifest,
+                                                            "approve"))
+    return get_release(ws, req.id)
+
+
+def approve(ws: Workspace, release_id: int, *, signer: Signer | None = None) -> Release:
+    """Add ``signer``'s approval (an approver's) to a pending request; the
+    approval that completes the quorum puts the release in force."""
+    with ws.transaction():
+        signer = trust.require(ws, signer, "approver")
+        req = release_requests.require(ws, release_id)
+        _require_pending(ws, req)
+        required, separation = _required(ws, req)
+        if separation and required >= 2 and signer.key_id == req.key_id:
+            raise WorkstationError(
+                f"identity '{signer.name}' requested release {req.id} and cannot approve it "
+                f"too: with {required} approvals required, separation is on (policy "
+                "release.separation)")
+        earlier = [d for d in release_requests.decisions(ws, req.id) if d.decision == "approve"]
+        if signer.key_id in {d.key_id for d in earlier}:
+            raise WorkstationError(f"identity '{signer.name}' already approved release {req.id}")
+        counted = [d for d in earlier if _is_approver(ws, d.key_id)
+                   and not (separation and required >= 2 and d.key_id == req.key_id)]
+        target = _unchanged_version(ws, req)
+        if len(counted) + 1 >= required:
+            entries = [_approval_entry(ws, d) for d in counted]
+            return _take_effect(ws, req.request, req.signature, entries, signer, target,
+                                req.ledger_seq)
+        release_requests.record_decision(
+            ws, req, signer, signature=governance.sign_act(signer, req.request, target.manifest,
+                                                            "approve"))
+        return get_release(ws, req.id)
+
+
+def reject(ws: Workspace, release_id: int, reason: str, *, signer: Signer | None = None
+           ) -> Release:
+    """End a pending (or outdated) request for good (an approver's signed ledger row)."""
+    if not (reason or "").strip():
+        raise WorkstationError("a rejection needs a reason (--reason)")
+    with ws.transaction():
+        signer = trust.require(ws, signer, "approver")
+        req = release_requests.require(ws, release_id)
+        status = get_release(ws, req.id).status
+        if status not in ("pending", "outdated"):
+            raise WorkstationError(f"release {req.id} ({req.ref}) is {status}, not pending: "
+                                   "there is nothing to reject")
+        release_requests.record_decision(ws, req, signer, reason=reason.strip())
+        return get_release(ws, req.id)
+
+
+def _require_pending(ws: Workspace, req: Request) -> None:
+    rel = get_release(ws, req.id)
+    if rel.status == "pending":
+        return
+    if rel.status == "rejected":
+        raise WorkstationError(f"release {req.id} ({req.ref}) was rejected by "
+                               f"{rel.rejection['name']}: {rel.rejection['reason']}")
+    if rel.status == "outdated":
+        raise WorkstationError(
+            f"release {req.id} ({req.ref}) is outdated: {req.model} had a release or rollback "
+            f"after it was requested, so its evidence no longer holds; reject it (`workstation "
+            f"approve {req.id} --reject --reason R`) and request the release again")
+    raise WorkstationError(f"release {req.id} ({req.ref}) already took effect ({rel.status})")
+
+
+def _unchanged_version(ws: Workspace, req: Request) -> ModelVersion:
+    target = get_version(ws, req.model_version_id)
+    _blob(ws, target.sha256, req.ref)
+    if target.sha256 != req.request["to_version"]["sha256"]:
+        raise WorkstationError(f"release {req.id}: model version {req.ref} changed since the "
+                               "request; reject it")
+    return target
+
+
+def _policy(ws: Workspace) -> tuple[int, bool]:
+    return policy.get(ws, "release.approvals"), policy.get(ws, "release.separation")
+
+
+def _required(ws: Workspace, req: Request) -> tuple[int, bool]:
+    """The stricter of the request's policy and today's."""
+    required, separation = _policy(ws)
+    return (max(required, int(req.request["approvals_required"])),
+            separation or bool(req.request["separation"]))
+
+
+def _is_approver(ws: Workspace, who: Signer | str) -> bool:
+    key = trust.get_key(ws, who if isinstance(who, str) else who.key_id)
+    return key is not None and key.active and "approver" in key.roles
+
+
+def _approval_entry(ws: Workspace, decision: release_requests.Decision) -> dict[str, Any]:
+    return {"name": decision.name, "key_id": decision.key_id,
+            "public_pem": trust.public_pem(ws, decision.key_id),
+            "approved_at": decision.time, "signature": decision.signature}
+
+
+# -- taking effect -----------------------------------------------------------------
+
+def _take_effect(ws: Workspace, request: dict[str, Any], request_signature: str,
+                 earlier: list[dict[str, Any]], completer: Signer, target: ModelVersion,
+                 request_seq: int | None) -> Release:
+    """The full batch, the release statement signed by ``completer``, the
+    ``release`` ledger row and the releases row (in the caller's transaction)."""
+    approved_at = now_iso()
+    approvals = earlier + [governance.approval_entry(
+        completer, governance.sign_act(completer, request, target.manifest, "approve"),
+        approved_at)]
+    batch = governance.completed_batch(ws, request, request_signature, approvals, completer,
+                                       approved_at)
+    statement = release_statement(batch, target.manifest, completer.key_id)
+    signature = governance._sign(completer, canonical_json(statement).encode("utf-8")).hex()
+    entry = ledger.append(ws, "release", _release_payload(batch, statement, signature,
+                                                          request_seq), signer=completer)
+    frm = batch["from_version"]
+    ws.execute("INSERT INTO releases VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+               [batch["release_id"], batch["model"], batch["to_version"]["model_version_id"],
+                frm and frm["model_version_id"], canonical_json(batch), signature,
+                completer.key_id, approved_at, completer.name, entry.seq])
+    return get_release(ws, batch["release_id"])
+
+
+def _release_payload(batch: dict[str, Any], statement: dict[str, Any], signature: str,
+                     request_seq: int | None) -> dict[str, Any]:
     to, frm = batch["to_version"], batch["from_version"]
     return {"release_id": batch["release_id"], "model": batch["model"], "version": to["version"],
             "model_version_id": to["model_version_id"], "sha256": to["sha256"],
             "from_release_id": frm and frm["release_id"], "from_version": frm and frm["version"],
             "governance_sha256": statement["files"]["governance.json"],
             "key_id": statement["key_id"], "signature": signature,
-            "forced": batch["gate"]["forced"]}
+            "forced": batch["gate"]["forced"], "request_seq": request_seq,
+            "approvals": [{"key_id": a["key_id"], "signature": a["signature"]}
+                          for a in batch["approvals"]]}
 
 
-def _insert_release(ws: Workspace, batch: dict[str, Any], signature: str, key_id: str,
-                    actor: str, ledger_seq: int) -> None:
-    frm = batch["from_version"]
-    ws.execute("INSERT INTO releases VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-               [batch["release_id"], batch["model"], batch["to_version"]["model_version_id"],
-                frm and frm["model_version_id"], canonical_json(batch), signature, key_id,
-                batch["approved_at"], actor, ledger_seq])
-
+# -- reading -------------------------------------------------------------------------
 
 _RELEASE_COLUMNS = ("id, model, model_version_id, from_version_id, batch, signature, key_id, "
                     "created_at, created_by, ledger_seq")
 
 
-def _from_row(row: tuple) -> Release:
+def _from_row(row: tuple, stack: list[int]) -> Release:
     (rid, model, version_id, from_id, batch_text, signature, key_id, created_at, created_by,
      seq) = row
     batch = json.loads(batch_text)
     to, frm = batch["to_version"], batch["from_version"]
+    status = "in-force" if stack and stack[-1] == rid else \
+        "superseded" if rid in stack else "rolled-back"
+    approvals = batch.get("approvals") or [
+        {"name": created_by, "key_id": key_id, "approved_at": created_at}]
+    requested = batch.get("requested_by")
     return Release(rid, model, to["version"], version_id, to["sha256"], from_id,
-                   frm and frm["version"], batch, signature, key_id, created_at, created_by, seq)
+                   frm and frm["version"], batch, signature, key_id, created_at, created_by, seq,
+                   status == "in-force", status,
+                   [{k: a.get(k) for k in ("name", "key_id", "approved_at")} for a in approvals],
+                   int(batch.get("approvals_required") or 1),
+                   requested["name"] if isinstance(requested, dict) else created_by)
 
 
-def _get_release(ws: Workspace, release_id: int) -> Release:
+def _request_view(ws: Workspace, req: Request) -> Release:
+    """A request that did not take effect, as a Release record."""
+    found = release_requests.decisions(ws, req.id)
+    rejection = next(({"name": d.name, "key_id": d.key_id, "reason": d.reason, "time": d.time}
+                      for d in found if d.decision == "reject"), None)
+    status = "rejected" if rejection else \
+        "outdated" if release_requests.outdated(ws, req) else "pending"
+    frm, to = req.request["from_version"], req.request["to_version"]
+    return Release(req.id, req.model, to["version"], req.model_version_id, to["sha256"],
+                   frm and frm["model_version_id"], frm and frm["version"], req.request, "",
+                   req.key_id, req.requested_at, req.requested_by, req.ledger_seq, False, status,
+                   [{"name": d.name, "key_id": d.key_id, "approved_at": d.time}
+                    for d in found if d.decision == "approve"],
+                   _required(ws, req)[0], req.requested_by, rejection)
+
+
+def get_release(ws: Workspace, release_id: int) -> Release:
+    """A release or request by id, with its status."""
     row = ws.execute(f"SELECT {_RELEASE_COLUMNS} FROM releases WHERE id = ?",
                      [release_id]).fetchone()
-    if row is None:
-        raise WorkstationError(f"the ledger names release {release_id}, which is missing")
-    return _from_row(row)
+    if row is not None:
+        return _from_row(row, release_stack(ws, row[1]))
+    req = release_requests.get(ws, release_id)
+    if req is None:
+        raise WorkstationError(f"no release or release request {release_id}")
+    return _request_view(ws, req)
 
 
 def release_stack(ws: Workspace, model: str) -> list[int]:
@@ -329,18 +380,32 @@ def release_stack(ws: Workspace, model: str) -> list[int]:
 def current_release(ws: Workspace, model: str) -> Release | None:
     """The release of ``model`` in force now, according to the ledger."""
     stack = release_stack(ws, model)
-    return replace(_get_release(ws, stack[-1]), current=True) if stack else None
+    return get_release(ws, stack[-1]) if stack else None
 
 
 def list_releases(ws: Workspace, model: str | None = None) -> list[Release]:
-    """Every release (of ``model`` when given), oldest first, the current ones flagged."""
+    """Every release that took effect (of ``model`` when given), oldest first,
+    with its status; requests that did not are in ``release_history``."""
     sql, params = f"SELECT {_RELEASE_COLUMNS} FROM releases", []
     if model is not None:
         sql, params = sql + " WHERE model = ?", [model]
-    found = [_from_row(r) for r in ws.execute(sql + " ORDER BY id", params).fetchall()]
-    current = {m: (release_stack(ws, m) or [None])[-1] for m in {r.model for r in found}}
-    return [replace(r, current=current[r.model] == r.id) for r in found]
+    rows = ws.execute(sql + " ORDER BY id", params).fetchall()
+    stacks = {m: release_stack(ws, m) for m in {r[1] for r in rows}}
+    return [_from_row(r, stacks[r[1]]) for r in rows]
 
+
+def release_history(ws: Workspace, model: str | None = None) -> list[Release]:
+    """Every release and every request (of ``model``), oldest first, each
+    with its status: pending, in-force, superseded, rolled-back, rejected or
+    outdated."""
+    released = list_releases(ws, model)
+    ids = {r.id for r in released}
+    waiting = [_request_view(ws, req) for req in release_requests.all_requests(ws, model)
+               if req.id not in ids]
+    return sorted(released + waiting, key=lambda r: r.id)
+
+
+# -- rollback ----------------------------------------------------------------------
 
 def rollback(ws: Workspace, model: str, reason: str = "", *, signer: Signer | None = None
              ) -> Release:
@@ -353,16 +418,16 @@ def rollback(ws: Workspace, model: str, reason: str = "", *, signer: Signer | No
         stack = release_stack(ws, model)
         if not stack:
             raise WorkstationError(f"model '{model}' has no release to roll back")
-        undone = _get_release(ws, stack[-1])
+        undone = get_release(ws, stack[-1])
         if len(stack) < 2:
             raise WorkstationError(f"{undone.ref} is the first release of '{model}' in force; "
                                    "there is no earlier release to roll back to")
-        restored = _get_release(ws, stack[-2])
+        restored = get_release(ws, stack[-2])
         ledger.append(ws, "rollback", {
             "model": model, "from_release_id": undone.id, "from_version": undone.version,
             "to_release_id": restored.id, "to_version": restored.version,
             "reason": reason or ""}, signer=signer)
-        return replace(restored, current=True)
+        return get_release(ws, restored.id)
 
 
 # -- export ----------------------------------------------------------------
@@ -399,28 +464,23 @@ def _release_for(ws: Workspace, model_ref: str) -> Release:
                      "AND version = ?) ORDER BY id DESC LIMIT 1", [name, name, version]).fetchone()
     if row is None:
         raise WorkstationError(f"{name}@{version} was never released")
-    return _from_row(row)
+    return _from_row(row, release_stack(ws, name))
 
 
 def release_files(ws: Workspace, rel: Release) -> dict[str, bytes]:
     """The four files of a release, checked against its stored signature first."""
+    from workstation.release_checks import check_release  # it reads releases
+
     problem = check_release(ws, rel)
     if problem:
         raise WorkstationError(f"{problem}; not exported")
-    manifest = _version_manifest(ws, rel)
-    statement = _statement(rel.batch, manifest, rel.key_id)
+    manifest = get_version(ws, rel.model_version_id).manifest
+    statement = release_statement(rel.batch, manifest, rel.key_id)
     public_pem = public_pem_for(ws, rel.key_id)
     return {"model.onnx": _blob(ws, rel.sha256, rel.ref),
             "manifest.json": json_file(manifest),
             "governance.json": json_file(rel.batch),
-            SIGNATURE_FILE: json_file(_signature_doc(statement, rel.signature, public_pem))}
-
-
-def _version_manifest(ws: Workspace, rel: Release) -> dict[str, Any]:
-    version = _version_by_id(ws, rel.model_version_id)
-    if version is None:
-        raise WorkstationError(f"release {rel.id}: model version {rel.ref} is missing")
-    return version.manifest
+            SIGNATURE_FILE: json_file(signature_doc(statement, rel.signature, public_pem))}
 
 
 def _write_folder(files: dict[str, bytes], out: Path) -> None:
@@ -451,45 +511,3 @@ def _write_zip(files: dict[str, bytes], out: Path) -> None:
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
-
-
-# -- checks inside the workspace --------------------------------------------
-
-def check_release(ws: Workspace, rel: Release) -> str | None:
-    """Does the stored signature still cover the stored batch, manifest and ledger row?"""
-    public_pem = public_pem_for(ws, rel.key_id)
-    if public_pem is None:
-        return f"release {rel.id} ({rel.ref}): its signing key {rel.key_id} is missing"
-    version = _version_by_id(ws, rel.model_version_id)
-    if version is None or version.sha256 != rel.sha256:
-        return f"release {rel.id} ({rel.ref}): its model version is missing or changed"
-    statement = _statement(rel.batch, version.manifest, rel.key_id)
-    if not _signature_ok(public_pem, rel.signature, statement):
-        return (f"release {rel.id} ({rel.ref}): signature does not match its governance "
-                "batch and manifest (changed after signing)")
-    entry = ledger.get(ws, rel.ledger_seq)
-    if entry is None or entry.kind != "release" or entry.payload.get("release_id") != rel.id \
-            or entry.payload.get("signature") != rel.signature:
-        return f"release {rel.id} ({rel.ref}): its ledger row {rel.ledger_seq} does not match"
-    return None
-
-
-def _signature_ok(public_pem: str, signature_hex: str, statement: dict[str, Any]) -> bool:
-    try:
-        key = serialization.load_pem_public_key(public_pem.encode("ascii"))
-        key.verify(bytes.fromhex(signature_hex), canonical_json(statement).encode("utf-8"))
-        return True
-    except (InvalidSignature, ValueError, TypeError, AttributeError, UnsupportedAlgorithm):
-        return False
-
-
-def verify_releases(ws: Workspace) -> str | None:
-    """The ledger chain, then every release's signature; the first problem, or None."""
-    problem = ledger.verify_ledger(ws)
-    if problem:
-        return problem
-    for rel in list_releases(ws):
-        problem = check_release(ws, rel)
-        if problem:
-            return problem
-    return None

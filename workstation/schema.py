@@ -188,6 +188,61 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         "ALTER TABLE audit_runs ADD COLUMN training_metrics JSON",
         "ALTER TABLE audit_runs ADD COLUMN membership JSON",
     ]),
+    (6, [
+        # Release requests that wait for approvals (k of n, the policy
+        # release.approvals; workstation.release_requests): the request part
+        # of the governance batch, and the requester's signature over it.
+        # Each has a signed `release-request` ledger row; approvals and
+        # rejections are ledger rows only, and a request that takes effect is
+        # a `releases` row with the same id.
+        """CREATE TABLE release_requests (
+            id INTEGER PRIMARY KEY, model VARCHAR NOT NULL,
+            model_version_id INTEGER NOT NULL, request JSON NOT NULL,
+            signature VARCHAR NOT NULL, key_id VARCHAR NOT NULL,
+            requested_at VARCHAR NOT NULL, requested_by VARCHAR NOT NULL,
+            ledger_seq BIGINT NOT NULL)""",
+    ]),
+    (7, [
+        # Team review (workstation.review_state): the review log takes
+        # adjudications ('adjudicate' rows: an adjudicator settles a field
+        # analysts disagree on). DuckDB cannot change a CHECK constraint in
+        # place, so the table is rebuilt with the same columns in the same order.
+        """CREATE TABLE review_log_v7 (
+            seq BIGINT PRIMARY KEY, example_id BIGINT NOT NULL,
+            field VARCHAR NOT NULL, old JSON, new JSON, reason VARCHAR NOT NULL,
+            analyst VARCHAR NOT NULL, time VARCHAR NOT NULL,
+            action VARCHAR NOT NULL CHECK (action IN ('edit', 'undo', 'redo', 'adjudicate')),
+            target_seq BIGINT, prev_hash VARCHAR NOT NULL, hash VARCHAR NOT NULL,
+            key_id VARCHAR, row_hash VARCHAR, target_hash VARCHAR, signature VARCHAR)""",
+        """INSERT INTO review_log_v7 SELECT seq, example_id, field, old, new, reason, analyst,
+            time, action, target_seq, prev_hash, hash, key_id, row_hash, target_hash, signature
+            FROM review_log ORDER BY seq""",
+        "DROP TABLE review_log",
+        "ALTER TABLE review_log_v7 RENAME TO review_log",
+        # Derived from the log, like example_state, and written in the same
+        # transaction as each row; `verify` recomputes them. Each analyst's own
+        # current value of a judgement field (label, flipped, category):
+        """CREATE TABLE analyst_labels (
+            example_id BIGINT NOT NULL, field VARCHAR NOT NULL, key_id VARCHAR NOT NULL,
+            analyst VARCHAR NOT NULL, value JSON, time VARCHAR NOT NULL,
+            row_hash VARCHAR NOT NULL, PRIMARY KEY (example_id, field, key_id))""",
+        # Per judgement field an analyst or adjudicator touched: is there an
+        # open conflict, and the newest adjudication (value, by whom, when).
+        """CREATE TABLE label_decisions (
+            example_id BIGINT NOT NULL, field VARCHAR NOT NULL, n_analysts INTEGER NOT NULL,
+            open_conflict BOOLEAN NOT NULL, adjudicated JSON, adjudicator_key VARCHAR,
+            adjudicated_at VARCHAR, settled BOOLEAN NOT NULL, PRIMARY KEY (example_id, field))""",
+        # Who an example is assigned to ('assignee' rows of the log; not a
+        # review of the example, so not in example_state).
+        """CREATE TABLE assignments (
+            example_id BIGINT PRIMARY KEY, key_id VARCHAR NOT NULL, assigned_by VARCHAR NOT NULL,
+            time VARCHAR NOT NULL)""",
+    ]),
 ]
+
+# Python run after a migration's statements, in its transaction
+# ("module:function", called with the Workspace): derived tables that SQL
+# alone cannot fill.
+AFTER_MIGRATION: dict[int, str] = {7: "workstation.review_state:rebuild"}
 
 CURRENT_VERSION = MIGRATIONS[-1][0]

@@ -53,7 +53,7 @@ def public_pem_for(ws: Workspace, key_id: str) -> str | None:
 
 def export_public_key(ws: Workspace, path: str | os.PathLike, key_id: str | None = None, *,
                       overwrite: bool = False) -> Path:
-    """Write a public key as PEM for ``verify-release --key``: ``key_id`` (a
+    """Write a public key as PEM for ``verify-release --trust``: ``key_id`` (a
     trusted identity's or a legacy key's), default the newest legacy key."""
     if key_id is None:
         found = legacy_keys(ws)

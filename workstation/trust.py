@@ -39,7 +39,11 @@ ROLES = ("reviewer", "adjudicator", "approver")
 TRUST_KINDS = ("trust-owner", "trust-add", "trust-revoke")
 # Ledger kinds only an approver may sign, and that must be signed when
 # written since schema v4.
-APPROVER_KINDS = ("trust-add", "trust-revoke", "policy-set", "release", "rollback")
+APPROVER_KINDS = ("trust-add", "trust-revoke", "policy-set", "release", "rollback",
+                  "release-approve", "release-reject")
+# Ledger kinds any trusted key may sign, and that must be signed (a release
+# request by someone who is not an approver).
+SIGNED_KINDS = ("release-request",)
 _COLUMNS = ("key_id", "name", "email", "public_pem", "roles", "added_at", "added_by",
             "revoked_at", "revoked_by", "revoke_reason")
 
@@ -260,6 +264,21 @@ def require(ws: Workspace, signer: Signer | None, role: str) -> Signer:
     """The signer (default: the session's), trusted with ``role`` here; the
     first signer of a workspace becomes its owner. A one-line refusal that
     says how to get trusted otherwise. Joins the caller's transaction."""
+    signer = require_trusted(ws, signer, role)
+    key = get_key(ws, signer.key_id)
+    if role not in key.roles:
+        raise WorkstationError(
+            f"identity '{signer.name}' (key {signer.key_id}) is not an {role} in this "
+            f"workspace (roles: {', '.join(key.roles)}); an approver grants it with "
+            f"`workstation trust add {signer.name}.pem --name {signer.name} --role "
+            f"{','.join(sorted(set(key.roles) | {role}))}`")
+    return signer
+
+
+def require_trusted(ws: Workspace, signer: Signer | None, role: str = "ROLES") -> Signer:
+    """The signer (default: the session's), trusted here with any role and
+    not revoked (``role`` names the role the refusal suggests); the first
+    signer of a workspace becomes its owner."""
     signer = require_signer(signer)
     with ws.transaction():
         ensure_owner(ws, signer)
@@ -273,11 +292,6 @@ def require(ws: Workspace, signer: Signer | None, role: str) -> Signer:
     if not key.active:
         raise WorkstationError(f"{who} was revoked in this workspace at {key.revoked_at}: "
                                f"{key.revoke_reason}")
-    if role not in key.roles:
-        raise WorkstationError(
-            f"{who} is not an {role} in this workspace (roles: {', '.join(key.roles)}); an "
-            f"approver grants it with `workstation trust add {signer.name}.pem --name "
-            f"{signer.name} --role {','.join(sorted(set(key.roles) | {role}))}`")
     return signer
 
 
@@ -383,7 +397,7 @@ def verify_ledger_signatures(ws: Workspace) -> str | None:
 
 def _check_ledger_row(entry: dict[str, Any], line: Timeline, end: int) -> str | None:
     kind, signed = entry["kind"], entry["signature"] is not None
-    needs = kind in APPROVER_KINDS or kind in TRUST_KINDS
+    needs = kind in APPROVER_KINDS or kind in TRUST_KINDS or kind in SIGNED_KINDS
     if not signed:
         return "not signed" if needs and entry["seq"] > end else None
     if kind == "trust-owner":

@@ -2,7 +2,8 @@
 
 Checks the review log's hash chain and every row's signature against the
 trust store, that the cached review state follows from the log, the ledger's
-hash chain, its signatures and every release signature, that the trust store
+hash chain, its signatures, every release signature and approval, every release
+request, and the review-log heads the releases name, that the trust store
 follows from the ledger, and that every stored artifact (ONNX models,
 tokenizers) still has the sha256 it is filed under. Names the first row or
 artifact that does not match.
@@ -16,7 +17,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from workstation import releases, review, trust
+from workstation import release_checks, review, trust
 from workstation.hashing import sha256_bytes
 from workstation.workspace import Workspace
 
@@ -34,7 +35,7 @@ class VerifyReport:
 def verify_workspace(ws: Workspace) -> VerifyReport:
     failures: list[str] = []
     for check in (review.verify_chain, review.verify_state, verify_blobs, verify_model_refs,
-                  releases.verify_releases, trust.verify_ledger_signatures, trust.verify_store):
+                  release_checks.verify_releases, trust.verify_ledger_signatures, trust.verify_store):
         problem = check(ws)
         if problem:
             failures.append(problem)
@@ -44,6 +45,7 @@ def verify_workspace(ws: Workspace) -> VerifyReport:
         "model_versions": ws.execute("SELECT count(*) FROM model_versions").fetchone()[0],
         "ledger_rows": ws.execute("SELECT count(*) FROM ledger").fetchone()[0],
         "releases": ws.execute("SELECT count(*) FROM releases").fetchone()[0],
+        "release_requests": ws.execute("SELECT count(*) FROM release_requests").fetchone()[0],
         "signed_review_rows": ws.execute(
             "SELECT count(*) FROM review_log WHERE signature IS NOT NULL").fetchone()[0],
         "trusted_keys": ws.execute("SELECT count(*) FROM trust").fetchone()[0],

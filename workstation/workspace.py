@@ -22,7 +22,7 @@ from typing import Any, Iterator
 import duckdb
 
 from workstation.errors import SchemaTooNew, WorkspaceInUse, WorkstationError
-from workstation.schema import CURRENT_VERSION, MIGRATIONS, REWRITE_KEY
+from workstation.schema import AFTER_MIGRATION, CURRENT_VERSION, MIGRATIONS, REWRITE_KEY
 
 
 class NeedsUpgrade(WorkstationError):
@@ -86,15 +86,38 @@ def copy_owner_only(src: Path, dst: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+# How long a transaction waits for another thread's transaction that appends
+# to the same table (they cannot both take the next id).
+APPEND_WAIT_SECONDS = 120
+
+
+class _AppendLocks:
+    """One lock per table, shared by a workspace and its ``for_thread`` copies:
+    a transaction that takes a table's next id (max + 1) holds the table's lock
+    until it ends, so that two threads never take the same id or chain two rows
+    to the same head (DuckDB would refuse the second commit)."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._tables: dict[str, threading.Lock] = {}
+
+    def of(self, table: str) -> threading.Lock:
+        with self._guard:
+            return self._tables.setdefault(table, threading.Lock())
+
+
 class Workspace:
     """An open workspace file. Not thread-safe: use ``cursor()`` per thread
     for reads and route writes through the owning thread."""
 
-    def __init__(self, path: Path, con: duckdb.DuckDBPyConnection, read_only: bool) -> None:
+    def __init__(self, path: Path, con: duckdb.DuckDBPyConnection, read_only: bool,
+                 append_locks: _AppendLocks | None = None) -> None:
         self.path = path
         self.con = con
         self.read_only = read_only
         self._in_tx = False
+        self._append_locks = append_locks or _AppendLocks()
+        self._held: list[threading.Lock] = []
         self.migration_backup: Path | None = None
         # Backups made before schema v4 that still hold the workspace's old
         # private signing key (set when opening migrated such a file).
@@ -213,6 +236,11 @@ class Workspace:
             for sql in statements:
                 self.con.execute(sql)
             self.con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(version)])
+            if version in AFTER_MIGRATION:
+                import importlib
+
+                module, function = AFTER_MIGRATION[version].split(":")
+                getattr(importlib.import_module(module), function)(self)
 
     # -- facts -------------------------------------------------------------
     def meta(self, key: str) -> str | None:
@@ -241,31 +269,73 @@ class Workspace:
         """The same workspace through a connection of its own, for use on
         another thread (a DuckDB connection must not be shared across
         threads). Close it when the thread is done."""
-        return Workspace(self.path, self.con.cursor(), self.read_only)
+        return Workspace(self.path, self.con.cursor(), self.read_only, self._append_locks)
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """Run a block atomically; nested use joins the outer transaction."""
+    def transaction(self, appends: tuple[str, ...] = ()) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Run a block atomically; nested use joins the outer transaction.
+        ``appends`` names the tables the block will append to with ``next_id``:
+        an outermost transaction holds them from before its first read."""
         if self.read_only:
             raise WorkstationError(f"{self.path} is open read-only; this would change it")
         if self._in_tx:
             yield self.con
             return
-        self.con.execute("BEGIN TRANSACTION")
+        try:
+            for table in appends:
+                self._hold_append(table)
+            self.con.execute("BEGIN TRANSACTION")
+        except BaseException:
+            self._release_appends()
+            raise
         self._in_tx = True
         try:
             yield self.con
         except BaseException:
             self._in_tx = False
-            self.con.execute("ROLLBACK")
+            try:
+                self.con.execute("ROLLBACK")
+            finally:
+                self._release_appends()
             raise
         self._in_tx = False
-        with owner_only_files():  # the commit may create the write-ahead log
-            self.con.execute("COMMIT")
+        try:
+            with owner_only_files():  # the commit may create the write-ahead log
+                self.con.execute("COMMIT")
+        finally:
+            self._release_appends()
 
     def next_id(self, table: str, column: str = "id") -> int:
-        return int(self.con.execute(
-            f"SELECT coalesce(max({column}), 0) + 1 FROM {table}").fetchall()[0][0])
+        """max + 1 of ``column``; inside a transaction, the table is this
+        transaction's to append to until it ends (see ``_AppendLocks``)."""
+        sql = f"SELECT coalesce(max({column}), 0) + 1 FROM {table}"
+        if self._in_tx and self._hold_append(table):
+            # Taken after this transaction's first read: a commit by another
+            # thread since then is not in its snapshot; refuse rather than clash.
+            fresh = self.con.cursor()
+            try:
+                committed = fresh.execute(sql).fetchall()[0][0]
+            finally:
+                fresh.close()
+            if committed != self.con.execute(sql).fetchall()[0][0]:
+                raise WorkstationError(f"another task wrote to {table} meanwhile; nothing was "
+                                       "changed: try again")
+        return int(self.con.execute(sql).fetchall()[0][0])
+
+    def _hold_append(self, table: str) -> bool:
+        """Hold ``table``'s append lock until the transaction ends; True if newly taken."""
+        lock = self._append_locks.of(table)
+        if lock in self._held:
+            return False
+        if not lock.acquire(timeout=APPEND_WAIT_SECONDS):
+            raise WorkstationError(f"another task has been writing {table} for "
+                                   f"{APPEND_WAIT_SECONDS} s; try again when it is done")
+        self._held.append(lock)
+        return True
+
+    def _release_appends(self) -> None:
+        while self._held:
+            self._held.pop().release()
 
     def close(self) -> None:
         self.con.close()
@@ -278,6 +348,52 @@ class Workspace:
 
 
 def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+    limit = memory_limit()  # a bad setting fails before the file is touched
+    con = _open_file(path, read_only)
+    if limit is not None:
+        con.execute(f"SET memory_limit = '{limit}'")  # validated by memory_limit
+    return con
+
+
+# DuckDB keeps cached blocks up to 80% of RAM by default: on a laptop that
+# crowds out the window and the models (bench/bench_duckdb_memory.py measures it).
+MEMORY_ENV = "WORKSTATION_DUCKDB_MEMORY"
+DEFAULT_MEMORY_SHARE = 0.25
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$", re.IGNORECASE)
+_SHARE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
+
+
+def memory_limit() -> str | None:
+    """The DuckDB ``memory_limit`` for the workspaces this process opens:
+    ``$WORKSTATION_DUCKDB_MEMORY`` as a size ("2GB", "512MiB"), a share of
+    the machine's memory ("25%") or "duckdb" (DuckDB's own default, 80%);
+    unset, 25% of the machine's memory. None leaves DuckDB's default."""
+    text = os.environ.get(MEMORY_ENV, "").strip()
+    if text.lower() == "duckdb":
+        return None
+    size = _SIZE_RE.match(text)
+    if size:
+        return f"{size.group(1)}{size.group(2)}"
+    share = _SHARE_RE.match(text)
+    if text and not share or share and not 0 < float(share.group(1)) <= 100:
+        raise WorkstationError(f"{MEMORY_ENV}={text!r} is not a memory limit: give a size "
+                               f"(2GB, 512MB), a share of memory (25%) or 'duckdb'")
+    total = _physical_memory()
+    if total is None:
+        return None
+    fraction = float(share.group(1)) / 100 if share else DEFAULT_MEMORY_SHARE
+    return f"{max(1, int(total * fraction / 2**20))}MiB"
+
+
+def _physical_memory() -> int | None:
+    """The machine's memory in bytes, where the platform says (not Windows)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _open_file(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
     try:
         if read_only:
             return duckdb.connect(str(path), read_only=True)

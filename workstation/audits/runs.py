@@ -38,6 +38,7 @@ from typing import Any, Sequence
 import numpy as np
 import pyarrow as pa
 
+from workstation.audits.findings import findings_page
 from workstation.audits.run_metrics import RunFigures, run_figures
 from workstation.errors import WorkstationError
 from workstation.models import membership as ms
@@ -320,7 +321,8 @@ _BROWSE_SOURCE = (
 def failure_page(ws: Workspace, run_id: int | None, *, dataset: str | int | None = None,
                  verdict: str | None = None, category: str | Sequence[str] | None = None,
                  tag: str | None = None, reviewed: bool | None = None,
-                 example_id: int | None = None,
+                 example_id: int | None = None, labelled_by: str | None = None,
+                 assigned_to: str | None = None,
                  score_min: float | None = None, score_max: float | None = None,
                  margin_min: float | None = None, margin_max: float | None = None,
                  text: str | None = None, split: str | None = None,
@@ -332,7 +334,9 @@ def failure_page(ws: Workspace, run_id: int | None, *, dataset: str | int | None
     matching). ``verdict`` is "failed", "passed" or None (both); ``text``
     matches prompt or response texts, case-insensitively; ``tag`` keeps
     examples carrying that tag; ``reviewed`` True/False keeps examples the
-    review log has (not) touched; ``example_id`` picks one example; ``split``
+    review log has (not) touched; ``example_id`` picks one example;
+    ``labelled_by`` / ``assigned_to`` (a key id) keep the examples that analyst
+    holds a judgement of / is assigned; ``split``
     "heldout" keeps the examples the version was not trained on, "training"
     those it was (training and validation splits), "all" or None both (each
     row's ``split`` says which: heldout / training / validation, or None when
@@ -347,6 +351,7 @@ def failure_page(ws: Workspace, run_id: int | None, *, dataset: str | int | None
     source, kind, scope, scope_params = _page_scope(ws, run_id, dataset)
     where, params = _page_filters(scope, scope_params, verdict, category, tag, reviewed,
                                   example_id, score_min, score_max, margin_min, margin_max, text)
+    where, params = _team_filters(where, params, labelled_by, assigned_to)
     where = _split_filter(ws, run_id, split, where)
     key, direction = _sort_key(order_by, descending)
     # Sort and page over (example id, sort key) only, then read this page's
@@ -451,6 +456,16 @@ def _review_filters(clauses: list[str], params: list[Any], tag: str | None,
         params.append(int(example_id))
 
 
+def _team_filters(where: str, params: list[Any], labelled_by: str | None,
+                  assigned_to: str | None) -> tuple[str, list[Any]]:
+    for key, table in ((labelled_by, "analyst_labels"), (assigned_to, "assignments")):
+        if key:
+            where += (f" AND EXISTS (SELECT 1 FROM {table} t WHERE t.example_id = r.example_id "
+                      "AND t.key_id = ?)")
+            params = params + [str(key)]
+    return where, params
+
+
 def _page_joins(where: str) -> str:
     # The review state is only joined when a filter needs current values.
     return " JOIN current_examples ce ON ce.id = r.example_id" if "ce." in where else ""
@@ -511,8 +526,6 @@ def list_failures(ws: Workspace, run_id: int, limit: int = 50, offset: int = 0, 
     ``filters`` as in ``failure_page``. For a probe run: its findings, most
     severe first (``findings_page``; the only filter is ``probe``)."""
     if get_run(ws, run_id).kind == "probe":
-        from workstation.probes.base import findings_page
-
         if filters.get("split") not in (None, "all"):
             raise WorkstationError(f"run {run_id} is a probe run; a split filter applies to "
                                    f"audit runs")

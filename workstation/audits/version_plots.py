@@ -17,7 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from workstation.audits.plot_data import MAX_POINTS, RunInfo, _columns, _floats, run_info, thin
+from workstation.audits.plot_runs import MAX_POINTS, RunInfo, run_info, thin
+from workstation.audits.plot_runs import columns as _columns
+from workstation.audits.plot_runs import floats as _floats
 from workstation.errors import WorkstationError
 from workstation.workspace import Workspace
 

@@ -60,10 +60,19 @@ def cmd_failures(args, out: Output) -> None:
     from workstation.audits import list_failures
 
     with open_workspace(args, read_only=True) as ws:
+        team = _team_filters(ws, args)
         items = list_failures(ws, args.run, limit=args.limit, offset=args.offset,
-                              split=args.split)
+                              split=args.split, **team)
     out.result({"run_id": args.run, "split": args.split, "failures": items},
                lambda: _failures_text(items))
+
+
+def _team_filters(ws, args) -> dict:
+    from workstation.assignments import resolve_analyst
+
+    return {name: resolve_analyst(ws, who, reviewers_only=False)
+            for name, who in (("labelled_by", args.labelled_by),
+                              ("assigned_to", args.assigned_to)) if who}
 
 
 _SPLIT_WORDS = {"heldout": "held-out", "training": "training", "validation": "validation",
@@ -113,6 +122,29 @@ def cmd_probes(args, out: Output) -> None:
                                             f"{p['description']}" for p in items))
 
 
+def cmd_coverage(args, out: Output) -> None:
+    from workstation.probes.coverage import coverage_report
+
+    with open_workspace(args) as ws:  # writable: runs not yet recorded are recorded first
+        report = coverage_report(ws, args.model, args.dataset)
+    out.result(report, lambda: _coverage_text(report))
+
+
+def _coverage_text(report: dict) -> str:
+    below = f"{report['covered_below']:g}"
+    lines = [f"coverage of {report['dataset']} by the audits of {report['model']}'s input space "
+             f"({report['n_points']} audited points); covered = coverage below {below}"]
+    rows = [("overall", report["overall"])] + list(report["per_category"].items())
+    for name, figures in rows:
+        if not figures["n"]:
+            lines.append(f"  {name:<24} no examples")
+            continue
+        lines.append(f"  {name:<24} {figures['covered']:>6} of {figures['n']:<6} covered "
+                     f"({figures['covered_fraction']:.0%}), mean coverage "
+                     f"{figures['mean_coverage']:.2f}")
+    return "\n".join(lines)
+
+
 def register(cli: Commands) -> None:
     add = cli.add
     p = add("audit", cmd_audit, "score a dataset with a model version and store the run")
@@ -129,6 +161,10 @@ def register(cli: Commands) -> None:
     p.add_argument("--split", choices=["heldout", "training", "all"], default="all",
                    help="heldout: examples the version was not trained on; training: those "
                         "it was (default: all, each item says its split)")
+    p.add_argument("--labelled-by", metavar="ANALYST",
+                   help="only examples this analyst (name or key id) holds a label of")
+    p.add_argument("--assigned-to", metavar="ANALYST",
+                   help="only examples assigned to this analyst (`workstation assign`)")
 
     p = add("probe", cmd_probe, "run the automated probe suite on a dataset")
     p.add_argument("--model", required=True, help="NAME or NAME@VERSION")
@@ -140,3 +176,8 @@ def register(cli: Commands) -> None:
     p.add_argument("--seed", type=int, default=0)
 
     add("probes", cmd_probes, "list the registered probes")
+
+    p = add("coverage", cmd_coverage, "how well a model's audits cover a dataset, overall and "
+                                      "per category (0 = audited here, 1 = nothing nearby)")
+    p.add_argument("--model", required=True, help="NAME or NAME@VERSION")
+    p.add_argument("--dataset", required=True)

@@ -1,4 +1,4 @@
-"""The review log from the command line: label, undo, redo, log."""
+"""The review log from the command line: label, undo, redo, log (team review: cli.team)."""
 
 from __future__ import annotations
 
@@ -14,20 +14,29 @@ def cmd_label(args, out: Output) -> None:
     field, value = _label_change(args)
     acting_signer(args)
     with open_workspace(args) as ws:
-        if field == "flipped":
-            value = not review.current_values(ws, args.example_id)["flipped"]
-        elif field == "tags":
+        if field == "tags":
             current = review.current_values(ws, args.example_id)["tags"]
             value = sorted(set(current) | {value}) if args.tag else [t for t in current if t != value]
         changes = review.apply(ws, [review.Edit(args.example_id, field, value, args.reason)])
     payload = {"changes": [c.to_json() for c in changes]}
-    out.result(payload, "\n".join(f"example {c.example_id}: {c.field} {c.old!r} -> {c.new!r} "
+    out.result(payload, "\n".join(f"example {c.example_id}: {_change_words(c.field, c.old, c.new)} "
                                   f"(log row {c.seq})" for c in changes) or "nothing changed")
 
 
+def _change_words(field: str, old: Any, new: Any, action: str = "edit") -> str:
+    """A logged change as a line says it: an unchanged value is a confirmation,
+    an adjudication names what it settled."""
+    if action == "adjudicate" and isinstance(old, dict):
+        held = ", ".join(f"{k[:8]} {v!r}" for k, v in sorted((old.get("analysts") or {}).items()))
+        return f"{field} settled to {new!r} (analysts: {held}; in force was {old.get('in_force')!r})"
+    if old == new and action == "edit":
+        return f"{field} {new!r} confirmed"
+    return f"{field} {old!r} -> {new!r}"
+
+
 def _label_change(args) -> tuple[str, Any]:
-    if args.flip:
-        return "flipped", None  # resolved below: flipping toggles the current state
+    if args.flip or args.no_flip:
+        return "flipped", bool(args.flip)  # your judgement: which reply is better
     for attr, field in (("set_label", "label"), ("category", "category"), ("note", "note")):
         if getattr(args, attr) is not None:
             return field, getattr(args, attr)
@@ -57,7 +66,8 @@ def cmd_log(args, out: Output) -> None:
         items = review.entries(ws, example_id=args.example, limit=args.limit)
     text = "\n".join(f"{e['seq']:>5} {e['time'][:19]} {e['analyst']}"
                      f"{' [' + e['key_id'] + ']' if e['key_id'] else ''}: example {e['example_id']} "
-                     f"{e['field']} {e['old']!r} -> {e['new']!r} [{e['action']}] {e['reason']}"
+                     f"{_change_words(e['field'], e['old'], e['new'], e['action'])} "
+                     f"[{e['action']}] {e['reason']}"
                      for e in items) or "the review log is empty"
     out.result({"entries": items}, text)
 
@@ -67,7 +77,11 @@ def register(cli: Commands) -> None:
     p = add("label", cmd_label, "change an example's label, category, tags, note or exclusion")
     p.add_argument("example_id", type=int)
     what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--flip", action="store_true", help="swap chosen and rejected (pairs)")
+    what.add_argument("--flip", action="store_true",
+                      help="the rejected reply is better: swap chosen and rejected (pairs)")
+    what.add_argument("--no-flip", action="store_true",
+                      help="the chosen reply is better, as imported (pairs; confirms or "
+                           "takes back a flip)")
     what.add_argument("--set-label", metavar="L", help="safe or unsafe (labeled responses)")
     what.add_argument("--category", metavar="C")
     what.add_argument("--tag", metavar="T", help="add a tag")
@@ -77,8 +91,8 @@ def register(cli: Commands) -> None:
     what.add_argument("--restore", action="store_true", help="undo an exclusion")
     p.add_argument("--reason", required=True, help="why (kept in the review log)")
 
-    add("undo", cmd_undo_redo, "undo the newest review change (logged, never deleted)")
-    add("redo", cmd_undo_redo, "redo the newest undone review change")
+    add("undo", cmd_undo_redo, "undo your newest review change (logged, never deleted)")
+    add("redo", cmd_undo_redo, "redo your newest undone review change")
 
     p = add("log", cmd_log, "show the review log")
     p.add_argument("--example", type=int, help="only this example's history")

@@ -19,6 +19,14 @@ The file is written to a temporary name in the same folder and renamed into
 place; ``OUT.manifest.json`` records the workspace id, the dataset, its source
 hashes, the number of review-log edits on its examples, the log's head hash,
 the export time, the file's sha256, the row count and the filters.
+
+CSV cells that a spreadsheet would run as a formula (starting with ``=``,
+``+``, ``-``, ``@``, a tab or a carriage return, as OWASP lists them) are
+written with a ``'`` in front, so opening the export cannot run anything;
+a cell that already starts with quotes before such a character gets one
+more, so the workstation's own CSV import (which reads the manifest) takes
+exactly one off again. The manifest's ``csv_formula_guard`` says so and
+counts the cells per column.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from workstation import __version__
+from workstation.datasets.reading import FORMULA_CHARS, FORMULA_PREFIX
 from workstation.errors import WorkstationError
 from workstation.hashing import sha256_file
 from workstation.progress import Progress, null_progress
@@ -48,6 +57,8 @@ _COLUMNS = {
     "demos": "id, n_steps, meta",
 }
 _BATCH = 2048
+# OWASP's CSV injection triggers; quotes before one are escaped too (see above).
+FORMULA_START = f"^{FORMULA_PREFIX}*[{FORMULA_CHARS}]"
 
 
 @dataclass
@@ -83,6 +94,9 @@ def export_dataset(ws: Workspace, dataset: str, fmt: str, out: str | Path,
     table = _arrow(ws, f"SELECT {columns} FROM current_examples WHERE {where} ORDER BY id",
                    params)
     progress.stage_start(f"exporting {ds.name}", max(table.num_rows, 1))
+    guarded = None
+    if fmt == "csv":
+        table, guarded = guard_formulas(table)
     if ds.kind == "demos":
         def write(tmp: Path) -> None:
             _write_demos(ws, table, tmp, progress)
@@ -91,6 +105,11 @@ def export_dataset(ws: Workspace, dataset: str, fmt: str, out: str | Path,
             _WRITERS[fmt](table, tmp, progress)
     sha = _write_atomically(out, write)
     manifest = _manifest(ws, ds, fmt, out, sha, table, reviewed_only, include_excluded)
+    if guarded is not None:
+        manifest["csv_formula_guard"] = {
+            "prefix": FORMULA_PREFIX, "pattern": FORMULA_START, "cells": guarded,
+            "note": "cells a spreadsheet would run as a formula start with ' (OWASP CSV "
+                    "injection); `workstation import` of this file takes it off again"}
     _write_atomically(manifest_path, lambda tmp: tmp.write_text(
         json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"))
     progress.step(max(table.num_rows, 1), max(table.num_rows, 1))
@@ -181,6 +200,22 @@ def _write_csv(table: pa.Table, tmp: Path, progress: Progress) -> None:
 
     pcsv.write_csv(table, tmp)
     progress.step(table.num_rows, table.num_rows)
+
+
+def guard_formulas(table: pa.Table) -> tuple[pa.Table, dict[str, int]]:
+    """``table`` with a ``'`` before every text cell matching ``FORMULA_START``,
+    and how many cells of each text column got one."""
+    counts = {}
+    for i, name in enumerate(table.column_names):
+        column = table.column(i)
+        if not pa.types.is_string(column.type) and not pa.types.is_large_string(column.type):
+            continue
+        hit = pc.fill_null(pc.match_substring_regex(column, FORMULA_START), False)
+        counts[name] = int(pc.sum(hit).as_py() or 0)
+        if counts[name]:
+            quoted = pc.binary_join_element_wise(FORMULA_PREFIX, column, "")
+            table = table.set_column(i, name, pc.if_else(hit, quoted, column))
+    return table, counts
 
 
 _WRITERS = {"jsonl": _write_jsonl, "parquet": _write_parquet, "csv": _write_csv}

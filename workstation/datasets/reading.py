@@ -269,10 +269,25 @@ def iter_jsonl_records(path: Path, progress: Progress) -> Iterator[tuple[Locatio
 
 # -- CSV -------------------------------------------------------------------
 
+# OWASP's CSV-injection triggers: a cell starting with one runs as a formula in
+# a spreadsheet. Our CSV export puts FORMULA_PREFIX before such cells (and before
+# quotes leading up to one), so one prefix comes off on import.
+FORMULA_CHARS = r"=+\-@\t\r"
+FORMULA_PREFIX = "'"
+_GUARDED = re.compile(f"^{FORMULA_PREFIX}+[{FORMULA_CHARS}]")
+
+
+def unguard_formula(value: str) -> str:
+    """A cell of a workstation CSV export as it was before the export guarded it."""
+    return value[1:] if _GUARDED.match(value) else value
+
+
 def iter_csv_records(path: Path, progress: Progress) -> Iterator[tuple[Location, int, dict]]:
     """Yield ``(location, index, {column: text})`` for every data row of a CSV
     file with a header row. The location names the line the row starts on;
-    ``index`` counts data rows from 0, blank lines excluded."""
+    ``index`` counts data rows from 0, blank lines excluded. A workstation
+    export (its manifest beside it says so) has the ``'`` it put before
+    formula-like cells taken off again."""
     # Python's default field limit (128 KiB) is too small for long responses.
     if csv.field_size_limit() < MAX_LINE_BYTES:
         csv.field_size_limit(MAX_LINE_BYTES)
@@ -283,6 +298,7 @@ def iter_csv_records(path: Path, progress: Progress) -> Iterator[tuple[Location,
             current[0] = lineno
             yield text
 
+    guarded = _formula_guarded(path)
     reader = csv.reader(texts(), strict=True)
     header = _next_csv_row(reader, path, current)
     if header is None:
@@ -302,10 +318,24 @@ def iter_csv_records(path: Path, progress: Progress) -> Iterator[tuple[Location,
         loc = Location(path, line=start)
         if len(row) != len(header):
             raise loc.error(f"has {len(row)} fields; the header has {len(header)}")
+        if guarded:
+            row = [unguard_formula(cell) for cell in row]
         yield loc, index, dict(zip(header, row))
         index += 1
     if index == 0:
         raise InputError(str(path), "the file holds no records")
+
+
+def _formula_guarded(path: Path) -> bool:
+    """True when ``path`` is a workstation CSV export whose formula-like cells
+    start with a ``'`` (its manifest, ``PATH.manifest.json``, says so)."""
+    beside = path.with_name(path.name + ".manifest.json")
+    try:
+        manifest = json.loads(beside.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (isinstance(manifest, dict) and manifest.get("file") == path.name
+            and isinstance(manifest.get("csv_formula_guard"), dict))
 
 
 def _next_csv_row(reader: Any, path: Path, current: list[int]) -> list[str] | None:

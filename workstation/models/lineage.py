@@ -169,6 +169,8 @@ def summarize(kind: str, payload: dict[str, Any]) -> str:
     """What a ledger row recorded, in one line."""
     if kind == "release":
         return _release_summary(payload)
+    if kind in ("release-request", "release-approve", "release-reject"):
+        return _request_summary(kind, payload)
     if kind == "rollback":
         reason = f": {payload['reason']}" if payload.get("reason") else ""
         return (f"{payload.get('model')} rolled back from version {payload.get('from_version')} "
@@ -200,3 +202,14 @@ def _release_summary(payload: dict[str, Any]) -> str:
     if payload.get("forced"):
         text += "; forced past a failed regression gate"
     return text
+
+
+def _request_summary(kind: str, payload: dict[str, Any]) -> str:
+    ref = f"{payload.get('model', '?')}@{payload.get('version', '?')}"
+    number = f"release {payload.get('release_id', '?')}"
+    if kind == "release-request":
+        forced = "; forced past a failed regression gate" if payload.get("forced") else ""
+        return f"{ref} requested as {number}{forced}"
+    if kind == "release-approve":
+        return f"{number} ({ref}) approved"
+    return f"{number} ({ref}) rejected: {payload.get('reason')}"

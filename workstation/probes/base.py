@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterable, Protocol
 
 import numpy as np
 
+from workstation.audits.findings import findings_page  # noqa: F401  (the probes API names it)
 from workstation.errors import WorkstationError
 from workstation.hashing import json_default
 from workstation.models.registry import ModelVersion, resolve
@@ -102,6 +103,8 @@ class Probe(Protocol):
     def run(self, ctx: ProbeContext) -> Iterable[Finding]: ...
 
 
+# Filled by ``register_probe``. The built-in probes are in it before any call:
+# importing this module imports the package first, whose __init__ registers them.
 PROBES: dict[str, Probe] = {}
 
 
@@ -138,7 +141,6 @@ def run_probes(ws: Workspace, model_ref: str | int | ModelVersion, dataset: str,
                progress: Progress | None = None, analyst: str | None = None,
                encoder: Any = None, seed: int = 0) -> ProbeRun:
     """Run the named probes (default: every one that applies) and store the findings."""
-    _load_builtins()
     progress = progress or Progress()
     version = resolve(ws, model_ref)
     dataset_id, kind = _dataset(ws, dataset)
@@ -152,10 +154,6 @@ def run_probes(ws: Workspace, model_ref: str | int | ModelVersion, dataset: str,
         record_coverage(ws, run_id, encoder)  # where this run looked, for the oracle
     counts = {p.name: sum(f.probe == p.name for f in findings) for p in chosen}
     return ProbeRun(run_id, version.ref, dataset, counts, skipped, summaries)
-
-
-def _load_builtins() -> None:
-    import workstation.probes  # noqa: F401  (registers the built-in probes)
 
 
 def _dataset(ws: Workspace, name: str) -> tuple[int, str]:
@@ -227,33 +225,6 @@ def _insert_findings(ws: Workspace, rows: list[tuple]) -> None:
     findings_arrow = pa.table({n: [r[i] for r in rows] for i, n in enumerate(names)})
     ws.con.execute(f"INSERT INTO findings ({', '.join(names)}) "
                    f"SELECT {', '.join(names)} FROM findings_arrow")
-
-
-def findings_page(ws: Workspace, run_id: int, *, probe: str | None = None,
-                  limit: int = 50, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
-    """A page of a probe run's findings, most severe first, with provenance."""
-    where, params = "f.run_id = ?", [run_id]
-    if probe:
-        where += " AND f.probe = ?"
-        params.append(probe)
-    total = ws.execute(f"SELECT count(*) FROM findings f WHERE {where}", params).fetchall()[0][0]
-    rows = ws.execute(
-        f"""SELECT f.id, f.probe, f.probe_version, f.example_id, e.source_index, e.source_sha256,
-                   e.source_id, f.rule, f.severity, f.triage, f.score_before, f.score_after,
-                   f.case_data, f.details, e.current_label, e.flipped, e.current_category
-            FROM findings f LEFT JOIN current_examples e ON e.id = f.example_id
-            WHERE {where} ORDER BY f.id LIMIT ? OFFSET ?""",
-        params + [limit, offset]).fetchall()
-    cols = ["finding_id", "probe", "probe_version", "example_id", "source_index", "source_sha256",
-            "source_id", "rule", "severity", "triage", "score_before", "score_after", "case",
-            "details", "label", "flipped", "category"]
-    items = []
-    for row in rows:
-        item = dict(zip(cols, row))
-        item["case"] = json.loads(item["case"]) if item["case"] else None
-        item["details"] = json.loads(item["details"]) if item["details"] else {}
-        items.append(item)
-    return items, int(total)
 
 
 ProbeFactory = Callable[[], Probe]

@@ -10,7 +10,8 @@ every later version must keep passing.
 
 Modules: ``compare`` (the comparison), ``deltas`` (metric deltas and their
 intervals), ``findings`` (probe findings replayed), ``suite`` (the regression
-suite), ``gate`` (the three rules), ``report`` (the records and their JSON),
+suite), ``gate`` (the three rules), ``report`` (the records and their JSON, the
+gate's verdict included), ``limits`` (the caps both share),
 ``release_gate`` (what a release is gated on).
 """
 

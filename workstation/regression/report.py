@@ -27,16 +27,15 @@ from typing import Any
 import numpy as np
 
 from workstation.models.registry import ModelVersion
+from workstation.regression.gate import gate
+from workstation.regression.limits import BUDGET_SLACK, ID_LIST_CAP
 
 REPORT_FORMAT = "workstation.regression-report/2"
 # /1 summed examples and probe cases into top-level fixed / broken / unchanged;
 # its suite_additions read the same, so releases that stored it still count.
 READABLE_FORMATS = ("workstation.regression-report/1", REPORT_FORMAT)
 _OUTCOMES = ("fixed", "broken", "unchanged")
-ID_LIST_CAP = 1000
 LARGEST_DROPS = 10
-# Scores come from float32 models: a loss this close to the budget is within it.
-BUDGET_SLACK = 1e-6
 
 
 def id_list(ids: np.ndarray | list[int], cap: int = ID_LIST_CAP) -> dict[str, Any]:
@@ -258,8 +257,6 @@ class RegressionReport:
         return {"examples": examples, "training_examples": training, "probe_cases": probe_cases}
 
     def gate(self, tolerance: float | None = None, budget: float | None = None) -> dict[str, Any]:
-        from workstation.regression.gate import gate
-
         return gate(self, tolerance, budget)
 
     def suite_additions(self) -> dict[str, Any]:

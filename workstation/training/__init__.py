@@ -1,4 +1,5 @@
-"""Local retraining of reward models: the only package that imports torch.
+"""Local retraining of reward models (torch lives here; the encoder's one-time
+conversion in ``encoder.py`` is the only other place that imports it).
 
 ``train(ws, dataset, name, ...)`` fits a reward head on a dataset as
 currently reviewed (flips, label edits and exclusions applied), exports it to

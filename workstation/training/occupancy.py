@@ -6,25 +6,27 @@ where the paper's mixture of autoencoders ranked states almost without
 relation to the tasks' own rewards: reconstruction error says whether a state
 lies on the demonstrations' manifold, not how much of their time the experts
 spend there, nor whether they are passing through it on the way somewhere.
-The raw score of a state x adds up four terms, each put on a common scale
+The raw score of a state x adds up three terms, each put on a common scale
 (minus the median, over the interquartile range, of the validation steps):
 
-* occupancy: a smooth mixture of E density experts over the demonstration
-  steps (Gaussian kernels on up to ``centres`` steps, the steps split among
-  the experts by k-means; bandwidth ``bandwidth`` in units of a quarter of
-  each observation's range), plus one Gaussian with the steps' full
-  covariance. Every step counts once, so states the experts dwell in weigh
-  most (the swing-up expert visits every angle once but stays upright);
+* a density, one of two: the occupancy, a smooth mixture of E density
+  experts over the demonstration steps (Gaussian kernels on up to
+  ``centres`` steps, the steps split among the experts by k-means; bandwidth
+  ``bandwidth`` in units of a quarter of each observation's range), where
+  every step counts once, so states the experts dwell in weigh most (the
+  swing-up expert visits every angle once but stays upright); or one
+  Gaussian with the steps' full covariance, which keeps how the observations
+  move together (a cart-pole's angle and its speed);
 * progress: a small network trained, on pairs of steps of the same training
   trajectory, to score the later step higher (Bradley-Terry). Experts move
   towards what the task rewards, so in goal-reaching tasks (MountainCar,
-  CliffWalking) progress is the task's value where occupancy is not;
-* the mix: progress weighs w = 2·a − 1 (clipped to [0, 1]) and occupancy
-  1 − w, where a is how often progress orders two steps of a *validation*
-  trajectory correctly: about 1 when the experts always head one way, about
-  0.5 when they only hold a state. Any steady trend counts as progress, a
-  slow drift of the cart along the track too; ``progress_weight`` sets w
-  instead (0: occupancy alone);
+  CliffWalking) progress is the task's value where a density is not;
+* the mix: progress weighs w and the density 1 - w, both chosen from the
+  held-aside *validation* trajectories' time order (``term_choice``): the
+  density the experts climb more often, and w from where the trajectories
+  end (in the density's densest places: the experts hold a state, w = 0; in
+  its sparsest: they reach for one) capped by how well progress orders the
+  steps. ``density`` and ``progress_weight`` set them instead;
 * support: within the demonstrations' reach (the distance to the nearest
   kernel centre that 98% of validation steps stay within) nothing is added;
   beyond it, the log of a Gaussian kernel of width ``support_bandwidth`` at
@@ -34,10 +36,11 @@ The raw score of a state x adds up four terms, each put on a common scale
 
 The raw score is calibrated on held-out steps (``workstation.calibration``):
 reward = sigmoid((raw − centre) / scale), 0.5 at their 5th percentile.
-``expert_rewards`` [N, E] are the same with each expert's own density in
-place of the mixture's, ``gate`` [N, E] the experts' posterior share of the
-state and ``uncertainty`` the gate-weighted standard deviation of
-``expert_rewards``. Interaction-free: nothing but the demonstrations is used.
+``expert_rewards`` [N, E] are the same with each expert's own density (and
+its own reach) in place of the mixture's, ``gate`` [N, E] the experts'
+posterior share of the state and ``uncertainty`` the gate-weighted standard
+deviation of ``expert_rewards``. Interaction-free: nothing but the
+demonstrations is used.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from workstation.errors import WorkstationError
 from workstation.progress import Progress
 from workstation.training.fit import FitReport, FitSettings, fit
 from workstation.training.heads import standardiser
+from workstation.training.term_choice import TermChoice, choose_terms
 
 SUPPORT_PERCENTILE = 2.0
 _RANGE_QUANTILES = (0.5, 99.5)
@@ -147,11 +151,13 @@ class OccupancyScorer(nn.Module):
     output_names = ("reward", "expert_rewards", "gate", "uncertainty")
 
     def __init__(self, density: OccupancyDensity, progress: ProgressNet,
-                 norms: dict[str, Normaliser], weight: float, support_reach: float,
+                 norms: dict[str, Normaliser], choice: TermChoice, support_reach: float,
                  support_bandwidth: float, calibration: Calibration | None = None) -> None:
         super().__init__()
         self.density, self.progress = density, progress
-        self.weight, self.support_reach = float(weight), float(support_reach)
+        self.choice = choice
+        self.weight, self.support_reach = float(choice.progress_weight), float(support_reach)
+        self.occupancy_share = choice.occupancy_share
         self.register_buffer("reach", torch.tensor(float(support_reach)))
         self.register_buffer("support_width", torch.tensor(1.0 / (2 * support_bandwidth ** 2)))
         self.norms = norms
@@ -176,11 +182,12 @@ class OccupancyScorer(nn.Module):
         """The mixture's raw score [N], each expert's [N, E] and the gate [N, E]."""
         broad, nearest, gauss = self.density(obs)
         occupancy, gate = self.density.mixture(broad)
-        shared = (1.0 - self.weight) * self._z("gauss", gauss) \
+        kernels, rest = self.occupancy_share * (1.0 - self.weight), 1.0 - self.weight
+        shared = (1.0 - self.occupancy_share) * rest * self._z("gauss", gauss) \
             + self.weight * self._z("progress", self.progress(obs))
-        mixture = shared + (1.0 - self.weight) * self._z("occupancy", occupancy) \
+        mixture = shared + kernels * self._z("occupancy", occupancy) \
             - self._off_support(nearest.min(dim=1).values)
-        experts = shared.unsqueeze(1) + (1.0 - self.weight) * self._z("occupancy", broad) \
+        experts = shared.unsqueeze(1) + kernels * self._z("occupancy", broad) \
             - self._off_support(nearest)
         return mixture, experts, gate
 
@@ -220,7 +227,7 @@ class OccupancyFit:
     """The fitted scorer and what the fit measured."""
 
     scorer: OccupancyScorer
-    order_accuracy: float
+    choice: TermChoice
     order_source: str
     report: FitReport
     n_pairs: int
@@ -236,15 +243,19 @@ def fit_occupancy(steps: Steps, hp: dict[str, Any], seed: int,
     density = _density(train, hp, rng)
     net, report, n_pairs, pairs_for = _progress(steps, hp, generator, progress)
     monitor = steps.validation if steps.validation.any() else steps.train
-    accuracy = order_accuracy(net, steps.obs, pairs_for(monitor, rng))
-    weight = float(np.clip(2.0 * accuracy - 1.0, 0.0, 1.0))
-    if hp.get("progress_weight") is not None:  # the analyst's choice over the measured one
-        weight = float(hp["progress_weight"])
-    norms, reach = _normalisers(density, net, torch.from_numpy(steps.obs[monitor]))
-    scorer = OccupancyScorer(density, net, norms, weight, reach,
+    rows = np.flatnonzero(monitor)
+    terms, nearest = _term_scores(density, net, torch.from_numpy(steps.obs[rows]))
+    # The pairs index every step; the terms were scored on the monitor's rows only.
+    pairs = np.searchsorted(rows, pairs_for(monitor, rng))
+    choice = choose_terms(terms, pairs, np.ones(len(rows), dtype=bool),
+                          steps.trajectory[rows], hp.get("density") or "auto",
+                          hp.get("progress_weight"))
+    norms = {name: Normaliser.of(terms[key]) for name, key in _NORMALISED.items()}
+    reach = float(np.percentile(nearest, 100.0 - SUPPORT_PERCENTILE))
+    scorer = OccupancyScorer(density, net, norms, choice, reach,
                              float(hp["support_bandwidth"])).eval()
     source = "validation" if steps.validation.any() else "training"
-    return OccupancyFit(scorer, accuracy, f"{source} trajectories", report, n_pairs)
+    return OccupancyFit(scorer, choice, f"{source} trajectories", report, n_pairs)
 
 
 def _density(train: np.ndarray, hp: dict[str, Any], rng: np.random.Generator) -> OccupancyDensity:
@@ -342,30 +353,21 @@ def time_pairs(trajectory: np.ndarray, rows: np.ndarray, count: int,
     return np.stack([index[first], index[second]], axis=1)
 
 
-def order_accuracy(net: ProgressNet, obs: np.ndarray, pairs: np.ndarray) -> float:
-    """How often the later step of a pair scores higher (ties count half)."""
-    if not len(pairs):
-        return 0.5
-    with torch.no_grad():
-        score = net(torch.from_numpy(obs)).double().numpy()
-    earlier, later = score[pairs[:, 0]], score[pairs[:, 1]]
-    return float(np.mean((later > earlier) + 0.5 * (later == earlier)))
+# The scorer's normalisers by name, and the term scores they are fitted on.
+_NORMALISED = {"occupancy": "occupancy", "gauss": "gaussian", "progress": "progress"}
 
 
-def _normalisers(density: OccupancyDensity, net: ProgressNet,
-                 obs: torch.Tensor) -> tuple[dict[str, Normaliser], float]:
-    """The terms' normalisers and the demonstrations' reach: the
-    ``SUPPORT_PERCENTILE``-th percentile of the steps' nearest-centre distance
-    counted from the top (so 98% of them lie within it)."""
+def _term_scores(density: OccupancyDensity, net: ProgressNet,
+                 obs: torch.Tensor) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Each term's raw score on ``obs`` (occupancy, gaussian, progress) and
+    the distance to the nearest kernel centre."""
     with torch.no_grad():
         broad, nearest, gauss = density(obs)
         occupancy, _ = density.mixture(broad)
         later = net(obs)
-    norms = {"occupancy": Normaliser.of(occupancy.double().numpy()),
-             "gauss": Normaliser.of(gauss.double().numpy()),
-             "progress": Normaliser.of(later.double().numpy())}
-    distance = nearest.min(dim=1).values.double().numpy()
-    return norms, float(np.percentile(distance, 100.0 - SUPPORT_PERCENTILE))
+    terms = {"occupancy": occupancy.double().numpy(), "gaussian": gauss.double().numpy(),
+             "progress": later.double().numpy()}
+    return terms, nearest.min(dim=1).values.double().numpy()
 
 
 def calibrate_scorer(scorer: OccupancyScorer, obs: np.ndarray, percentile: float,
@@ -381,10 +383,17 @@ def calibrate_scorer(scorer: OccupancyScorer, obs: np.ndarray, percentile: float
 
 def describe(fit_result: OccupancyFit, hp: dict[str, Any]) -> dict[str, Any]:
     """The model's own figures for the training metrics."""
-    scorer = fit_result.scorer
-    return {"progress_order_accuracy": fit_result.order_accuracy,
+    scorer, choice = fit_result.scorer, fit_result.choice
+    return {"density": choice.density,
+            "order_accuracy": {name: round(value, 6)
+                               for name, value in choice.order_accuracy.items()},
+            "progress_order_accuracy": choice.order_accuracy["progress"],
             "progress_order_measured_on": fit_result.order_source,
-            "progress_weight": scorer.weight, "occupancy_weight": 1.0 - scorer.weight,
+            "end_density_percentile": choice.end_percentile,
+            "progress_share_from_ends": choice.reach_share,
+            "progress_reliability": choice.reliability,
+            "progress_weight": scorer.weight, "density_weight": 1.0 - scorer.weight,
+            "occupancy_weight": scorer.occupancy_share * (1.0 - scorer.weight),
             "support_reach": scorer.support_reach, "n_progress_pairs": fit_result.n_pairs,
             "n_centres": int(scorer.density.centres_t.shape[1]),
             "bandwidth": float(hp["bandwidth"]),

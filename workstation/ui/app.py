@@ -3,7 +3,8 @@ with no sub-command, and `workstation --workspace W gui`).
 
 Start-up stays light: only Qt, DuckDB and the browser load here; heavy core
 modules load inside the actions that need them, pyqtgraph with the first
-plot, and torch only when training starts.
+plot, and torch only when training starts (or the encoder's one-time
+conversion runs, on the first encoding of a fresh install).
 """
 
 from __future__ import annotations

@@ -243,6 +243,7 @@ class BrowserPanel(QWidget):
         tags = catalog.tags(ws, dataset.name) if dataset else []
         probes = catalog.run_probes(ws, run.id) if run and run.kind == "probe" else []
         self.filter_bar.set_mode(self.mode, categories, tags, probes)
+        self.filter_bar.set_analysts(*_analysts(ws))
         self._fill_split(run)
 
     def _fill_split(self, run: Any) -> None:
@@ -452,6 +453,18 @@ class BrowserPanel(QWidget):
             self.refresh()
         elif "review" in changes:
             self.model.reload()
+
+
+def _analysts(ws: Any) -> tuple[list[tuple[str, str]], str | None]:
+    """The trusted keys as (name, key id), and the key of who is signed in
+    (else the current identity's): whose assignments "assigned to me" shows."""
+    from workstation import identity, trust
+
+    if ws is None:
+        return [], None
+    signer = identity.session_signer()
+    mine = signer.key_id if signer else getattr(identity.current(), "key_id", None)
+    return [(k.name, k.key_id) for k in trust.list_keys(ws)], mine
 
 
 def count_text(total: int, mode: str, filters: Filters, dataset: Any, run: Any) -> str:

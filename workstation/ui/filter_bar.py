@@ -1,6 +1,7 @@
 """The browser's filters: what an analyst can narrow a table to (verdict,
-training split, review state, category, tag, score and margin ranges, text,
-probe), as a ``Filters`` value and the bar of controls that edits it.
+training split, review state, category, tag, who labelled it, assigned to me,
+score and margin ranges, text, probe), as a ``Filters`` value and the bar of
+controls that edits it.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ from typing import Any
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QDoubleValidator, QKeySequence, QShortcut
-from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QLineEdit, QPushButton,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QLineEdit,
+                               QPushButton, QSizePolicy, QVBoxLayout, QWidget)
 
 from workstation.ui.widgets import plain_label, refill, small_combo
 
@@ -38,6 +39,8 @@ class Filters:
     margin_max: float | None = None
     text: str | None = None
     probe: str | None = None
+    labelled_by: str | None = None   # a key id
+    assigned_to: str | None = None   # a key id (the "assigned to me" box: the signer's)
     split: str | None = None  # "heldout" or "training"; None: every example
 
     def page_filters(self) -> dict[str, Any]:
@@ -56,6 +59,10 @@ class Filters:
             parts.append("reviewed" if self.reviewed else "unreviewed")
         if self.split is not None:
             parts.append(SPLIT_WORDS[self.split])
+        if self.labelled_by is not None:
+            parts.append(f"labelled by {self.labelled_by}")
+        if self.assigned_to is not None:
+            parts.append("assigned to me")
         return " · ".join(parts)
 
 
@@ -74,6 +81,11 @@ class FilterBar(QWidget):
         self.category = self._choice([(ALL, None)])
         self.tag = self._choice([(ALL, None)])
         self.probe = self._choice([(ALL, None)])
+        self.labelled_by = self._choice([(ALL, None)])
+        self.labelled_by.setMinimumContentsLength(6)
+        self.mine = QCheckBox("Assigned to me")
+        self.mine.toggled.connect(lambda _on: self.changed.emit())
+        self.me: str | None = None  # the key id "assigned to me" means
         self.split = self._choice(SPLIT_CHOICES)
         self.ranges = {name: self._number(name) for name in
                        ("score_min", "score_max", "margin_min", "margin_max")}
@@ -124,7 +136,17 @@ class FilterBar(QWidget):
             second.addWidget(QLabel("to"))
             second.addWidget(self.ranges[high])
             second.addSpacing(8)
+        # Team review: whose labels, and the rows handed to me (a narrow second row keeps
+        # the window's minimum width).
+        label = self.labels["Labelled by"] = QLabel("Labelled by")
+        label.setBuddy(self.labelled_by)
+        second.addWidget(label)
+        second.addWidget(self.labelled_by)
+        second.addWidget(self.mine)
+        second.addSpacing(8)
         self.summary = plain_label(wrap=False)
+        # A long filter summary is cut at the window's edge, never widens the window.
+        self.summary.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.count = plain_label(wrap=False)
         second.addWidget(self.summary, 1)
         second.addWidget(self.count)
@@ -142,7 +164,8 @@ class FilterBar(QWidget):
         refill(self.tag, [(ALL, None)] + [(t, t) for t in tags])
         refill(self.probe, [(ALL, None)] + [(p, p) for p in probes])
         findings = mode == "findings"
-        for widget in (self.search, self.reviewed, self.category, self.tag):
+        for widget in (self.search, self.reviewed, self.category, self.tag, self.labelled_by,
+                       self.mine):
             widget.setEnabled(not findings)
         for widget in (self.verdict, *self.ranges.values()):
             widget.setEnabled(mode == "run")
@@ -169,14 +192,28 @@ class FilterBar(QWidget):
             reviewed=self.reviewed.currentData() if enabled else None,
             text=(self.search.text().strip() or None) if enabled else None,
             probe=self.probe.currentData() if self.probe.isEnabled() else None,
+            labelled_by=self.labelled_by.currentData() if enabled else None,
+            assigned_to=self.me if enabled and self.mine.isChecked() and self.me else None,
             split=self.split.currentData() if self.split.isEnabled() else None, **ranges)
+
+    def set_analysts(self, analysts: list[tuple[str, str]], me: str | None) -> None:
+        """The "labelled by" choices ((name, key id) of the trusted keys) and
+        whose assignments "assigned to me" shows."""
+        refill(self.labelled_by, [(ALL, None)] + [(f"{n} ({k[:8]})", k) for n, k in analysts])
+        self.me = me
+        self.mine.setToolTip("examples assigned to you" if me else
+                             "sign in (make an edit) to see the examples assigned to you")
 
     def restore(self, filters: Filters) -> None:
         """Show ``filters`` again (after the choices were refilled)."""
         for combo, value in ((self.verdict, filters.verdict), (self.category, filters.category),
                              (self.tag, filters.tag), (self.reviewed, filters.reviewed),
-                             (self.probe, filters.probe), (self.split, filters.split)):
+                             (self.probe, filters.probe), (self.split, filters.split),
+                             (self.labelled_by, filters.labelled_by)):
             combo.setCurrentIndex(max(combo.findData(value), 0))
+        self.mine.blockSignals(True)
+        self.mine.setChecked(filters.assigned_to is not None)
+        self.mine.blockSignals(False)
 
     def set_verdict(self, verdict: str | None) -> None:
         self.verdict.setCurrentIndex(max(self.verdict.findData(verdict), 0))
@@ -184,8 +221,12 @@ class FilterBar(QWidget):
     def clear(self, emit: bool = True) -> None:
         """Back to no filter (a run shows its failures)."""
         self._typing.stop()
-        for combo in (self.reviewed, self.category, self.tag, self.probe, self.split):
+        for combo in (self.reviewed, self.category, self.tag, self.probe, self.split,
+                      self.labelled_by):
             combo.setCurrentIndex(0)
+        self.mine.blockSignals(True)
+        self.mine.setChecked(False)
+        self.mine.blockSignals(False)
         self.search.blockSignals(True)
         self.search.clear()
         self.search.blockSignals(False)

@@ -8,11 +8,12 @@ button and readable error messages.
 
 from __future__ import annotations
 
+import threading
 import time
 import traceback
 from typing import Any, Callable
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, QTimer, Signal
 
 from workstation.errors import Cancelled, WorkstationError
 from workstation.progress import Progress
@@ -46,6 +47,10 @@ class Job(QRunnable):
         self.signals = JobSignals()
         self.progress = Progress(self._report)
         self._last_emit = 0.0
+        # The newest report the throttle held back: the runner's timer sends
+        # it on, so the last figure before a long pause is never lost.
+        self._held: tuple[str, int, int] | None = None
+        self._lock = threading.Lock()
         self.result: Any = None
         self.error: str | None = None
         # True when whoever started the job shows its failure (the window
@@ -57,8 +62,22 @@ class Job(QRunnable):
 
     def _report(self, stage: str, done: int, total: int) -> None:
         now = time.monotonic()
-        if now - self._last_emit >= self.EMIT_INTERVAL or (total and done >= total):
-            self._last_emit = now
+        with self._lock:
+            if not (now - self._last_emit >= self.EMIT_INTERVAL or (total and done >= total)):
+                self._held = (stage, done, total)
+                return
+            self._last_emit, self._held = now, None
+        self.signals.progress.emit(stage or self.title, done, total)
+
+    def send_held_progress(self) -> None:
+        """Emit the report the throttle held back, if it is still the newest
+        (called on the GUI thread by the runner's timer)."""
+        with self._lock:
+            held, self._held = self._held, None
+            if held is not None:
+                self._last_emit = time.monotonic()
+        if held is not None:
+            stage, done, total = held
             self.signals.progress.emit(stage or self.title, done, total)
 
     def run(self) -> None:
@@ -94,6 +113,9 @@ class JobRunner(QObject):
         self.pool = QThreadPool(self)
         self.pool.setMaxThreadCount(2)
         self.running: list[Job] = []
+        self._held_timer = QTimer(self)
+        self._held_timer.setInterval(int(Job.EMIT_INTERVAL * 2000))
+        self._held_timer.timeout.connect(self._send_held_progress)
 
     def start(self, job: Job, on_done: Callable[[Any], None] | None = None) -> Job:
         if on_done is not None:
@@ -102,11 +124,18 @@ class JobRunner(QObject):
         self.running.append(job)
         self.started.emit(job)
         self.pool.start(job)
+        self._held_timer.start()
         return job
+
+    def _send_held_progress(self) -> None:
+        for job in list(self.running):
+            job.send_held_progress()
 
     def _ended(self, job: Job) -> None:
         if job in self.running:
             self.running.remove(job)
+        if not self.running:
+            self._held_timer.stop()
         self.ended.emit(job)
 
     def cancel_all(self) -> None:

@@ -1,4 +1,4 @@
-"""The main window: menus, the start page, the Browser / Plots / Models tabs,
+"""The main window: menus, the start page, the Browser / Plots / Models / Team tabs,
 and the status bar with the running job's progress and its Cancel button.
 
 The flywheel actions behind the menus are in ``flywheel``, the start page and
@@ -37,7 +37,7 @@ WARM_UP_MODULES = ("onnxruntime", "workstation.audits.runs", "workstation.models
                    "workstation.probes.base", "workstation.examples")
 WORKSPACE_FILTER = "Workspaces (*.duckdb *.db);;All files (*)"
 # Actions on a dataset's rows: nothing to act on without one.
-REVIEW_ACTIONS = ("flip", "safe", "unsafe", "exclude", "note", "tags", "category",
+REVIEW_ACTIONS = ("flip", "safe", "unsafe", "exclude", "note", "tags", "category", "assign",
                   "next_unreviewed", "next_row", "previous_row", "undo", "redo", "search",
                   "clear_filters")
 
@@ -78,9 +78,11 @@ class MainWindow(QMainWindow):
         self.tabs.setDocumentMode(True)
         self.tabs.addTab(self.browser, "Browser")
         self.lazy_tabs = [LazyTab("workstation.ui.plots", "PlotsPanel", self.ctx),
-                          LazyTab("workstation.ui.models_panel", "ModelsPanel", self.ctx)]
+                          LazyTab("workstation.ui.models_panel", "ModelsPanel", self.ctx),
+                          LazyTab("workstation.ui.team_view", "TeamPanel", self.ctx)]
         self.tabs.addTab(self.lazy_tabs[0], "Plots")
         self.tabs.addTab(self.lazy_tabs[1], "Models")
+        self.tabs.addTab(self.lazy_tabs[2], "Team")
         self.tabs.currentChanged.connect(self._tab_changed)
         self.pages = QStackedWidget()
         self.pages.addWidget(self.start_page)
@@ -125,7 +127,7 @@ class MainWindow(QMainWindow):
         needs = {"close": ws is not None, "import": ws is not None, "register": ws is not None,
                  "export": datasets, "train": datasets, "retrain": datasets and models,
                  "audit": datasets and models, "probes": datasets and models,
-                 "patch": datasets and models}
+                 "patch": datasets and models, "report": datasets and models}
         for name in REVIEW_ACTIONS:
             needs[name] = datasets
         for name, possible in needs.items():
@@ -179,7 +181,7 @@ class MainWindow(QMainWindow):
             self.actions[name] = make_action(self, name, handler)
             view.addAction(self.actions[name])
         view.addSeparator()
-        for i, text in enumerate(("Browser", "Plots", "Models")):
+        for i, text in enumerate(("Browser", "Plots", "Models", "Team")):
             self._action(view, text, lambda i=i: self.tabs.setCurrentIndex(i), f"Ctrl+{i + 1}")
         help_menu = bar.addMenu("&Help")
         self.actions["help"] = make_action(self, "help", self.show_help)
@@ -213,7 +215,7 @@ class MainWindow(QMainWindow):
         r = self.reviewer
         groups = [[("flip", r.flip), ("safe", r.safe), ("unsafe", r.unsafe),
                    ("exclude", r.exclude), ("note", r.note), ("tags", r.tags),
-                   ("category", r.category)],
+                   ("category", r.category), ("assign", r.assign)],
                   [("next_unreviewed", r.next_unreviewed), ("next_row", r.next_row),
                    ("previous_row", r.previous_row)],
                   [("undo", r.undo), ("redo", r.redo)], [("reason", r.set_reason)]]
@@ -232,6 +234,30 @@ class MainWindow(QMainWindow):
                                     ("retrain", "Re&train…", f.retrain),
                                     ("patch", "&Patch selected…", f.patch_selected)):
             self.actions[name] = self._action(menu, text, handler)
+        menu.addSeparator()
+        self.actions["report"] = self._action(menu, "Re&port…", self.report, "Ctrl+Shift+R")
+        self.actions["report"].setStatusTip("write a signed audit report (HTML, PDF or JSON) of "
+                                            "a model version")
+
+    def report(self) -> None:
+        """Report…: the dialog that builds, previews and saves a signed audit report."""
+        from workstation.ui.report_dialog import ReportDialog, audited_versions
+
+        ws = self.ctx.ws
+        if ws is None:
+            return
+        versions = audited_versions(ws)
+        if not versions:
+            dialogs.show_error(self, "No model version has been audited yet: run Model > "
+                                     "Audit… first; the report shows audit runs.")
+            return
+        current = None
+        if self.ctx.model_version_id is not None:
+            from workstation.models.registry import get_version
+
+            current = get_version(ws, self.ctx.model_version_id).ref
+        self.report_dialog = ReportDialog(self.ctx, versions, current, self)
+        self.report_dialog.show()
 
     def _focus_search(self) -> None:
         self.tabs.setCurrentWidget(self.browser)

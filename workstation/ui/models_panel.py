@@ -1,14 +1,16 @@
 """The models view: versions and their lineage, metrics and manifests; the
-regression comparison of two versions; release, rollback and export; the
-ledger and workspace verification.
+regression comparison of two versions; release (a request, approved by as
+many approvers as the policy asks), approve or reject, rollback and export;
+the ledger and workspace verification.
 
 Everything here shows core state and calls core functions through jobs:
 ``models.lineage`` (what is shown), and through ``version_jobs`` the
-regression report (compare, the release gate; no release without it) and
-training; ``releases``
-(release, rollback, export) and ``verify``. The tree and details are in
-``versions``, the comparison in ``compare_view``. The small dialog functions
-at the top are module functions so that tests can answer them.
+regression report (compare, the release gate: shown before a release, which
+computes it again itself and refuses without it) and training; ``releases``
+(release, approve, reject, rollback, export) and ``verify``. The tree and
+details are in ``versions``, the comparison in ``compare_view``, releases and
+requests in ``releases_view``. The small dialog functions at the top are
+module functions so that tests can answer them.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QFileDialog, QHBoxLayout, QInp
                                QTableWidget, QTableWidgetItem, QTabWidget, QVBoxLayout,
                                QWidget)
 
-from workstation import releases
+from workstation import policy, releases, trust
 from workstation.models import lineage
 from workstation.models.lineage import VersionNode
 from workstation.ui import forms, version_jobs
@@ -32,6 +34,7 @@ from workstation.ui.colours import semantic_colour
 from workstation.ui.compare_view import CompareView
 from workstation.ui.context import AppContext
 from workstation.ui.identity_dialogs import ensure_signer
+from workstation.ui.releases_view import ReleasesView
 from workstation.ui.versions import VersionDetails, VersionTree
 from workstation.ui.widgets import EmptyState, compact
 from workstation.ui.wording import count
@@ -153,6 +156,13 @@ class LedgerView(QWidget):
                                    f'{problems}')
 
 
+def _approved_text(rel: releases.Release) -> str:
+    if rel.status == "in-force":
+        return f"{rel.ref} (release {rel.id}) is now the release in force."
+    return (f"Release {rel.id} ({rel.ref}) is still pending: {len(rel.approvals)} of "
+            f"{rel.approvals_required} approvals.")
+
+
 def _checked_text(checked: dict[str, int]) -> str:
     """"0 review log rows, 1 release" (the report names what it counted, in plural)."""
     def words(name: str, n: int) -> str:
@@ -184,9 +194,10 @@ class ModelsPanel(QWidget):
         self.details = VersionDetails()
         self.compare_view = CompareView()
         self.ledger_view = LedgerView()
+        self.releases_view = ReleasesView()
         self.tabs = QTabWidget()
         for widget, name in ((self.details, "Details"), (self.compare_view, "Compare"),
-                             (self.ledger_view, "Ledger")):
+                             (self.releases_view, "Releases"), (self.ledger_view, "Ledger")):
             self.tabs.addTab(widget, name)
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(self.tree)
@@ -205,6 +216,8 @@ class ModelsPanel(QWidget):
         self.details.run_chosen.connect(self.ctx.run_selected.emit)
         self.compare_view.compare_requested.connect(self.compare)
         self.compare_view.example_clicked.connect(self.ctx.example_selected.emit)
+        self.releases_view.approve_requested.connect(self.approve)
+        self.releases_view.reject_requested.connect(self.reject)
 
     def _toolbar(self) -> QHBoxLayout:
         row = QHBoxLayout()
@@ -230,10 +243,27 @@ class ModelsPanel(QWidget):
         self.tree.fill(self.nodes, self.audits)  # keeps the analyst's choice
         self.compare_view.set_versions(self.nodes)  # keeps the pair picked there
         self.ledger_view.fill(lineage.ledger_rows(ws) if ws is not None else [])
+        self._fill_releases(ws)
         node = self.selected()
         self.details.show_version(node, self.audits.get(self.tree.chosen(), []))
         self._enable(node)
         self._show_first_steps(ws)
+
+    def _fill_releases(self, ws: Any) -> None:
+        if ws is None:
+            self.releases_view.fill([], 1, False)
+            return
+        self.releases_view.fill(releases.release_history(ws),
+                                policy.get(ws, "release.approvals"), self._may_approve(ws))
+
+    @staticmethod
+    def _may_approve(ws: Any) -> bool:
+        """Whoever is signed in is an approver here (nobody yet: they may be)."""
+        from workstation.identity import session_signer
+
+        signer = session_signer()
+        key = trust.get_key(ws, signer.key_id) if signer is not None else None
+        return signer is None or (key is not None and key.active and "approver" in key.roles)
 
     def _show_first_steps(self, ws: Any) -> None:
         """With no version yet, what to do for a first one."""
@@ -323,7 +353,8 @@ class ModelsPanel(QWidget):
     def _confirm_release(self, node: VersionNode, report: Any) -> None:
         current = lineage.release_ref(self.ctx.ws, lineage.rollback_target(self.ctx.ws,
                                                                             node.model)[0])
-        text = version_jobs.release_text(node, current, report)
+        text = version_jobs.release_text(node, current, report,
+                                         policy.get(self.ctx.ws, "release.approvals"))
         evidence = report if isinstance(report, dict) else None
         failed = evidence is not None and (evidence.get("gate") or {}).get("pass") is False
         if not failed:
@@ -344,13 +375,51 @@ class ModelsPanel(QWidget):
             return
 
         def done(rel: releases.Release) -> None:
-            inform(self, "Released", f"{rel.ref} is the release in force, signed with key "
-                                     f"{rel.key_id}.")
+            if rel.status == "in-force":
+                inform(self, "Released", f"{rel.ref} is the release in force, signed with key "
+                                         f"{rel.key_id}.")
+                return
+            self.releases_view.choose(rel.id)
+            self.tabs.setCurrentWidget(self.releases_view)
+            inform(self, "Release requested",
+                   f"{rel.ref} is release request {rel.id}, pending: {len(rel.approvals)} of "
+                   f"{rel.approvals_required} approvals. An approver approves it under "
+                   f"Releases (or `workstation approve {rel.id}`).")
+        encoder = self._encoder()
+        # The release computes the regression report again, inside its own
+        # transaction, and refuses when it cannot: what was shown is a preview.
         self.ctx.run_job(f"Release {node.ref}",
-                         lambda ws, _p: releases.release(ws, node.id,
-                                                         regression_report=report, force=force,
-                                                         force_reason=reason),
+                         lambda ws, p: releases.release(ws, node.id, force=force,
+                                                        force_reason=reason, encoder=encoder,
+                                                        progress=p),
                          done, {"releases", "models"})
+
+    def approve(self, release_id: int) -> None:
+        rel = releases.get_release(self.ctx.ws, release_id)
+        if not confirm(self, f"Approve release {rel.id}",
+                       f"Approve {rel.ref} (release {rel.id}, requested by "
+                       f"{rel.requested_by})?\n\nApprovals so far: {len(rel.approvals)} of "
+                       f"{rel.approvals_required}. Your signature is recorded in the ledger "
+                       f"and in the exported release.", "Approve"):
+            return
+        if ensure_signer(self) is None:
+            return
+        self.ctx.run_job(f"Approve release {rel.id}",
+                         lambda ws, _p: releases.approve(ws, release_id),
+                         lambda done: inform(self, "Approved", _approved_text(done)),
+                         {"releases", "models"})
+
+    def reject(self, release_id: int) -> None:
+        rel = releases.get_release(self.ctx.ws, release_id)
+        reason = ask_text(self, f"Reject release {rel.id}",
+                          f"Why reject {rel.ref}? (recorded in the ledger)")
+        if not reason or not reason.strip() or ensure_signer(self) is None:
+            return
+        self.ctx.run_job(f"Reject release {rel.id}",
+                         lambda ws, _p: releases.reject(ws, release_id, reason.strip()),
+                         lambda done: inform(self, "Rejected", f"Release {done.id} "
+                                                               f"({done.ref}) is rejected."),
+                         {"releases"})
 
     def rollback(self) -> None:
         node = self.selected()
@@ -387,7 +456,8 @@ class ModelsPanel(QWidget):
                          lambda ws, _p: releases.export_release(ws, node.ref, path),
                          lambda out: inform(self, "Exported",
                                             f"{node.ref} was exported to {out}.\nCheck it "
-                                            f"offline with `workstation verify-release`."))
+                                            f"offline with `workstation verify-release "
+                                            f"{out} --trust APPROVERS.pem`."))
 
     # -- verify and retrain --------------------------------------------------------------
     def verify(self) -> None:

@@ -112,6 +112,30 @@ class Reviewer:
         if ok:
             self._edit("category", lambda cur: text.strip() or None)
 
+    def assign(self) -> None:
+        """Ask whom to assign the selected examples to (a trusted reviewer, or nobody)."""
+        from workstation import trust
+
+        ids = self._example_ids()
+        if not ids or self.ctx.ws is None:
+            return
+        keys = [k for k in trust.list_keys(self.ctx.ws) if k.active and "reviewer" in k.roles]
+        items = [f"{k.name} ({k.key_id})" for k in keys] + ["Nobody (unassign)"]
+        text, ok = QInputDialog.getItem(self.browser, "Assign",
+                                        f"Assign {len(ids)} selected examples to:", items, 0,
+                                        False)
+        if ok:
+            self.assign_to(None if text == items[-1] else keys[items.index(text)].key_id)
+
+    def assign_to(self, key_id: str | None) -> None:
+        """Assign the selected examples to ``key_id`` (None: unassign)."""
+        from workstation import assignments
+
+        ids = self._example_ids()
+        if ids:
+            ws = self.ctx.ws
+            self._run(lambda: assignments.assign(ws, ids, key_id, self.reason()))
+
     def undo(self) -> None:
         self._step("undo")
 
@@ -142,9 +166,17 @@ class Reviewer:
         if not ids:
             return
         ws = self.ctx.ws
-        edits = [review.Edit(i, field, value(review.current_values(ws, i)), self.reason())
-                 for i in ids]
-        self._run(lambda: review.apply(ws, edits))
+
+        def call() -> Any:
+            # A judgement toggles the analyst's own value (their flip, not the team's).
+            from workstation.identity import session_signer
+
+            key = session_signer().key_id
+            edits = [review.Edit(i, field, value({**review.current_values(ws, i),
+                                                  **review.own_values(ws, i, key)}),
+                                 self.reason()) for i in ids]
+            return review.apply(ws, edits)
+        self._run(call)
 
     def _step(self, action: str) -> None:
         from workstation import review
@@ -180,6 +212,9 @@ class Reviewer:
         self._refresh({c.example_id for c in changes})
         if {c.field for c in changes} & {"tags", "category"}:
             self.browser.refresh_choices()
+        if changes[0].field == "assignee":
+            self.ctx.status.emit(_assigned_text(self.ctx.ws, changes))
+            return
         self.ctx.status.emit(_change_text(changes, action))
 
     def _refresh(self, example_ids: set[int]) -> None:
@@ -210,3 +245,14 @@ def _change_text(changes: list[Any], action: str) -> str:
     hint = " · Ctrl+Z undoes" if action != "undo" else " · Ctrl+Shift+Z redoes"
     return (f"{verb}example {first.example_id} {change_words(first.field, first.old, first.new)}"
             f"{more} (log row {first.seq}){hint}")
+
+
+def _assigned_text(ws: Any, changes: list[Any]) -> str:
+    from workstation import trust
+
+    key = changes[0].new
+    who = getattr(trust.get_key(ws, key), "name", key) if key else None
+    n = len(changes)
+    return (f"{n} example{'s' if n > 1 else ''} assigned to {who} (log rows {changes[0].seq}–"
+            f"{changes[-1].seq}) · \"Assigned to me\" shows {who} theirs" if who else
+            f"{n} example{'s' if n > 1 else ''} unassigned")

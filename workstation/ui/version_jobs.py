@@ -39,18 +39,23 @@ def train_version(ws: Workspace, dataset: str, name: str, parent: int | str | No
     ``parent`` (a version id or ref, or None) as its parent and ``analyst`` as
     its author."""
     from workstation.models import resolve
-    from workstation.training import train  # torch loads here, and only here
+    from workstation.training import train  # lazily: torch loads when a training job starts
 
     parent_ref = resolve(ws, parent).ref if parent is not None else None
     return train(ws, dataset, name, parent=parent_ref, seed=seed, progress=progress,
                  encoder=encoder, analyst=analyst)
 
 
-def release_text(node: VersionNode, current: str | None, report: Any) -> str:
-    """What the release confirmation says: from, to, and the gate's verdict."""
+def release_text(node: VersionNode, current: str | None, report: Any,
+                 approvals: int = 1) -> str:
+    """What the release confirmation says: from, to, the gate's verdict, and
+    how many approvals it needs (``approvals``, the policy's)."""
     lines = [f"Release {node.ref}?", "",
              f"From: {current or 'nothing (the first release of ' + node.model + ')'}",
              f"To:   {node.ref}", ""]
+    if approvals > 1:
+        lines += [f"It needs {approvals} approvals: this records a signed request, which takes "
+                  "effect once enough approvers have approved it.", ""]
     return "\n".join(lines + gate_lines(report))
 
 

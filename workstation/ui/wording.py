@@ -28,6 +28,9 @@ def value_words(value: object, limit: int = 60) -> str:
     joined by commas, text shortened to ``limit`` characters."""
     if value is None or value == []:
         return "none"
+    if isinstance(value, dict) and "analysts" in value:  # what an adjudication settled
+        return f"{value_words(value.get('in_force'))} (analysts: " + ", ".join(
+            value_words(v) for v in value["analysts"].values()) + ")"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, (list, tuple)):
@@ -37,7 +40,11 @@ def value_words(value: object, limit: int = 60) -> str:
 
 
 def change_words(field: str, old: object, new: object) -> str:
-    """"excluded: no → yes", "tags: none → later, urgent"."""
+    """"excluded: no → yes", "tags: none → later, urgent"; an analyst's
+    judgement set to the value it had is their confirmation: "label: unsafe
+    (confirmed)"."""
+    if old == new and field in ("label", "flipped", "category"):
+        return f"{field}: {value_words(new)} (confirmed)"
     return f"{field}: {value_words(old)} → {value_words(new)}"
 
 
