@@ -178,13 +178,44 @@ def gui(quick: bool, full: bool) -> list[Line]:
                  "from process spawn; torch " + ("LOADED" if r["torch_loaded"] else "not loaded"))]
 
 
+def scale_ray(quick: bool, full: bool) -> list[Line]:
+    from bench import bench_scale_ray as b
+
+    figures = b.run(rows=20_000 if quick else b.ROWS, n_texts=300 if quick else b.TEXTS,
+                    n_pairs=300 if quick else b.PAIRS)
+    lines = [_scale_line(r) for r in figures]
+    if not b.HH_RLHF.exists():
+        lines.append(_missing("scale run on real texts and HH-RLHF pairs", b.HH_RLHF))
+    return lines
+
+
+def _scale_line(r: dict[str, Any]) -> Line:
+    what = {"embeddings": "synthetic-embedding rows", "texts": "distinct real texts",
+            "pairs": "HH-RLHF pairs from real texts"}[r["workload"]]
+    cold = (f"; end to end with Ray's own start {r['ray_cold_s']:.1f} s "
+            f"(ratio {r['ratio_cold']:.2f})") if r["ray_cold_s"] else ""
+    equal = f"; metrics equal {r['metrics_equal']}" if "metrics_equal" in r else ""
+    if r["workload"] == "pairs":  # the equality check: its ratio carries no target
+        target, verdict = "scores equal to 1e-6, metrics equal", _verdict(
+            r["max_score_difference"] <= 1e-6 and r["rows_compared"] == r["rows"]
+            and r["metrics_equal"])
+    else:
+        target, verdict = f">= {r['target']} with scores equal to 1e-6", _verdict(r["passed"])
+    return Line(f"scale run on local Ray ({r['cpus']} CPUs), {_size(r['rows'])} {what}",
+                f"scale run {r['ray_s']:.1f} s ({r['rows_per_s_per_cpu']:,.0f} rows/s per CPU)",
+                f"local audit {r['local_s']:.1f} s", f"{r['ratio']:.2f} (throughput)", target,
+                verdict, f"max |score difference| {r['max_score_difference']:.1g} over "
+                f"{r['rows_compared']:,} rows; output {r['output_bytes_per_row']:.0f} "
+                f"bytes/row{cold}{equal}")
+
+
 def _missing(what: str, path: Path) -> Line:
     return Line(what, "not measured", "-", "-", "-", "n/a", f"real data missing: {path}")
 
 
 BENCHMARKS: dict[str, Callable[[bool, bool], list[Line]]] = {
     "encoder": encoder, "audit": audit, "page": page, "train": train, "patch": patch,
-    "label-errors": label_errors, "gui": gui, "report": report,
+    "label-errors": label_errors, "gui": gui, "report": report, "scale-ray": scale_ray,
 }
 
 

@@ -11,6 +11,8 @@ PACKAGE = REPO / "workstation"
 # Only training code may import torch (the encoder's one-time conversion
 # imports it inside a function, never at module import).
 TORCH_ALLOWED = ("workstation.training",)
+# Only the cluster path's Ray module may import ray (the optional `cluster` extra).
+RAY_MODULE = "workstation.cluster.ray_run"
 
 
 def _core_modules() -> list[str]:
@@ -37,12 +39,28 @@ def _imported_after(code: str) -> set[str]:
     return set(json.loads(result.stdout.strip().splitlines()[-1]))
 
 
-def test_core_modules_import_no_qt_and_no_torch():
-    modules = [m for m in _core_modules() if not m.startswith(TORCH_ALLOWED)]
+def test_core_modules_import_no_qt_and_no_torch_and_no_ray():
+    modules = [m for m in _core_modules() if not m.startswith(TORCH_ALLOWED)
+               and m != RAY_MODULE]
     assert "workstation.workspace" in modules and "workstation.review" in modules
+    assert "workstation.cluster.homecoming" in modules
     loaded = _imported_after("\n".join(f"import {m}" for m in modules))
     assert not loaded & {"PySide6", "pyqtgraph", "pytestqt", "shiboken6"}, loaded
     assert "torch" not in loaded
+    assert "ray" not in loaded
+
+
+def test_only_the_cluster_run_module_imports_ray():
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        module = ".".join(path.relative_to(REPO).with_suffix("").parts)
+        for line in path.read_text().splitlines():
+            stripped = line.strip()
+            if stripped.startswith(("import ray", "from ray")) and module != RAY_MODULE:
+                offenders.append(f"{path.relative_to(REPO)}: {stripped}")
+    assert offenders == []
+    source = (PACKAGE / "cluster" / "ray_run.py").read_text()
+    assert "\nimport ray" in source  # the rule above is about a module that exists
 
 
 def test_identities_need_neither_the_workspace_nor_duckdb(tmp_path):
@@ -78,6 +96,7 @@ def test_cli_start_and_a_command_do_not_import_torch(tmp_path):
         f"assert main(['--workspace', r'{ws}', 'verify', '--json']) == 0")
     assert "torch" not in loaded
     assert "PySide6" not in loaded
+    assert "ray" not in loaded
 
 
 def test_the_window_makes_its_qsettings_in_one_place():

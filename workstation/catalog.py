@@ -4,6 +4,7 @@ categories, tags and probes. Read-only and cheap: a GUI fills its pickers from t
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +41,8 @@ class RunInfo:
     created_at: str
     n_examples: int
     n_failures: int
+    ran_on: dict[str, Any] | None = None     # where a run brought home was scored (else here)
+    selection: dict[str, Any] | None = None  # what of such a run came home
 
 
 def datasets(ws: Workspace) -> list[DatasetInfo]:
@@ -86,11 +89,14 @@ def runs(ws: Workspace, dataset: str | None = None,
         params.append(int(model_version_id))
     rows = ws.execute(
         "SELECT r.id, r.kind, mv.model || '@' || mv.version, r.model_version_id, d.name, "
-        "r.dataset_id, d.kind, r.created_at, r.n_examples, r.n_failures FROM audit_runs r "
+        "r.dataset_id, d.kind, r.created_at, r.n_examples, r.n_failures, "
+        "json_extract(r.params, '$.ran_on'), json_extract(r.params, '$.scale.selection') "
+        "FROM audit_runs r "
         "JOIN model_versions mv ON mv.id = r.model_version_id "
         f"JOIN datasets d ON d.id = r.dataset_id WHERE {' AND '.join(where)} "
         "ORDER BY r.id DESC", params).fetchall()
-    return [RunInfo(*row) for row in rows]
+    return [RunInfo(*row[:-2], *(json.loads(v) if v else None for v in row[-2:]))
+            for row in rows]
 
 
 def run(ws: Workspace, run_id: int) -> RunInfo:

@@ -86,8 +86,10 @@ class SafetyOracle:
 
     def __init__(self, onnx_bytes: bytes, manifest: dict[str, Any], version: str,
                  audited: AuditedSpace | None, *, threshold: float, policy: Policy | None = None,
-                 tokenizer_json: str | None = None, encoder: Any = None) -> None:
-        self.runner = OnnxRunner(onnx_bytes, manifest, tokenizer_json, source=version)
+                 tokenizer_json: str | None = None, encoder: Any = None,
+                 threads: int | None = None) -> None:
+        self.runner = OnnxRunner(onnx_bytes, manifest, tokenizer_json, source=version,
+                                 threads=threads)
         self.manifest = manifest
         self.version = version
         self.audited = audited
@@ -135,7 +137,9 @@ class SafetyOracle:
 
     @classmethod
     def load(cls, folder: str | Path, policy: Policy | None = None,
-             encoder: Any = None) -> "SafetyOracle":
+             encoder: Any = None, threads: int | None = None) -> "SafetyOracle":
+        """The oracle of a bundle ``save`` wrote; refused when model.onnx is not
+        the file its manifest names (sha256). ``threads``: onnxruntime's."""
         folder = Path(folder)
         missing = [f for f in BUNDLE_FILES if not (folder / f).exists()]
         if missing:
@@ -152,7 +156,7 @@ class SafetyOracle:
         return cls(onnx_bytes, meta["manifest"], meta["version"],
                    audited, threshold=meta["threshold"],
                    policy=policy or Policy(**meta["policy"]), tokenizer_json=meta["tokenizer"],
-                   encoder=encoder)
+                   encoder=encoder, threads=threads)
 
     # -- answering -------------------------------------------------------
     def query(self, items: Iterable[Any], first: int = 1) -> list[dict[str, Any]]:

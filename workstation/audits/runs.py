@@ -129,8 +129,8 @@ def run_audit(ws: Workspace, model_ref_or_version: str | int | ModelVersion, dat
         # scoring refuses any encoder but the model's, so the manifest names it
         params = {"seed": seed, "batch_size": batch_size, "score_type": result.score_type,
                   "encoder": version.manifest["input"].get("encoder"), "notes": result.notes}
-        run = _store(ws, version, result, verdicts, head, params, analyst or default_analyst(),
-                     figures)
+        run = store_run(ws, version, result, verdicts, head, params,
+                        analyst or default_analyst(), figures)
     return run
 
 
@@ -186,8 +186,10 @@ def failure_ranks(margin: np.ndarray, passed: np.ndarray, example_ids: np.ndarra
 
 # -- storing -----------------------------------------------------------------
 
-def _store(ws: Workspace, version: ModelVersion, result: ScoreResult, verdicts: Verdicts,
-           head: str, params: dict[str, Any], analyst: str, figures: RunFigures) -> AuditRun:
+def store_run(ws: Workspace, version: ModelVersion, result: ScoreResult, verdicts: Verdicts,
+              head: str, params: dict[str, Any], analyst: str, figures: RunFigures) -> AuditRun:
+    """Write one audit run (its rows and metrics) from scores made here or
+    elsewhere (a scale run's results); the caller holds the transaction."""
     metrics, training_metrics, membership = (figures.metrics, figures.training_metrics,
                                              figures.membership)
     run_id = ws.next_id("audit_runs")

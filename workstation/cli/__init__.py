@@ -16,13 +16,13 @@ import sys
 
 from workstation import __version__
 from workstation.cli import (app, audits, data, identity, models, releases, report, review,
-                             team, trust)
+                             scale, team, trust)
 from workstation.cli.common import (EXIT_ERROR, EXIT_USAGE, Commands, Output, Parser,
                                     UsageError, refuse_passphrase_values, workspace_path)
 from workstation.errors import WorkstationError
 
 # The command groups, in the order `workstation --help` lists them.
-GROUPS = (data, models, audits, review, team, releases, report, identity, trust, app)
+GROUPS = (data, models, audits, review, team, releases, report, identity, trust, scale, app)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -29,6 +29,7 @@ modules ``pairs``, ``labels`` and ``demos`` for each format's rules, and
 from __future__ import annotations
 
 import json
+import os
 import zlib
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -49,7 +50,7 @@ from workstation.progress import Progress, null_progress
 from workstation.workspace import Workspace, now_iso
 
 __all__ = [
-    "ImportReport", "import_dataset", "detect_format", "IMPORTERS", "Importer", "ReadResult",
+    "ImportReport", "import_dataset", "import_files", "detect_format", "IMPORTERS", "Importer", "ReadResult",
     "register_importer", "ExportReport", "export_dataset", "EXPORT_FORMATS", "KINDS",
 ]
 
@@ -117,7 +118,25 @@ def import_dataset(ws: Workspace, kind: str, path: str | Path, name: str,
         raise InputError(str(path), "no such file or folder")
     fmt = format or detect_format(kind, path)
     importer = _importer(kind, fmt)
-    sources = [_hash(p) for p in _source_files(importer, path)]
+    return import_files(ws, importer, _source_files(importer, path), name, progress,
+                        described=path)
+
+
+def import_files(ws: Workspace, importer: Importer, paths: list[Path], name: str,
+                 progress: Progress | None = None, *,
+                 described: Path | None = None) -> ImportReport:
+    """Import the files ``paths`` with ``importer`` (registered or not: the
+    cluster path reads with the importers' rules its own way) as one new
+    dataset ``name``; ``described`` is the path the dataset records (default
+    the file, or the folder holding several)."""
+    progress = progress or null_progress()
+    if ws.read_only:
+        raise WorkstationError(f"{ws.path} is open read-only; importing would change it")
+    name = _check_name(name)
+    paths = [Path(p) for p in paths]
+    path = Path(described) if described is not None else (
+        paths[0] if len(paths) == 1 else Path(os.path.commonpath([p.parent for p in paths])))
+    sources = [_hash(p) for p in paths]
     _refuse_repeats(sources)
     with ws.transaction():  # everything below rolls back on any error or a cancel
         _refuse_taken(ws, name, sources)
@@ -125,7 +144,7 @@ def import_dataset(ws: Workspace, kind: str, path: str | Path, name: str,
         _read_all(ws, importer, path, dataset_id, sources, progress)
         _refuse_nothing_imported(path, sources)
         progress.stage_start(f"writing {name}", 1)
-        report = _write(ws, kind, fmt, path, name, dataset_id, sources)
+        report = _write(ws, importer.kind, importer.name, path, name, dataset_id, sources)
         progress.step(1, 1)  # a cancel here still rolls back: never after the commit
     return report
 

@@ -80,13 +80,16 @@ class OutputChoice:
 
 # -- sessions ----------------------------------------------------------------
 
-def make_session(data: bytes, source: str = "<model>") -> Any:
-    """An onnxruntime session with full graph optimisation, on the CPU."""
+def make_session(data: bytes, source: str = "<model>", threads: int | None = None) -> Any:
+    """An onnxruntime session with full graph optimisation, on the CPU
+    (``threads``: its intra-op threads; default onnxruntime's, one per core)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = ORT_LOGGING_FATAL_ONLY
+    if threads:  # a Ray actor gets its share of a node's cores, not all of them
+        options.intra_op_num_threads = int(threads)
     try:
         return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
     except Exception as exc:
@@ -138,8 +141,8 @@ class OnnxRunner:
     """A loaded model: runs batches and returns one score per row."""
 
     def __init__(self, data: bytes, manifest: dict[str, Any], tokenizer_json: str | None = None,
-                 source: str = "<model>") -> None:
-        self.session = make_session(data, source)
+                 source: str = "<model>", threads: int | None = None) -> None:
+        self.session = make_session(data, source, threads)
         self.inputs, _ = session_specs(self.session)
         self.input_kind: str = manifest["input_kind"]
         self.input_info: dict[str, Any] = manifest["input"]

@@ -121,5 +121,18 @@ def run_text(run: Any) -> str:
     when = run.created_at[:16].replace("T", " ")
     if run.kind == "probe":
         return f"Run {run.id} · probes · {run.model} · {when} · {count(run.n_failures, 'finding')}"
-    return (f"Run {run.id} · audit · {run.model} · {when} · {run.n_failures:,} "
-            f"{plural('failure', run.n_failures)} of {run.n_examples:,}")
+    return (f"Run {run.id} · audit · {run.model} · {when}{_where_text(run)} · "
+            f"{run.n_failures:,} {plural('failure', run.n_failures)} of {run.n_examples:,}")
+
+
+def _where_text(run: Any) -> str:
+    """Where a run brought home from a cluster was scored, and what of it came home."""
+    params = getattr(run, "params", None) or {}  # an AuditRun; the catalog's RunInfo has both
+    ran_on = getattr(run, "ran_on", None) or params.get("ran_on")
+    if not ran_on:
+        return ""
+    selection = (getattr(run, "selection", None)
+                 or (params.get("scale") or {}).get("selection") or {})
+    part = (f", {run.n_examples:,} of {selection['rows']:,} rows brought home"
+            if selection.get("kind") == "failures-only" else "")
+    return f" · scored on {str(ran_on.get('engine', 'a cluster')).title()}{part}"
