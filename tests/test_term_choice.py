@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from workstation.training.term_choice import choose_terms, end_percentile, order_accuracy
-
-torch = pytest.importorskip("torch")
 
 FAST = {"epochs": 30, "hidden": 16}
 
