@@ -405,3 +405,36 @@ def test_cli_release_approve_reject_releases_and_verify_release(team, tmp_path, 
     code, _, err = cli(capsys, "verify-release", str(out), "--trust", str(keys),
                        "--min-approvals", "3")
     assert code == 1 and "2 of the 3 approvals required" in err
+
+
+def test_cli_shows_approvers_and_verifiers_that_a_request_was_forced(
+        team, session_identity, monkeypatch, tmp_path, capsys):
+    """An approver on another laptop reads `releases` before signing: a
+    forced request must say so, with its reason, there and in verify-release."""
+    import workstation.regression as regression
+
+    ws, people = team
+    failing = {"gate": {"pass": False, "reasons": ["accuracy fell 0.05 in Physical harm"]}}
+    monkeypatch.setattr(regression, "gate_report_for_release", lambda *a, **k: failing)
+    w = ["--workspace", str(ws.path)]
+    ws.close()
+
+    def text(*args: str) -> str:
+        assert main([*w, *args]) == 0
+        return capsys.readouterr().out
+
+    reason = "2 of 37 responses moved just past the threshold"
+    forced_line = f"forced past a failed regression gate: {reason}"
+    assert forced_line in text("--identity", "lead", "release", "rm@2", "--force", reason)
+    assert "pending" in text("releases") and forced_line in text("releases")
+    assert forced_line in text("--identity", "bo", "approve", "1")
+    assert "is in force" in text("approve", "1")  # the owner: two approvers besides lead
+    listed = text("releases")
+    assert "in-force" in listed and forced_line in listed
+    out = tmp_path / "rm.zip"
+    text("export-release", "rm", str(out))
+    keys = keys_folder(tmp_path / "keys", people["bo"], session_identity)
+    checked = text("verify-release", str(out), "--trust", str(keys))
+    assert checked.startswith("ok: rm@2") and forced_line in checked
+    code, as_json, _ = cli(capsys, "verify-release", str(out), "--trust", str(keys))
+    assert (as_json["forced"], as_json["force_reason"]) == (True, reason)

@@ -74,6 +74,7 @@ class VerifyResult:
     approvals_required: int | None = None
     approvals_trusted: int = 0
     forced: bool | None = None
+    force_reason: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -372,6 +373,7 @@ def _check_governance(files: dict[str, bytes], statement: dict[str, Any], doc: d
         raise _Refused("governance.json does not describe the signed model.onnx")
     gate = batch.get("gate")
     result.forced = gate.get("forced") if isinstance(gate, dict) else None
+    result.force_reason = gate.get("force_reason") if isinstance(gate, dict) else None
     if batch.get("format") in SINGLE_SIGNATURE_BATCHES:
         result.approvals_required = 1
         result.approvals = [{"key_id": doc["key_id"], "name": batch.get("approved_by"),

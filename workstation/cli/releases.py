@@ -39,7 +39,7 @@ def cmd_release(args, out: Output) -> None:
     else:
         text = (f"requested {rel.ref} as release {rel.id}: pending, {_approvals_text(rel)}; "
                 f"an approver approves it with `workstation approve {rel.id}`")
-    out.result(_summary(rel), text)
+    out.result(_summary(rel), text + _forced_text(rel))
 
 
 def _summary(rel) -> dict:
@@ -51,6 +51,13 @@ def _summary(rel) -> dict:
             "approvals": rel.approvals, "approvals_required": rel.approvals_required,
             "forced": rel.forced, "rejection": rel.rejection,
             "gate": report.get("gate") if isinstance(report, dict) else None}
+
+
+def _forced_text(rel) -> str:
+    """What an approver must see before signing: the gate failed and why it was forced."""
+    if not rel.forced:
+        return ""
+    return f"\n  forced past a failed regression gate: {rel.batch['gate'].get('force_reason')}"
 
 
 def _approvals_text(rel) -> str:
@@ -76,6 +83,8 @@ def cmd_approve(args, out: Output) -> None:
         text = f"approved: {rel.ref} (release {rel.id}) is in force, {_approvals_text(rel)}"
     else:
         text = f"approved release {rel.id} ({rel.ref}): still pending, {_approvals_text(rel)}"
+    if not args.reject:
+        text += _forced_text(rel)
     out.result({**_summary(rel), "decision": "reject" if args.reject else "approve"}, text)
 
 
@@ -102,10 +111,12 @@ def cmd_releases(args, out: Output) -> None:
 def _release_line(rel) -> str:
     line = f"release {rel.id:<4} {rel.ref:<20} {rel.status:<12} {rel.created_at[:19]} "
     if rel.status in ("pending", "outdated"):
-        return line + f"requested by {rel.requested_by}, {_approvals_text(rel)}"
-    if rel.status == "rejected":
+        line += f"requested by {rel.requested_by}, {_approvals_text(rel)}"
+    elif rel.status == "rejected":
         return line + f"rejected by {rel.rejection['name']}: {rel.rejection['reason']}"
-    return line + f"by {rel.created_by}" + (" (forced)" if rel.forced else "")
+    else:
+        line += f"by {rel.created_by}"
+    return line + _forced_text(rel)
 
 
 def cmd_export_release(args, out: Output) -> None:
@@ -130,6 +141,8 @@ def cmd_verify_release(args, out: Output) -> None:
         lines = [f"ok: {result.model}@{result.version}, {len(result.approvals)} approval(s) of "
                  f"{result.approvals_required} required: {who}"
                  + ("" if result.trusted else " — NOT checked against trusted keys")]
+        if result.forced:
+            lines.append(f"forced past a failed regression gate: {result.force_reason}")
     else:
         lines = [f"FAILED: {r}" for r in result.reasons]
         if result.reasons == [offline_verify.NO_TRUST]:
