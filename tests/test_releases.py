@@ -168,6 +168,7 @@ def test_batch_lists_label_edits_since_the_previous_release_and_patches(rm):
     relabel(rm, first)
     v1 = release(rm, "rm@1")
     assert v1.batch["label_edits"]["count"] == 1
+    assert v1.batch["label_edits"]["by_field"] == {"label": 1}
     assert v1.batch["label_edits"]["basis"] == "review-head-at-release"
     relabel(rm, first + 1)
     relabel(rm, first + 2)

@@ -120,7 +120,14 @@ def _label_edits(ws: Workspace, previous: Any, target: ModelVersion) -> dict[str
                       "WHERE seq > ? AND seq <= ? ORDER BY seq", [lo, hi]).fetchall()
     edits = [{"seq": s, "example_id": e, "field": f, "old": json.loads(o), "new": json.loads(n),
               "action": a} for s, e, f, o, n, a in rows]
-    return {"basis": basis, "from_head": start, "head": end, "count": len(edits), "edits": edits}
+    # Every review-log row since the last release is listed (the log is the
+    # record); by_field says how many of them touched labels and how many
+    # were tags, notes or assignments, so "count" is not read as label changes.
+    by_field: dict[str, int] = {}
+    for e in edits:
+        by_field[e["field"]] = by_field.get(e["field"], 0) + 1
+    return {"basis": basis, "from_head": start, "head": end, "count": len(edits),
+            "by_field": dict(sorted(by_field.items())), "edits": edits}
 
 
 def _version_json(v: ModelVersion) -> dict[str, Any]:
