@@ -647,7 +647,7 @@ def test_approve_and_reject_release_requests_from_the_panel(qtbot, ctx, runs, an
     asked = releases.release(ctx.ws, "rm@1", encoder=ctx.encoder)  # no baseline: no gate
     other = releases.release(ctx.ws, "rm@3", encoder=ctx.encoder, force=True,
                              force_reason="compared by hand")
-    assert (asked.status, other.status) == ("pending", "pending")
+    assert (asked.status, other.status) == ("pending", "pending") and other.forced
     panel = _models(qtbot, ctx)
     view = panel.releases_view
     table = view.table
@@ -679,11 +679,13 @@ def test_approve_and_reject_release_requests_from_the_panel(qtbot, ctx, runs, an
     assert rel.id == asked.id and [a["name"] for a in rel.approvals] == ["lead", "bo"]
     assert table.item(0, 4).text() == "2 of 2: lead, bo"
     view.choose(other.id)  # overtaken by rm@1's release: it can only be rejected
-    assert table.item(1, 2).text() == "outdated" and not view.approve_button.isEnabled()
+    assert table.item(1, 2).text() == "outdated · forced" and not view.approve_button.isEnabled()
+    assert table.item(1, 2).toolTip() == ("Forced past a failed regression gate: "
+                                          "compared by hand")  # seen before anyone signs
     replies["ask"] = "overtaken by release 1"
     view.reject_button.click()
     _finished(qtbot, ctx, jobs)
-    qtbot.waitUntil(lambda: table.item(1, 2).text() == "rejected", timeout=WAIT)
+    qtbot.waitUntil(lambda: table.item(1, 2).text() == "rejected · forced", timeout=WAIT)
     assert releases.get_release(ctx.ws, other.id).rejection["reason"] == "overtaken by release 1"
     panel.tabs.setCurrentWidget(view)
     shot(panel, "models-releases")

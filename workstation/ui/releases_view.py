@@ -65,13 +65,17 @@ class ReleasesView(QWidget):
         self.table.setRowCount(len(items))
         for row, rel in enumerate(items):
             approvals = ", ".join(a["name"] for a in rel.approvals)
-            values = (str(rel.id), rel.ref, rel.status, rel.requested_by or "",
+            status = f"{rel.status} · forced" if rel.forced else rel.status
+            values = (str(rel.id), rel.ref, status, rel.requested_by or "",
                       f"{len(rel.approvals)} of {rel.approvals_required}"
                       + (f": {approvals}" if approvals else ""),
                       rel.created_at[:19].replace("T", " "))
             for col, text in enumerate(values):
                 item = QTableWidgetItem(text)
                 item.setData(Qt.ItemDataRole.UserRole, rel.id)
+                if rel.forced:  # an approver sees why before signing
+                    item.setToolTip("Forced past a failed regression gate: "
+                                    f"{(rel.batch.get('gate') or {}).get('force_reason')}")
                 self.table.setItem(row, col, item)
         self.table.resizeColumnsToContents()
         self.table.horizontalHeader().setStretchLastSection(True)
