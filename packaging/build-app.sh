@@ -63,7 +63,7 @@ run_app() {  # run_app NAME ARGS...: the built app, its output kept as $smoke/NA
   local name="$1"; shift
   if ! env -u PYTHONPATH -u PYTHONHOME -u WORKSTATION_WORKSPACE HOME="$smoke/home" \
        WORKSTATION_CACHE="$smoke/cache" WORKSTATION_SETTINGS="$smoke/settings.ini" \
-       WORKSTATION_ANALYST=smoke-test QT_QPA_PLATFORM=offscreen \
+       QT_QPA_PLATFORM=offscreen \
        "${netns[@]}" "$app" "$@" >"$smoke/$name.out" 2>"$smoke/$name.err"; then
     echo "--- $app $* (its last output):" >&2
     tail -n 15 "$smoke/$name.err" >&2
