@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the one-folder application (PyInstaller, packaging/workstation.spec), then
 # smoke-test it with what a user runs first (--version, demo --no-gui, an audit,
-# verify): any failure fails the build. dist/workstation/workstation is the
+# verify, a signed PDF report and verify-report): any failure fails the build. dist/workstation/workstation is the
 # window and the CLI.
 set -euo pipefail
 
@@ -83,12 +83,17 @@ run_app demo --workspace "$ws" --json demo --no-gui
 run_app audit --workspace "$ws" --json audit --model demo-rm --dataset demo-pairs
 run_app verify --workspace "$ws" --json verify
 [[ "$(field verify 'd["ok"]')" == True ]] || die "smoke test failed: 'verify' did not report ok"
+run_app report --workspace "$ws" --json report --model demo-rm "$smoke/report.pdf"
+run_app verify_report --json verify-report "$smoke/report.pdf"
+[[ "$(field verify_report 'd["ok"]')" == True ]] \
+  || die "smoke test failed: 'verify-report' did not report ok"
 bash packaging/system-libs.sh check "$dist/workstation" >/dev/null \
   || die "smoke test failed: the app's Qt window would not find its libraries (above)"
 echo "smoke test passed${netns[*]:+ (without network: ${netns[*]})}: $version;" \
      "demo --no-gui: models $(field demo '", ".join(d["models"])');" \
      "audit: run $(field audit 'd["run_id"]'), pairwise accuracy" \
      "$(field audit 'round(d["metrics"]["pairwise_accuracy"], 3)'); verify ok;" \
+     "report: $(field report 'd["pages"]') PDF pages, signed and verified;" \
      "system libraries present; in $((SECONDS - started - built)) s"
 
 if ((archive)); then
