@@ -156,10 +156,8 @@ class Flywheel:
     def run_probes(self) -> None:
         if not self._ready():
             return
-        from workstation.probes import PROBES
-        from workstation.probes.base import _load_builtins
+        from workstation.probes import PROBES  # importing the package registers the built-ins
 
-        _load_builtins()
         probes = [(p.name, getattr(p, "description", ""), tuple(p.kinds))
                   for p in PROBES.values()]
         model, dataset = self._current()
