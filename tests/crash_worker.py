@@ -316,17 +316,18 @@ def _warm_up() -> None:
     torch.use_deterministic_algorithms(torch.are_deterministic_algorithms_enabled())
 
 
-def _wait_until_opened(out: Path, pid: int, limit: float = 120.0) -> None:
-    """Until the child says OPENED (its workspace is open), so that the delay
-    that follows lands in the work itself however long opening takes on a
-    loaded machine; a child that ended first, or a generous limit, stops it."""
+def _wait_for(out: Path, pid: int, mark: bytes, limit: float = 120.0) -> None:
+    """Until the child's log shows ``mark`` (OPENED: its workspace is open;
+    T+: its first transaction began), so that the delay that follows lands in
+    the work itself however long opening takes on a loaded machine; a child
+    that ended first, or a generous limit, stops it."""
     end = time.monotonic() + limit
     while time.monotonic() < end:
-        if out.exists() and b"OPENED" in out.read_bytes():
+        if out.exists() and mark in out.read_bytes():
             return
-        if _ended(pid):  # it failed before opening: the test reads why from its .err
+        if _ended(pid):  # it failed first: the test reads why from its .err
             return
-        time.sleep(0.005)
+        time.sleep(0.002)
 
 
 def _ended(pid: int) -> bool:
@@ -361,8 +362,8 @@ def serve() -> None:
         pid = os.fork()
         if pid == 0:
             child(job)
-        if job.get("after_open"):
-            _wait_until_opened(Path(job["out"]), pid)
+        if job.get("after"):
+            _wait_for(Path(job["out"]), pid, job["after"].encode())
         time.sleep(job["delay"])
         os.kill(pid, signal.SIGKILL)  # a child that already ended is a zombie: harmless
         _, status = os.waitpid(pid, 0)

@@ -48,11 +48,16 @@ KILLS_PER_OPERATION = 32
 KILLS_PER_CHAIN = 4
 SEED = 20240611
 # Kill delays, drawn uniformly per operation: long enough for several units
-# of work, so kills land before, inside and between transactions. Every other
-# kill counts its delay from the fork (opening the workspace takes the first
-# ~50 ms on a quiet machine, so those also land in opening and WAL replay),
-# the others from the moment the child has opened it (on a loaded machine
-# opening takes seconds, and kills timed from the fork would all land there).
+# of work, so kills land before, inside and between transactions. A kill's
+# delay counts from one of three moments, in turn: the fork (opening the
+# workspace takes the first ~50 ms on a quiet machine, so these also land in
+# opening and WAL replay); the child's OPENED (on a loaded machine opening
+# takes seconds, and kills timed from the fork would all land there); and the
+# start of its first transaction, with a short delay (training spends nearly
+# all its time fitting, outside transactions, so kills timed otherwise rarely
+# land inside one).
+TIMED_FROM = (None, "OPENED", "T+")
+IN_TRANSACTION = (0.0, 0.03)
 # A release computes its regression gate inside its transaction (~0.1 s here).
 DELAY_RANGE = {"edits": (0.02, 0.5), "import": (0.05, 0.9), "train": (0.1, 1.2),
                "release": (0.05, 0.9), "approve": (0.05, 0.9), "merge": (0.1, 2.0)}
@@ -414,10 +419,11 @@ def kill_cycles(op: str, template: Template, crash_worker: Worker, tmp_path: Pat
         for kill in range(1, KILLS_PER_CHAIN + 1):
             had_wal = path.with_name(path.name + ".wal").exists()
             out = folder / f"child-{kill}.out"
-            answer = crash_worker.kill_after(op, path, out, rng.randrange(2 ** 31),
-                                             rng.uniform(*DELAY_RANGE[op]), small_checkpoints,
-                                             bundles=list(template.bundles),
-                                             after_open=kill % 2 == 0)
+            after = TIMED_FROM[kill % len(TIMED_FROM)]
+            delay = rng.uniform(*(IN_TRANSACTION if after == "T+" else DELAY_RANGE[op]))
+            answer = crash_worker.kill_after(op, path, out, rng.randrange(2 ** 31), delay,
+                                             small_checkpoints, bundles=list(template.bundles),
+                                             after=after)
             errors = Path(f"{out}.err").read_text()
             assert answer["killed"], f"the {op} child ended before the kill:\n{errors}"
             assert "Traceback" not in errors, errors
