@@ -15,6 +15,7 @@ workstation.release_format.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import Any
 
 from workstation import review, trust
@@ -123,9 +124,7 @@ def _label_edits(ws: Workspace, previous: Any, target: ModelVersion) -> dict[str
     # Every review-log row since the last release is listed (the log is the
     # record); by_field says how many of them touched labels and how many
     # were tags, notes or assignments, so "count" is not read as label changes.
-    by_field: dict[str, int] = {}
-    for e in edits:
-        by_field[e["field"]] = by_field.get(e["field"], 0) + 1
+    by_field = Counter(e["field"] for e in edits)
     return {"basis": basis, "from_head": start, "head": end, "count": len(edits),
             "by_field": dict(sorted(by_field.items())), "edits": edits}
 

@@ -67,10 +67,7 @@ def export_public_key(ws: Workspace, path: str | os.PathLike, key_id: str | None
         if pem is None:
             raise WorkstationError(f"no key {key_id} in this workspace (trusted or legacy)")
     out = Path(path)
-    if out.exists() and not overwrite:
-        raise WorkstationError(f"{out} already exists; choose another path")
-    # O_EXCL: the existence check above is only for a friendly message; the
-    # open itself refuses a file (or link) that appeared since.
+    # O_EXCL: the open itself refuses an existing file (or link); no check-then-open.
     flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
     try:
         fd = os.open(out, flags, 0o644)
