@@ -52,12 +52,29 @@ class FixedEncoder:
     id, dim = "test-encoder", DIM
 
 
-def signer():
+def stranger():
+    """A bundle signer nobody's workspace trusts: a fresh key."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     key = Ed25519PrivateKey.generate()
     return bundles.KeySigner(key_id_of(key.public_key()), public_pem_of(key.public_key()),
                              key.sign)
+
+
+def signer():
+    """The analyst's own identity (the test session's), as `scale bundle` signs."""
+    from workstation import identity
+
+    return identity.session_signer()
+
+
+def trusting(ws):
+    """``ws`` owned by the session's identity, as after its first signed act there
+    (`scale bundle` makes it so): bundles it signs come home trusted."""
+    from workstation import trust
+
+    trust.ensure_owner(ws, signer())
+    return ws
 
 
 def hh_head(path: Path, n: int) -> Path:
@@ -206,7 +223,7 @@ def test_scale_run_equals_the_local_audit_and_comes_home_as_one(ws, tmp_path, lo
     import_dataset(ws, "pairs", source, "hh", format="hh-rlhf")
     add_model_bytes(ws, mlp(2 * DIM, 64), "rm", "text-embedding")
     local = run_audit(ws, "rm@1", "hh")
-    bundles.make_bundle(ws, "rm@1", tmp_path / "bundle", signer())
+    bundles.make_bundle(trusting(ws), "rm@1", tmp_path / "bundle", signer())
     path = ws.path
     ws.close()
 
@@ -414,7 +431,8 @@ def pairs_home(ws, tmp_path):
     import_dataset(ws, "pairs", tmp_path / "corpus" / "pairs.parquet", "pairs",
                    format="trl-parquet")
     add_model_bytes(ws, mlp(DIM, 64), "rm", "text-embedding", encoder=FixedEncoder())
-    bundles.make_bundle(ws, "rm@1", tmp_path / "bundle", signer(), include_encoder=False)
+    bundles.make_bundle(trusting(ws), "rm@1", tmp_path / "bundle", signer(),
+                        include_encoder=False)
     manifest = results_here(tmp_path / "bundle", tmp_path / "corpus", tmp_path / "out")
     return ws, tmp_path, manifest
 
@@ -456,7 +474,8 @@ def test_failures_only_brings_home_the_most_confident_failures_and_a_sample(pair
     other = Workspace.open(tmp_path / "laptop.duckdb")  # the corpus is not in this one
     try:
         add(other, mlp(DIM, 64), "rm", "text-embedding", encoder=FixedEncoder())
-        home = import_results(other, tmp_path / "out", "pairs-top", "rm@1", failures_only=20)
+        home = import_results(trusting(other), tmp_path / "out", "pairs-top", "rm@1",
+                              failures_only=20)
         shards = _shard_rows(tmp_path / "out")
         failed = sorted((r for r in shards if not r["passed"]), key=lambda r: r["margin"])
         worst = {r["row_index"] for r in failed[:20]}
@@ -530,9 +549,51 @@ def test_import_refuses_results_it_cannot_trust_and_changes_nothing(pairs_home, 
         with Workspace.open(tmp_path / "laptop.duckdb") as laptop:
             add_model_bytes(laptop, mlp(DIM, 64), "rm", "text-embedding",
                             encoder=FixedEncoder())
+            with pytest.raises(WorkstationError, match="not trusted in this workspace"):
+                import_results(laptop, out, dataset, model, inputs_dir=tmp_path / "elsewhere")
             home = import_results(laptop, out, dataset, model,
-                                  inputs_dir=tmp_path / "elsewhere")
+                                  inputs_dir=tmp_path / "elsewhere", allow_untrusted=True)
             assert home.imported == 300 and home.run.n_examples == 300
+            assert home.run.params["scale"]["bundle_trusted"] is False
+
+
+def test_import_takes_only_bundles_signed_by_a_key_this_workspace_trusts(
+        pairs_home, make_identity, capsys):
+    """A valid signature by a stranger's key proves nothing about who made the
+    bundle: refused unless --allow-untrusted, and then the run says so."""
+    from workstation import trust
+    from workstation.cli import main
+
+    ws, tmp_path, _ = pairs_home
+    bundles.make_bundle(ws, "rm@1", tmp_path / "s-bundle", stranger(), include_encoder=False)
+    results_here(tmp_path / "s-bundle", tmp_path / "corpus", tmp_path / "s-out")
+    before = _state(ws)
+    with pytest.raises(WorkstationError, match="not trusted in this workspace.*--allow-untrusted"):
+        import_results(ws, tmp_path / "s-out", "pairs", "rm@1")
+    assert _state(ws) == before
+
+    colleague = make_identity("scale-colleague")  # trusted, then revoked
+    trust.add(ws, colleague.public_pem, "scale-colleague", "reviewer")
+    bundles.make_bundle(ws, "rm@1", tmp_path / "c-bundle", colleague, include_encoder=False)
+    results_here(tmp_path / "c-bundle", tmp_path / "corpus", tmp_path / "c-out")
+    home = import_results(ws, tmp_path / "c-out", "pairs", "rm@1")
+    assert home.run.params["scale"]["bundle_trusted"] is True
+    assert home.run.params["scale"]["bundle_signer"] == "scale-colleague"
+    trust.revoke(ws, colleague.key_id, "left the team")
+    with pytest.raises(WorkstationError, match="revoked in this workspace.*left the team"):
+        import_results(ws, tmp_path / "c-out", "pairs", "rm@1", allow_untrusted=True)
+
+    path = ws.path
+    ws.close()
+    args = ["--workspace", str(path), "scale", "import", "--results", str(tmp_path / "s-out"),
+            "--dataset", "pairs", "--model", "rm@1"]
+    assert main(args) == 1
+    assert "--allow-untrusted" in capsys.readouterr().err
+    assert main(args + ["--allow-untrusted"]) == 0
+    assert "UNTRUSTED" in capsys.readouterr().out
+    assert main(args + ["--allow-untrusted", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["run"]["params"]["scale"]["bundle_trusted"] is False
 
 
 def test_a_token_model_scores_on_the_cluster_path_as_in_an_audit(ws, tmp_path):
@@ -548,7 +609,7 @@ def test_a_token_model_scores_on_the_cluster_path_as_in_an_audit(ws, tmp_path):
         "".join(json.dumps(r) + "\n" for r in LABELS))
     import_dataset(ws, "labels", tmp_path / "corpus" / "labels.jsonl", "labels")
     local = run_audit(ws, "tok@1", "labels")
-    record = bundles.make_bundle(ws, "tok@1", tmp_path / "bundle", signer())
+    record = bundles.make_bundle(trusting(ws), "tok@1", tmp_path / "bundle", signer())
     assert "encoder/encoder.onnx" not in record.files  # a token model brings its tokenizer
     manifest = results_here(tmp_path / "bundle", tmp_path / "corpus", tmp_path / "out")
     rows = sorted(_shard_rows(tmp_path / "out"), key=lambda r: r["row_index"])

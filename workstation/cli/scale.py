@@ -11,12 +11,20 @@ from workstation.errors import WorkstationError
 def cmd_bundle(args, out: Output) -> None:
     from workstation.cluster.bundle import make_bundle
 
+    from workstation import trust
+
     signer = acting_signer(args)  # the bundle is signed by the analyst's identity
-    with open_workspace(args, read_only=True) as ws:
+    with open_workspace(args) as ws:
+        trust.ensure_owner(ws, signer)  # as every signing act: the first signer owns the workspace
         record = make_bundle(ws, args.model, args.out_dir, signer, analyst=signer.name)
-    out.result(record.to_json(), lambda: (
+        key = trust.get_key(ws, signer.key_id)
+    trusted = key is not None and key.active
+    payload = {**record.to_json(), "signer_trusted_here": trusted}
+    out.result(payload, lambda: (
         f"scoring bundle of {record.model} in {record.path}: {len(record.files)} files, "
-        f"bundle sha256 {record.sha256[:16]}, signed by {signer.name} (key {record.key_id})"))
+        f"bundle sha256 {record.sha256[:16]}, signed by {signer.name} (key {record.key_id})"
+        + ("" if trusted else "; this key is not trusted in this workspace, so `scale import` "
+           "here will refuse the results until an approver adds it")))
 
 
 def cmd_run(args, out: Output) -> None:
@@ -57,14 +65,17 @@ def cmd_import(args, out: Output) -> None:
     with open_workspace(args) as ws:
         home = import_results(ws, args.results, args.dataset, args.model,
                               failures_only=args.failures_only, inputs_dir=args.inputs,
-                              progress=out.progress())
+                              progress=out.progress(), allow_untrusted=args.allow_untrusted)
     payload = home.to_json()
     where = payload["ran_on"] or {}
     out.result(payload, lambda: (
         f"audit run {home.run.id} of {home.run.model} on {home.dataset}, scored on "
         f"{where.get('engine', '?')} ({where.get('cluster', '?')}): {home.run.n_examples} "
         f"examples, {home.run.n_failures} failures"
-        + (f"; {home.imported} examples imported" if home.imported is not None else "")))
+        + (f"; {home.imported} examples imported" if home.imported is not None else "")
+        + ("" if home.run.params["scale"]["bundle_trusted"] else
+           f"; UNTRUSTED: the bundle's key {home.run.params['scale']['bundle_key_id']} is not "
+           f"trusted in this workspace")))
 
 
 def register(cli: Commands) -> None:
@@ -96,3 +107,6 @@ def register(cli: Commands) -> None:
                    help="import only the N most confident failures and a uniform sample of N")
     p.add_argument("--inputs", default=None, metavar="DIR",
                    help="where the run's input files are now (default: where the run read them)")
+    p.add_argument("--allow-untrusted", action="store_true",
+                   help="import results whose bundle was signed by a key this workspace does "
+                        "not trust; the run is recorded as untrusted")

@@ -3,7 +3,9 @@
 Checks first, nothing written until they pass: the results finished
 (``_SUCCESS``) with every input row index present exactly once; their
 bundle.json is the one the manifest names (sha256) and its signature
-verifies; the bundle's model is the registered version (same ONNX sha256,
+verifies; the key that signed it is trusted in this workspace and not
+revoked (``allow_untrusted`` records the run as untrusted instead of
+refusing); the bundle's model is the registered version (same ONNX sha256,
 input kind and score type); each input file is where the manifest (or
 ``inputs_dir``) says and has the sha256 the run read.
 
@@ -65,7 +67,7 @@ class Homecoming:
 def import_results(ws: Any, results_dir: str | Path, dataset: str, model: str, *,
                    failures_only: int | None = None, inputs_dir: str | Path | None = None,
                    analyst: str | None = None, progress: Progress | None = None,
-                   seed: int = 0) -> Homecoming:
+                   seed: int = 0, allow_untrusted: bool = False) -> Homecoming:
     """Bring a scale run home as an audit run (see the module docstring)."""
     from workstation.models.registry import resolve
 
@@ -73,6 +75,7 @@ def import_results(ws: Any, results_dir: str | Path, dataset: str, model: str, *
     folder = Path(results_dir)
     manifest = results.read_manifest(folder)
     bundle = _checked_bundle(folder, manifest)
+    signer = _bundle_signer(ws, bundle, allow_untrusted)
     version = resolve(ws, model)
     _check_model(version, bundle, manifest)
     if failures_only is not None and failures_only < 1:
@@ -96,7 +99,7 @@ def import_results(ws: Any, results_dir: str | Path, dataset: str, model: str, *
             dataset_id, imported = _import_examples(ws, manifest, files, dataset, chosen,
                                                     progress)
         run, unmatched = _record(ws, version, folder, manifest, dataset_id, selection,
-                                 analyst, seed)
+                                 analyst, seed, signer)
     return Homecoming(run, dataset, imported, selection, unmatched)
 
 
@@ -114,6 +117,26 @@ def _checked_bundle(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     statement = json.loads(data)
     bundles.check_signature(statement)
     return statement
+
+
+def _bundle_signer(ws: Any, bundle: dict[str, Any], allow_untrusted: bool) -> dict[str, Any]:
+    """Who signed the bundle, and whether this workspace trusts that key: a
+    valid signature by a stranger's key proves nothing about who made it."""
+    from workstation import trust
+
+    key_id = bundle["signature"]["key_id"]
+    who = f"{bundle.get('created_by') or 'an unnamed analyst'} (key {key_id})"
+    key = trust.get_key(ws, key_id)
+    if key is not None and not key.active:
+        raise WorkstationError(f"the scoring bundle was signed by {who}, revoked in this "
+                               f"workspace at {key.revoked_at}: {key.revoke_reason}; refused")
+    if key is None and not allow_untrusted:
+        raise WorkstationError(
+            f"the scoring bundle was signed by {who}, who is not trusted in this workspace: "
+            f"an approver adds the key with `workstation trust add FILE.pem --name NAME "
+            f"--role reviewer`, or pass --allow-untrusted to import the run marked untrusted")
+    return {"key_id": key_id, "name": key.name if key else bundle.get("created_by"),
+            "trusted": key is not None}
 
 
 def _check_model(version: Any, bundle: dict[str, Any], manifest: dict[str, Any]) -> None:
@@ -239,7 +262,8 @@ def _good_rows(path: Path, form: corpus.InputFormat, keep: set[int] | None,
 # -- the run -----------------------------------------------------------------------------
 
 def _record(ws: Any, version: Any, folder: Path, manifest: dict[str, Any], dataset_id: int,
-            selection: dict[str, Any], analyst: str | None, seed: int) -> tuple[Any, int]:
+            selection: dict[str, Any], analyst: str | None, seed: int,
+            signer: dict[str, Any]) -> tuple[Any, int]:
     from workstation.audits.run_metrics import run_figures
     from workstation.audits.runs import judge, store_run
     from workstation.review import head_hash
@@ -263,7 +287,8 @@ def _record(ws: Any, version: Any, folder: Path, manifest: dict[str, Any], datas
               "ran_on": manifest["where"],
               "scale": {"results": str(folder.resolve()), "bundle_sha256":
                         manifest["bundle"]["sha256"], "bundle_key_id":
-                        manifest["bundle"]["key_id"], "selection": selection,
+                        manifest["bundle"]["key_id"], "bundle_signer": signer["name"],
+                        "bundle_trusted": signer["trusted"], "selection": selection,
                         "seconds": manifest["seconds"], "finished_at": manifest["finished_at"]}}
     run = store_run(ws, version, result, verdicts, head, params, analyst or default_analyst(),
                     figures)
