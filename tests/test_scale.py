@@ -594,6 +594,13 @@ def test_import_takes_only_bundles_signed_by_a_key_this_workspace_trusts(
     assert main(args + ["--allow-untrusted", "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
     assert payload["run"]["params"]["scale"]["bundle_trusted"] is False
+    from workstation import catalog
+    from workstation.ui.selection_bar import run_text  # the window's run picker
+    from workstation.workspace import Workspace
+
+    with Workspace.open(path) as again:
+        assert "UNTRUSTED bundle key" in run_text(catalog.run(again, payload["run_id"]))
+        assert "UNTRUSTED" not in run_text(catalog.run(again, home.run.id))
 
 
 def test_a_token_model_scores_on_the_cluster_path_as_in_an_audit(ws, tmp_path):

@@ -43,6 +43,7 @@ class RunInfo:
     n_failures: int
     ran_on: dict[str, Any] | None = None     # where a run brought home was scored (else here)
     selection: dict[str, Any] | None = None  # what of such a run came home
+    bundle_trusted: bool | None = None  # such a run's bundle key trusted here (None: not one)
 
 
 def datasets(ws: Workspace) -> list[DatasetInfo]:
@@ -90,12 +91,14 @@ def runs(ws: Workspace, dataset: str | None = None,
     rows = ws.execute(
         "SELECT r.id, r.kind, mv.model || '@' || mv.version, r.model_version_id, d.name, "
         "r.dataset_id, d.kind, r.created_at, r.n_examples, r.n_failures, "
-        "json_extract(r.params, '$.ran_on'), json_extract(r.params, '$.scale.selection') "
+        "json_extract(r.params, '$.ran_on'), json_extract(r.params, '$.scale.selection'), "
+        "json_extract(r.params, '$.scale.bundle_trusted') "
         "FROM audit_runs r "
         "JOIN model_versions mv ON mv.id = r.model_version_id "
         f"JOIN datasets d ON d.id = r.dataset_id WHERE {' AND '.join(where)} "
         "ORDER BY r.id DESC", params).fetchall()
-    return [RunInfo(*row[:-2], *(json.loads(v) if v else None for v in row[-2:]))
+    return [RunInfo(*row[:-3], *(json.loads(v) if v else None for v in row[-3:-1]),
+                    None if row[-1] is None else json.loads(row[-1]) is not False)
             for row in rows]
 
 

@@ -135,4 +135,9 @@ def _where_text(run: Any) -> str:
                  or (params.get("scale") or {}).get("selection") or {})
     part = (f", {run.n_examples:,} of {selection['rows']:,} rows brought home"
             if selection.get("kind") == "failures-only" else "")
+    trusted = getattr(run, "bundle_trusted", None)
+    if trusted is None:
+        trusted = (params.get("scale") or {}).get("bundle_trusted")
+    if trusted is False:  # imported with --allow-untrusted
+        part += ", UNTRUSTED bundle key"
     return f" · scored on {str(ran_on.get('engine', 'a cluster')).title()}{part}"
