@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -92,6 +93,38 @@ def insert_probe_run(ws) -> int:
 def copy_template(template: Path, dest: Path) -> Path:
     shutil.copy(template, dest)
     return dest
+
+
+@contextmanager
+def workspace_copy(template: Path, tmp_path: Path):
+    """A workspace opened on a copy of a template file, closed after."""
+    from workstation.workspace import Workspace
+
+    workspace = Workspace.open(copy_template(template, tmp_path / "ws.duckdb"))
+    try:
+        yield workspace
+    finally:
+        workspace.close()
+
+
+@contextmanager
+def main_window(qtbot, workspace: Path):
+    """The main window (hash encoder) shown on ``workspace``; its jobs are
+    cancelled and it is closed after."""
+    from workstation.ui.main_window import MainWindow
+
+    win = MainWindow()
+    win.ctx.encoder = encoder()
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitExposed(win)
+    assert win.open_workspace(str(workspace))
+    try:
+        yield win
+    finally:
+        win.ctx.jobs.cancel_all()
+        win.ctx.jobs.wait(10_000)
+        win.close()
 
 
 def encoder() -> HashEncoder:

@@ -373,23 +373,26 @@ def test_cartpole_demonstrations_audit_matches_numpy(ws, cartpole_path):
     assert failures[0]["score"] == pytest.approx(means.min(), abs=1e-5)
 
 
+class LengthEncoder:
+    """Embeds a text by simple features (length, refusal and compliance
+    phrases), so a linear model over it is not random."""
+
+    id, dim = "test-length-encoder", DIM
+
+    def encode(self, texts, progress=None, batch_size=64):
+        out = np.zeros((len(texts), DIM), dtype=np.float32)
+        for i, t in enumerate(texts):
+            t = t or ""
+            out[i, :3] = [np.log1p(len(t)) / 10, t.count("I cannot") + t.count("I can't"),
+                          t.count("Sure")]
+        return out
+
+
 def test_jailbreakbench_audit_metrics_match_sklearn(ws, jailbreakbench_dir):
     from sklearn.metrics import roc_auc_score
 
     from workstation.datasets import import_dataset
     from workstation.models import score_dataset
-
-    class LengthEncoder:
-        """Embeds a text by simple length features, so the model is not random."""
-        id, dim = "test-length-encoder", DIM
-
-        def encode(self, texts, progress=None, batch_size=64):
-            out = np.zeros((len(texts), DIM), dtype=np.float32)
-            for i, t in enumerate(texts):
-                t = t or ""
-                out[i, :3] = [np.log1p(len(t)) / 10, t.count("I cannot") + t.count("I can't"),
-                              t.count("Sure")]
-            return out
 
     import_dataset(ws, "labels", jailbreakbench_dir, "jbb")
     w = np.zeros((DIM, 1))

@@ -19,7 +19,7 @@ from PySide6.QtCore import QEvent, QPointF, Qt
 from PySide6.QtGui import QHelpEvent
 from PySide6.QtWidgets import QApplication, QGraphicsRectItem, QMessageBox, QToolTip
 
-from tests.gui_support import own_settings  # noqa: F401 (settings of each test's own)
+from tests.gui_support import own_settings, workspace_copy  # noqa: F401 (own_settings: a fixture)
 from tests.test_gui import SCREENSHOTS, wait_rows
 from tests.test_heldout import _labels, _pairs, edit, example_ids
 from tests.test_training import FAST_TEXT, KeywordEncoder, _write_jsonl
@@ -79,13 +79,8 @@ def runs(template) -> dict[str, int]:
 
 @pytest.fixture
 def ws(template, tmp_path):
-    from workstation.workspace import Workspace
-
-    copy = tmp_path / "ws.duckdb"
-    shutil.copy(template[0], copy)
-    workspace = Workspace.open(copy)
-    yield workspace
-    workspace.close()
+    with workspace_copy(template[0], tmp_path) as workspace:
+        yield workspace
 
 
 @pytest.fixture

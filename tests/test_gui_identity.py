@@ -9,7 +9,8 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QDialogButtonBox, QMessageBox
 
 from tests.conftest import TEST_PASSPHRASE
-from tests.gui_support import copy_template, encoder, own_settings, template  # noqa: F401
+from tests.gui_support import (copy_template, main_window, own_settings,  # noqa: F401
+                               template)
 from workstation import identity, review
 from workstation.ui import identity_dialogs
 
@@ -17,19 +18,9 @@ from workstation.ui import identity_dialogs
 @pytest.fixture
 def window(qtbot, tmp_path, template, no_session):  # noqa: F811
     """The main window on a copy of the GUI template, nobody signed in."""
-    from workstation.ui.main_window import MainWindow
-
-    win = MainWindow()
-    win.ctx.encoder = encoder()
-    qtbot.addWidget(win)
-    win.show()
-    qtbot.waitExposed(win)
-    assert win.open_workspace(str(copy_template(template, tmp_path / "ws.duckdb")))
-    qtbot.waitUntil(lambda: not win.browser.model.loading, timeout=10_000)
-    yield win
-    win.ctx.jobs.cancel_all()
-    win.ctx.jobs.wait(10_000)
-    win.close()
+    with main_window(qtbot, copy_template(template, tmp_path / "ws.duckdb")) as win:
+        qtbot.waitUntil(lambda: not win.browser.model.loading, timeout=10_000)
+        yield win
 
 
 def when_a_dialog_opens(qtbot, answer) -> list[str]:

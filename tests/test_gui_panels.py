@@ -16,7 +16,7 @@ from PySide6.QtCore import QCoreApplication, QPointF, Qt
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtTest import QTest
 
-from tests.gui_support import own_settings  # noqa: F401 (settings of each test's own)
+from tests.gui_support import own_settings, workspace_copy  # noqa: F401 (own_settings: a fixture)
 from tests.test_models import DIM, HashEncoder, insert_dataset, reward_mlp
 from workstation import releases
 from workstation.audits import plot_data as pd
@@ -100,13 +100,8 @@ def template(tmp_path_factory):
 
 @pytest.fixture
 def ws(template, tmp_path):
-    from workstation.workspace import Workspace
-
-    copy = tmp_path / "ws.duckdb"
-    shutil.copy(template[0], copy)
-    workspace = Workspace.open(copy)
-    yield workspace
-    workspace.close()
+    with workspace_copy(template[0], tmp_path) as workspace:
+        yield workspace
 
 
 @pytest.fixture

@@ -9,24 +9,14 @@ import time
 import pytest
 from PySide6.QtGui import QKeySequence
 
-from tests.gui_support import copy_template, encoder, own_settings, template  # noqa: F401
+from tests.gui_support import copy_template, main_window, own_settings, template  # noqa: F401
 from workstation.report import verify_report
 
 
 @pytest.fixture
 def window(qtbot, tmp_path, template):  # noqa: F811
-    from workstation.ui.main_window import MainWindow
-
-    win = MainWindow()
-    win.ctx.encoder = encoder()
-    qtbot.addWidget(win)
-    win.show()
-    qtbot.waitExposed(win)
-    assert win.open_workspace(str(copy_template(template, tmp_path / "ws.duckdb")))
-    yield win
-    win.ctx.jobs.cancel_all()
-    win.ctx.jobs.wait(10_000)
-    win.close()
+    with main_window(qtbot, copy_template(template, tmp_path / "ws.duckdb")) as win:
+        yield win
 
 
 def test_report_builds_in_the_background_previews_and_saves(window, qtbot, tmp_path):

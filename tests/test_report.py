@@ -6,16 +6,14 @@ same workspace gives the same JSON, and the limits come from the data."""
 from __future__ import annotations
 
 import json
-import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.conftest import TEST_PASSPHRASE
-from tests.test_audit import (DIM, NumberEncoder, first_component_probabilities, insert,
-                              linear_model, pole_reward_model)
+from tests.test_audit import (DIM, LengthEncoder, NumberEncoder, first_component_probabilities,
+                              insert, linear_model, pole_reward_model)
 from workstation import agreement as team_agreement
 from workstation import identity, review, trust
 from workstation.audits import get_run, run_audit
@@ -26,21 +24,6 @@ from workstation.probes import run_probes
 from workstation.progress import Progress
 from workstation.report import build_report, verify_report
 from workstation.report.limits import MIN_CATEGORY
-
-
-class LengthEncoder:
-    """Embeds a text by simple features, so a linear model is not random."""
-
-    id, dim = "test-report-length-encoder", DIM
-
-    def encode(self, texts, progress=None, batch_size=64):
-        out = np.zeros((len(texts), DIM), dtype=np.float32)
-        for i, t in enumerate(texts):
-            t = t or ""
-            out[i, :3] = [np.log1p(len(t)) / 10, t.count("I cannot") + t.count("I can't"),
-                          t.count("Sure")]
-        return out
-
 
 ENC = LengthEncoder()
 
