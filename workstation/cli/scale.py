@@ -92,7 +92,9 @@ def register(cli: Commands) -> None:
                    "local instance)")
     p.add_argument("--num-cpus", type=int, default=None,
                    help="scoring actors, one CPU each (default: every CPU)")
-    p.add_argument("--batch-size", type=int, default=None, help="rows per batch (default 1024)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="rows per batch (default 1024; 16384 when the Parquet inputs carry "
+                        "embeddings)")
     p.add_argument("--format", default=None,
                    help="trl-jsonl, trl-parquet, hh-rlhf, labels-jsonl or labels-parquet "
                    "(default: detected)")

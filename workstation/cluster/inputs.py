@@ -180,12 +180,17 @@ def _jsonl_record(text: str, index: int, loc: Location, fmt: InputFormat) -> Rec
 
 
 def read_parquet_batches(path: Path, fmt: InputFormat, batch_rows: int = BLOCK_ROWS,
-                         row_groups: tuple[int, ...] | None = None, first_index: int = 0
-                         ) -> Iterator[tuple[list[Record], dict[str, pa.Array]]]:
+                         row_groups: tuple[int, ...] | None = None, first_index: int = 0,
+                         columnwise: bool = False, source_file: str | None = None
+                         ) -> Iterator[tuple[list[Record] | pa.Table, dict[str, pa.Array]]]:
     """(records, embedding columns) per batch of a Parquet file (or of its
     ``row_groups``, whose first row is record ``first_index``): the text
-    columns go through the importer's rules, embedding columns stay Arrow."""
+    columns go through the importer's rules, embedding columns stay Arrow.
+    ``columnwise``: a batch the rules reduce to column operations on comes as
+    a ``SCHEMA`` table instead of records (``workstation.cluster.columnwise``)."""
     import pyarrow.parquet as pq
+
+    from workstation.cluster.columnwise import to_table
 
     index = first_index
     try:
@@ -194,6 +199,12 @@ def read_parquet_batches(path: Path, fmt: InputFormat, batch_rows: int = BLOCK_R
             embedded = {n: batch.column(n) for n in batch.schema.names
                         if n.endswith(EMBEDDING_SUFFIX)}
             plain = batch.select([n for n in batch.schema.names if n not in embedded])
+            table = (to_table(plain, fmt.kind, source_file or str(path), index, SCHEMA)
+                     if columnwise else None)
+            if table is not None:
+                index += batch.num_rows
+                yield table, embedded
+                continue
             records = []
             for rec in plain.to_pylist():
                 records.append(_parquet_record(rec, index, Location(path, record=index), fmt))
@@ -285,8 +296,12 @@ def unit_blocks(unit: WorkUnit, fmt: InputFormat, block_rows: int = BLOCK_ROWS
     columns), ``block_rows`` records at a time."""
     if fmt.container == "parquet":
         for records, embedded in read_parquet_batches(Path(unit.path), fmt, block_rows,
-                                                      unit.row_groups, unit.first_index):
-            yield _with_embeddings(records_table(unit.path, records), records, embedded)
+                                                      unit.row_groups, unit.first_index,
+                                                      columnwise=True, source_file=unit.path):
+            if isinstance(records, pa.Table):
+                yield _with_embeddings(records, None, embedded)
+            else:
+                yield _with_embeddings(records_table(unit.path, records), records, embedded)
         return
     yield from file_blocks(Path(unit.path), fmt, block_rows)
 
@@ -323,9 +338,10 @@ def records_table(source_file: str, records: list[Record]) -> pa.Table:
         "error": pa.array([r.error for r in records], pa.string())}, schema=SCHEMA)
 
 
-def _with_embeddings(table: pa.Table, records: list[Record],
+def _with_embeddings(table: pa.Table, records: list[Record] | None,
                      embedded: dict[str, pa.Array]) -> pa.Table:
-    if len(records) != (len(next(iter(embedded.values()))) if embedded else len(records)):
+    rows = table.num_rows if records is None else len(records)
+    if embedded and rows != len(next(iter(embedded.values()))):
         return table  # a file-error record: no embeddings to align
     for name, column in embedded.items():
         table = table.append_column(name, column)
