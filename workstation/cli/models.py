@@ -40,11 +40,14 @@ def cmd_train(args, out: Output) -> None:
     params = dict(param(p) for p in args.param or [])
     with open_workspace(args) as ws:
         result = train(ws, args.dataset, args.name, parent=args.parent, seed=args.seed,
-                       params=params or None, progress=out.progress())
+                       params=params or None, progress=out.progress(),
+                       head_only=args.head_only,
+                       new_head_on_embeddings=args.new_head_on_embeddings)
     payload = result.to_json()
     headline = {k: v for k, v in result.metrics.items() if k.startswith("heldout_")
                 and isinstance(v, (int, float))}
-    out.result(payload, f"trained {result.version.ref} on '{args.dataset}': " +
+    what = "retrained the head of" if payload["method"] == "head" else "trained"
+    out.result(payload, f"{what} {result.version.ref} on '{args.dataset}': " +
                ", ".join(f"{k} {fmt(v)}" for k, v in headline.items()))
 
 
@@ -110,6 +113,13 @@ def register(cli: Commands) -> None:
     p.add_argument("--from", dest="parent", metavar="MODEL@V",
                    help="the version this retrains (lineage; its hyper-parameters are reused)")
     p.add_argument("--seed", type=int, default=0)
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--head-only", action="store_true",
+                     help="keep the --from model's graph and fit only its scoring head "
+                          "(the default for a model registered with `model add`)")
+    how.add_argument("--new-head-on-embeddings", action="store_true",
+                     help="train a new model on the workspace's text embeddings instead of "
+                          "retraining the --from model's own head")
     p.add_argument("--param", action="append", metavar="NAME=VALUE",
                    help="a hyper-parameter, e.g. epochs=50 (repeatable)")
 
