@@ -154,45 +154,47 @@ def _read(ws: Workspace, ref: DatasetRef, space: FeatureSpace, encoder: Any,
 
 def fit_head(data: PairData | LabelData, roles: np.ndarray, space: FeatureSpace,
              hp: dict[str, Any]) -> HeadFit:
-    """The new head's (v, c), warm-started from and pulled towards the old one."""
+    """The new head's (v, c), warm-started from and pulled towards the old one.
+    The offset c is fitted on labels when the head has a bias to hold it;
+    Bradley-Terry sees differences only, so pairs keep the old offset."""
     v0, c0 = space.head.linear()
     train = roles == TRAIN
     if not train.any():
         raise WorkstationError("no training examples: every example is held out")
-    start = torch.tensor(np.r_[v0, c0], dtype=torch.float64)
-    theta = start.clone().requires_grad_(True)
-    loss_of = _pair_loss(data, train) if isinstance(data, PairData) else \
-        _label_loss(data, train)
-    optimiser = torch.optim.LBFGS([theta], lr=1.0, max_iter=int(hp["max_iter"]),
-                                  tolerance_grad=1e-10, tolerance_change=1e-12,
-                                  history_size=20, line_search_fn="strong_wolfe")
+    pairs = isinstance(data, PairData)
+    fit_offset = not pairs and space.head.bias_source is not None
+    start = torch.tensor(v0, dtype=torch.float64)
+    v = start.clone().requires_grad_(True)
+    c = torch.tensor(float(c0), dtype=torch.float64, requires_grad=fit_offset)
+    loss_of = _pair_loss(data, train) if pairs else _label_loss(data, train)
+    optimiser = torch.optim.LBFGS([v, c] if fit_offset else [v], lr=1.0,
+                                  max_iter=int(hp["max_iter"]), tolerance_grad=1e-10,
+                                  tolerance_change=1e-12, history_size=20,
+                                  line_search_fn="strong_wolfe")
 
     def closure() -> torch.Tensor:
         optimiser.zero_grad()
-        loss = loss_of(theta) + 0.5 * hp["l2"] * ((theta[:-1] - start[:-1]) ** 2).sum()
+        loss = loss_of(v, c) + 0.5 * hp["l2"] * ((v - start) ** 2).sum()
         loss.backward()
         return loss
 
     optimiser.step(closure)
-    v, c = theta.detach().numpy()[:-1].copy(), float(theta.detach()[-1])
-    if isinstance(data, PairData):
-        c = float(c0)  # Bradley-Terry sees differences only: the offset stays the old one
-    metrics = _metrics(data, roles, (v0, c0), (v, c))
-    metrics["objective"] = "bradley-terry" if isinstance(data, PairData) else "logistic"
-    return HeadFit(v, c, metrics)
+    new = (v.detach().numpy().copy(), float(c.detach()))
+    metrics = _metrics(data, roles, (v0, c0), new)
+    metrics["objective"] = "bradley-terry" if pairs else "logistic"
+    return HeadFit(new[0], new[1], metrics)
 
 
 def _pair_loss(data: PairData, train: np.ndarray) -> Any:
     diff = torch.from_numpy((data.chosen[train].astype(np.float64)
                              - data.rejected[train].astype(np.float64)))
-    return lambda theta: torch.nn.functional.softplus(-(diff @ theta[:-1])).mean()
+    return lambda v, c: torch.nn.functional.softplus(-(diff @ v)).mean()
 
 
 def _label_loss(data: LabelData, train: np.ndarray) -> Any:
     x = torch.from_numpy(data.inputs[train].astype(np.float64))
     y = torch.from_numpy(data.safe[train].astype(np.float64))
-    return lambda theta: torch.nn.functional.binary_cross_entropy_with_logits(
-        x @ theta[:-1] + theta[-1], y)
+    return lambda v, c: torch.nn.functional.binary_cross_entropy_with_logits(x @ v + c, y)
 
 
 def _metrics(data: PairData | LabelData, roles: np.ndarray, old: tuple, new: tuple) -> dict:
