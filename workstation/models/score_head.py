@@ -32,6 +32,8 @@ _RESHAPES = {"Reshape", "Squeeze", "Unsqueeze", "Flatten"}
 _TRANSFORMS = {"Sigmoid": "sigmoid", "Softmax": "softmax"}
 _ML_HEADS = {"LinearClassifier", "LinearRegressor"}
 _POST = {"NONE": "none", "LOGISTIC": "sigmoid", "SOFTMAX": "softmax"}
+_QUANTIZED = {"MatMulInteger", "QLinearMatMul", "DynamicQuantizeMatMul", "MatMulNBits",
+              "QGemm", "DequantizeLinear"}
 
 
 class NoHead(WorkstationError):
@@ -105,7 +107,14 @@ def find_head(data: bytes, manifest: dict[str, Any]) -> ScoreHead:
     import onnx
 
     model = onnx.load_model_from_string(data)
-    return _Graph(model).head(manifest)
+    try:
+        return _Graph(model).head(manifest)
+    except NoHead as exc:
+        quantized = sorted({n.op_type for n in model.graph.node} & _QUANTIZED)
+        if quantized:
+            raise NoHead(f"{exc}; the model is quantized ({quantized[0]}): retrain the float "
+                         f"model's head, then quantize it") from None
+        raise
 
 
 class _Graph:
@@ -167,7 +176,7 @@ class _Graph:
                 reshaped = True  # value-preserving only for a one-column head
             elif op not in _PASS:
                 raise NoHead(f"the score is computed by a non-linear '{op}' node "
-                             f"('{node.name or node.output[0]}') after the last linear layer")
+                             f"('{node.name or node.output[0]}'), not by a linear head")
             tensor = node.input[0]
 
     # -- the walk ------------------------------------------------------------
