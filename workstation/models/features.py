@@ -139,8 +139,14 @@ def _checked(space: FeatureSpace, out: np.ndarray) -> np.ndarray:
 
 
 class _FeatureRunner(OnnxRunner):
-    """The extractor fed the way the model's scorer feeds it (tokenizer,
-    truncation, padding), returning the feature rows instead of scores."""
+    """The extractor fed the way the model's scorer feeds it (text format,
+    tokenizer, truncation, batching and padding: ``OnnxRunner.score_tokens``
+    itself), returning feature rows instead of scores.
+
+    ``score_tokens`` orders and batches its inputs as it likes and puts what
+    ``_run`` returns back in input order; here ``_run`` keeps each batch's
+    feature rows and returns their row numbers, so the numbers come back in
+    input order and pick the rows."""
 
     def __init__(self, space: FeatureSpace) -> None:
         manifest = {**space.version.manifest, "output": space.head.input, "column": None,
@@ -148,12 +154,25 @@ class _FeatureRunner(OnnxRunner):
         super().__init__(space.extractor, manifest, space.tokenizer_json,
                          source=space.version.ref)
         self.space = space
+        self._rows: list[np.ndarray] = []
+
+    def features(self, prompts: Sequence[str | None], responses: Sequence[str | None],
+                 progress: Progress | None = None) -> np.ndarray:
+        self._rows = []
+        numbers = self.score_tokens(prompts, responses, progress)
+        if not len(numbers):
+            return np.zeros((0, self.space.dim), dtype=np.float32)
+        rows = np.concatenate(self._rows)
+        return rows[np.rint(numbers).astype(np.int64)]
 
     def _run(self, feeds: dict[str, np.ndarray], n: int,
              progress: Progress | None = None) -> np.ndarray:
         if n == 0:
-            return np.zeros((0, self.space.dim), dtype=np.float32)
-        return _checked(self.space, np.asarray(self._session_run(feeds, progress)))
+            return np.zeros(0)
+        out = _checked(self.space, np.asarray(self._session_run(feeds, progress)))
+        first = sum(len(part) for part in self._rows)
+        self._rows.append(out)
+        return np.arange(first, first + len(out), dtype=np.float64)
 
 
 class _TokenFeatures:
@@ -176,8 +195,8 @@ class _TokenFeatures:
         out = np.empty((len(pairs), self.dim), dtype=np.float32)
         for start in range(0, len(order), batch_size):
             rows = order[start:start + batch_size]
-            out[rows] = self._runner.score_tokens([pairs[i][0] for i in rows],
-                                                  [pairs[i][1] for i in rows], progress)
+            out[rows] = self._runner.features([pairs[i][0] for i in rows],
+                                              [pairs[i][1] for i in rows], progress)
             if progress is not None:
                 progress.step(min(start + batch_size, len(order)), len(order))
         return out
