@@ -264,3 +264,60 @@ def test_head_parameters_are_checked(ws):
     head = result.version.manifest["lineage"]["head"]
     assert (head["op"], head["bias"], head["transform"]) == ("MatMul", None, "sigmoid")
     assert json.dumps(result.to_json())  # plain JSON for the CLI
+
+
+# -- text-tokens models ---------------------------------------------------------------
+
+def _token_model_files(tmp_path, texts):
+    from tests.head_models import token_reward_model, word_tokenizer
+
+    vocab = word_tokenizer(texts, tmp_path / "tokenizer.json")
+    (tmp_path / "model.onnx").write_bytes(token_reward_model(vocab, dim=16))
+    return tmp_path / "model.onnx"
+
+
+def test_token_features_are_cached_and_score_as_the_whole_model(ws, tmp_path):
+    from workstation.models.registry import load_runner
+
+    rows = _labels(30)
+    path = _token_model_files(tmp_path, [r["response"] + " " + r["prompt"] for r in rows])
+    version = add_model(ws, path, "tok", "text-tokens")
+    space = feature_space(ws, version)
+    assert space.id.startswith("features:") and space.dim == 16
+    prompts, responses = [r["prompt"] for r in rows], [r["response"] for r in rows]
+    x = text_features(ws, space, prompts, responses)
+    cached = ws.execute("SELECT count(*) FROM embeddings WHERE encoder_id = ?",
+                        [space.id]).fetchone()[0]
+    assert cached == len(rows) and x.shape == (len(rows), 16)
+    # input order survives the runner's length-sorted batches, and a cache hit
+    np.testing.assert_allclose(text_features(ws, space, prompts[::-1], responses[::-1]),
+                               x[::-1], atol=1e-6)
+    np.testing.assert_allclose(space.score_runner().score_matrix(x),
+                               load_runner(ws, version).score_tokens(prompts, responses),
+                               atol=1e-5)
+
+
+def test_a_tokens_model_gets_a_new_head_and_a_patch_in_its_feature_space(ws, tmp_path):
+    from workstation.models import score_dataset
+    from workstation.patching import create_patch
+
+    rows = _labels(80)
+    path = _token_model_files(tmp_path, [r["response"] + " " + r["prompt"] for r in rows])
+    parent = add_model(ws, path, "tok", "text-tokens")
+    insert_dataset(ws, "labels", rows, name="lab")
+    new = train(ws, "lab", "tok", parent="tok@1").version
+    assert new.manifest["lineage"]["method"] == "head"
+    for key in ("input", "tokenizer_sha256", "output", "score_type"):
+        assert new.manifest[key] == parent.manifest[key]
+    scores = score_dataset(ws, new, "lab")
+    unsafe_high = [int(i) for i, s, ok in zip(scores.example_ids, scores.score, scores.labels)
+                   if not ok and s > 0]
+    assert unsafe_high, "the retrained head still scores some unsafe response above 0"
+    patched = create_patch(ws, new.ref, example_ids=unsafe_high[:2], budget=0.5)
+    assert patched.metrics["kernels_kept"] >= 1
+    assert patched.version.manifest["tokenizer_sha256"] == parent.manifest["tokenizer_sha256"]
+    after = score_dataset(ws, patched.version, "lab")
+    fixed = np.isin(after.example_ids, unsafe_high[:2])
+    assert (after.score[fixed] < scores.score[fixed]).all()
+    safe = after.labels & ~fixed
+    assert (scores.score[safe] - after.score[safe]).max() <= 0.5 + 1e-6
