@@ -43,8 +43,8 @@ import numpy as np
 
 from workstation import ledger
 from workstation.errors import WorkstationError
-from workstation.models.registry import (ModelVersion, add_model_bytes, load_onnx,
-                                         load_tokenizer_json, resolve)
+from workstation.models.derived import check_same_input, input_kwargs
+from workstation.models.registry import ModelVersion, add_model_bytes, load_onnx, resolve
 from workstation.patching.bandwidths import fit_bandwidths
 from workstation.patching.cases import Flaw, Selection, featurize, select_cases, to_flaws
 from workstation.patching.graph import build_patched_model, default_precision
@@ -286,26 +286,12 @@ def _register(ws: Workspace, parent: ModelVersion, root: ModelVersion, data: byt
               records: list[dict[str, Any]], rule: str | None, extra: dict[str, Any],
               analyst: str, notes: str) -> ModelVersion:
     extras = {**manifest_extras(root, records, rule), **extra}
-    return add_model_bytes(ws, data, parent.model, root.input_kind, output="reward",
-                           parent=parent, notes=notes, analyst=analyst,
-                           score_type=root.manifest["score_type"],
-                           encoder=_registered_encoder(root), extras=extras,
-                           tokenizer=load_tokenizer_json(ws, root), source=f"patched {root.ref}")
-
-
-@dataclass(frozen=True)
-class _EncoderIdentity:
-    """Registration needs only the encoder's id and width, not the encoder."""
-
-    id: str
-    dim: int
-
-
-def _registered_encoder(root: ModelVersion) -> _EncoderIdentity | None:
-    if root.input_kind != "text-embedding":
-        return None
-    info = root.manifest["input"]
-    return _EncoderIdentity(info.get("encoder") or "", int(info["dim"]))
+    version = add_model_bytes(ws, data, parent.model, root.input_kind, output="reward",
+                              parent=parent, notes=notes, analyst=analyst,
+                              score_type=root.manifest["score_type"], extras=extras,
+                              source=f"patched {root.ref}", **input_kwargs(ws, root))
+    check_same_input(version, root)
+    return version
 
 
 def _ledger_payload(new: ModelVersion, parent: ModelVersion, record: dict[str, Any]) -> dict:

@@ -23,6 +23,7 @@ import torch
 from workstation.audits.metrics import auroc, pairwise_accuracy
 from workstation.errors import WorkstationError
 from workstation.hashing import sha256_bytes
+from workstation.models.derived import check_same_input, input_kwargs
 from workstation.models.features import FeatureSpace, feature_space, tail_runner, text_features
 from workstation.models.registry import ModelVersion, add_model_bytes, load_onnx
 from workstation.models.score_head import NoHead, splice, tail_model
@@ -243,28 +244,16 @@ def _lineage(ref: DatasetRef, snapshot: Snapshot, parent: ModelVersion, space: F
             "torch_threads": TRAINING_THREADS}
 
 
-@dataclass(frozen=True)
-class _EncoderIdentity:
-    id: str
-    dim: int
-
-
 def _register(ws: Workspace, data: bytes, name: str, parent: ModelVersion, ref: DatasetRef,
               lineage: dict[str, Any], worst: float, analyst: str | None) -> ModelVersion:
     m = parent.manifest
-    encoder = _EncoderIdentity(m["input"].get("encoder") or "", int(m["input"]["dim"])) \
-        if parent.input_kind == "text-embedding" else None
-    from workstation.models.registry import load_tokenizer_json
-
     with ws.transaction():
         version = add_model_bytes(
             ws, data, name, parent.input_kind, source=f"{parent.ref} with its head retrained "
             f"on {ref.name}", output=m["output"], column=m.get("column"),
             score_type=m["score_type"], parent=parent, analyst=analyst,
             notes=f"head of {parent.ref} retrained on {ref.name} ({lineage['objective']})",
-            tokenizer=load_tokenizer_json(ws, parent), encoder=encoder,
-            extras={"lineage": lineage, "head_splice_max_diff": worst})
-        if version.manifest["input"] != m["input"]:
-            raise WorkstationError(f"the retrained model would read its input differently from "
-                                   f"{parent.ref}; nothing registered")
+            extras={"lineage": lineage, "head_splice_max_diff": worst},
+            **input_kwargs(ws, parent))
+        check_same_input(version, parent)
     return version
