@@ -152,14 +152,15 @@ def test_bert_reward_model_head_retrain_patch_and_release(tmp_path, capsys, bert
     changed = {k for k in old if not np.array_equal(old[k], spliced[k])}
     assert changed == {v2["head"]["weight"], v2["head"]["bias"]}
 
-    after = run(capsys, *w, "audit", "--model", "bert@2", "--dataset", "jbb")["metrics"]
-    m = v2["metrics"]
-    assert after["auroc"] == pytest.approx(m["heldout_auroc"], abs=1e-6)
-    assert m["heldout_auroc"] >= m["parent_heldout_auroc"] - 0.02
-    print(f"\nbert-cls on {before['n']} JailbreakBench labels: AUROC {before['auroc']:.3f} "
-          f"(all, parent); held-out {m['parent_heldout_auroc']:.3f} -> {m['heldout_auroc']:.3f}")
-
     audit = run(capsys, *w, "audit", "--model", "bert@2", "--dataset", "jbb")
+    after, m = audit["metrics"], v2["metrics"]
+    assert after["auroc"] == pytest.approx(m["heldout_auroc"], abs=2e-3)  # a near-tie may swap
+    assert m["heldout_auroc"] > m["parent_heldout_auroc"]
+    with capsys.disabled():  # the figure the report quotes
+        print(f"\nbert-cls on {before['n']} JailbreakBench labels: AUROC {before['auroc']:.3f} "
+              f"(all, parent); held-out {m['parent_heldout_auroc']:.3f} -> "
+              f"{m['heldout_auroc']:.3f}")
+
     patched = run(capsys, *w, "patch", "--model", "bert@2", "--findings", str(audit["run_id"]))
     assert patched["metrics"]["kernels_kept"] >= 1
     assert patched["metrics"]["protected_loss_max"] <= 0.10 + 1e-9
@@ -182,7 +183,7 @@ def test_dynamo_export_and_decoder_get_new_heads(tmp_path, capsys, bert_cls_dyna
         assert trained["head_splice_max_diff"] <= 1e-5
         audit = run(capsys, *w, "audit", "--model", f"{name}@2", "--dataset", "jbb")
         assert audit["metrics"]["auroc"] == pytest.approx(trained["metrics"]["heldout_auroc"],
-                                                          abs=1e-6)
+                                                          abs=2e-3)
 
 
 def test_int8_model_is_refused_and_new_head_on_embeddings_works(tmp_path, capsys,
