@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(REPO))
 
-from tests.hf_models import HH_RLHF, build_bert_cls  # noqa: E402
+from tests.hf_models import HH_RLHF, JAILBREAKBENCH, build_bert_cls  # noqa: E402,F401
 
 TARGET_RATIO = 1.5
 TOLERANCE = 1e-5
