@@ -404,3 +404,22 @@ def test_max_length_applies_to_tokens_models_only(ws, tmp_path):
     with pytest.raises(WorkstationError, match="text-tokens models only"):
         add_model(ws, tmp_path / "m.onnx", "mlp", "text-embedding", max_length=5,
                   encoder=HashEncoder())
+
+
+def test_the_version_details_say_how_texts_reach_a_tokens_model(ws, tmp_path):
+    from workstation.ui.versions import manifest_facts
+
+    (tmp_path / "model.onnx").write_bytes(token_model())
+    write_tokenizer(tmp_path / "tokenizer.json")
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(
+        {"chat_template": QWEN2_TEMPLATE, "eos_token": "<|im_end|>"}))
+    alone = add_model(ws, tmp_path / "model.onnx", "tok", "text-tokens",
+                      text_format="response", max_length=7)
+    facts = dict(manifest_facts(alone.manifest))
+    assert facts["text format"] == "the response alone (prompt ignored)"
+    assert facts["max length"].startswith("7 tokens")
+    chat = add_model(ws, tmp_path / "model.onnx", "tok", "text-tokens",
+                     text_format="chat-template")
+    sha = chat.manifest["input"]["chat_template_sha256"]
+    assert chat.manifest["input"]["chat_template"] == QWEN2_TEMPLATE
+    assert f"template sha256 {sha[:12]}" in dict(manifest_facts(chat.manifest))["text format"]
