@@ -175,12 +175,16 @@ def test_dynamo_export_and_decoder_get_new_heads(tmp_path, capsys, bert_cls_dyna
     w = ["--workspace", str(tmp_path / "w.duckdb")]
     run(capsys, *w, "import", "labels", str(_jbb_subset(jailbreakbench_dir, tmp_path)),
         "--name", "jbb")
-    for name, model, width in (("dyn", bert_cls_dynamo_model, 384), ("dec", decoder_model, 64)):
-        run(capsys, *w, "model", "add", str(model.onnx), "--name", name, "--input", "text-tokens")
+    for name, model, width, fmt in (("dyn", bert_cls_dynamo_model, 384, "pair"),
+                                    ("dec", decoder_model, 64, "chat-template")):
+        run(capsys, *w, "model", "add", str(model.onnx), "--name", name, "--input", "text-tokens",
+            "--text-format", fmt)
         trained = run(capsys, *w, "train", "--dataset", "jbb", "--name", name,
                       "--from", f"{name}@1")
         assert trained["method"] == "head" and trained["head"]["width"] == width
         assert trained["head_splice_max_diff"] <= 1e-5
+        manifest = run(capsys, *w, "model", "list")["models"][-1]["manifest"]
+        assert manifest["input"]["text_format"] == fmt  # the new head reads texts as before
         audit = run(capsys, *w, "audit", "--model", f"{name}@2", "--dataset", "jbb")
         assert audit["metrics"]["auroc"] == pytest.approx(trained["metrics"]["heldout_auroc"],
                                                           abs=2e-3)

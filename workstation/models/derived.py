@@ -5,12 +5,16 @@ that the new version kept it."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
 from workstation.errors import WorkstationError
 from workstation.models.registry import ModelVersion, load_tokenizer_json
 from workstation.workspace import Workspace
+
+
+_POOLING_TYPES = {"first-token": "bert", "last-token": "llama"}
 
 
 @dataclass(frozen=True)
@@ -27,7 +31,14 @@ def input_kwargs(ws: Workspace, parent: ModelVersion) -> dict[str, Any]:
     if parent.input_kind == "text-embedding":
         return {"encoder": EncoderIdentity(info.get("encoder") or "", int(info["dim"]))}
     if parent.input_kind == "text-tokens":
-        return {"tokenizer": load_tokenizer_json(ws, parent)}
+        from workstation.models.text_format import TextFormat
+
+        # The pooling came from the graph's metadata (kept in a child) or from
+        # a config.json beside the parent: a model type implying the same one.
+        model_type = _POOLING_TYPES.get(info.get("pooling") or "")
+        return {"tokenizer": load_tokenizer_json(ws, parent),
+                "text_format": TextFormat.from_input(info), "max_length": info["max_length"],
+                "config_json": json.dumps({"model_type": model_type}) if model_type else None}
     return {}
 
 

@@ -5,8 +5,8 @@ Token models' features are cached like embeddings, in the ``embeddings``
 table (no schema change): ``encoder_id`` is ``features:<sha256>`` of the
 feature-extractor graph together with the model's tokenizer and input
 settings (anything that changes what the graph sees), and ``text_sha256`` the
-sha256 of the exact model input, the JSON ``[prompt, response]`` pair that
-the tokenizer is given. Embedding models' features are their input matrix
+sha256 of the exact model input: the formatted text (a chat template's
+rendering, the response alone) or the JSON of the tokenizer pair. Embedding models' features are their input matrix
 (cached embeddings) run through the extractor, which is cheap, when the head
 does not read the input itself.
 """
@@ -30,7 +30,7 @@ from workstation.progress import Progress
 from workstation.workspace import Workspace
 
 FEATURES_PREFIX = "features:"
-_TOKEN_BATCH = 32
+_TOKEN_SLICE = 2048  # texts featurised per score_tokens call
 _CACHE_SIZE = 4
 _spaces: "OrderedDict[tuple, FeatureSpace]" = OrderedDict()
 _spaces_lock = threading.Lock()
@@ -107,19 +107,15 @@ def text_features(ws: Workspace, space: FeatureSpace, prompts: Sequence[str | No
     if space.version.input_kind == "text-tokens":
         from workstation.encoder import embed_texts
 
-        keys = [model_input_key(p, r) for p, r in zip(prompts, responses)]
-        return embed_texts(ws, keys, encoder=_TokenFeatures(space), progress=progress)
+        encoder = _TokenFeatures(space)
+        keys = encoder.keys(prompts, responses)
+        return embed_texts(ws, keys, encoder=encoder, progress=progress)
     from workstation.models.scoring import text_features as model_inputs
 
     x = model_inputs(ws, space.version, prompts, responses, encoder, progress)
     if space.extractor is None:
         return np.asarray(x, dtype=np.float32)
     return _run_extractor(space, x)
-
-
-def model_input_key(prompt: str | None, response: str | None) -> str:
-    """The exact (prompt, response) input as one string: its sha256 keys the cache."""
-    return json.dumps([prompt or None, response or ""], ensure_ascii=False)
 
 
 def _run_extractor(space: FeatureSpace, x: np.ndarray) -> np.ndarray:
@@ -176,27 +172,39 @@ class _FeatureRunner(OnnxRunner):
 
 
 class _TokenFeatures:
-    """The feature extractor as an ``embed_texts`` encoder over model-input keys."""
+    """The feature extractor as an ``embed_texts`` encoder: its "texts" are
+    the exact model inputs (the formatted text, or the JSON of a tokenizer
+    pair), so equal inputs share one cached row whatever they came from."""
 
     def __init__(self, space: FeatureSpace) -> None:
+        from workstation.models.text_format import TextFormat
+
         if space.extractor is None:
             raise WorkstationError(f"{space.version.ref} takes tokens but its head reads "
                                    f"the input itself")
         self.space, self.id, self.dim = space, space.id, space.dim
+        self.text_format = TextFormat.from_input(space.version.manifest["input"])
+        self._sources: dict[str, tuple[str | None, str | None]] = {}
         self._runner: _FeatureRunner | None = None
 
+    def keys(self, prompts: Sequence[str | None],
+             responses: Sequence[str | None]) -> list[str]:
+        """The model-input keys of (prompt, response) texts (remembered for ``encode``)."""
+        items = self.text_format.items(prompts, responses)
+        keys = [json.dumps(item, ensure_ascii=False) for item in items]
+        self._sources.update(zip(keys, zip(prompts, responses)))
+        return keys
+
     def encode(self, texts: Sequence[str], progress: Progress | None = None,
-               batch_size: int = _TOKEN_BATCH) -> np.ndarray:
+               batch_size: int = _TOKEN_SLICE) -> np.ndarray:
         self._runner = self._runner or _FeatureRunner(self.space)
-        pairs = [json.loads(t) for t in texts]
-        # Batches of similar length: padding stays small.
-        order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0] or "") +
-                       len(pairs[i][1] or ""))
+        pairs = [self._sources[t] for t in texts]
         out = np.empty((len(pairs), self.dim), dtype=np.float32)
-        for start in range(0, len(order), batch_size):
-            rows = order[start:start + batch_size]
-            out[rows] = self._runner.features([pairs[i][0] for i in rows],
-                                              [pairs[i][1] for i in rows], progress)
+        # score_tokens sorts and batches by length itself; slices bound the memory.
+        for start in range(0, len(pairs), batch_size):
+            part = pairs[start:start + batch_size]
+            out[start:start + len(part)] = self._runner.features(
+                [p for p, _ in part], [r for _, r in part], progress)
             if progress is not None:
-                progress.step(min(start + batch_size, len(order)), len(order))
+                progress.step(start + len(part), len(pairs))
         return out
