@@ -183,7 +183,8 @@ def test_dynamo_export_and_decoder_get_new_heads(tmp_path, capsys, bert_cls_dyna
                       "--from", f"{name}@1")
         assert trained["method"] == "head" and trained["head"]["width"] == width
         assert trained["head_splice_max_diff"] <= 1e-5
-        manifest = run(capsys, *w, "model", "list")["models"][-1]["manifest"]
+        manifest = next(m["manifest"] for m in run(capsys, *w, "model", "list")["models"]
+                        if (m["model"], m["version"]) == (name, 2))
         assert manifest["input"]["text_format"] == fmt  # the new head reads texts as before
         audit = run(capsys, *w, "audit", "--model", f"{name}@2", "--dataset", "jbb")
         assert audit["metrics"]["auroc"] == pytest.approx(trained["metrics"]["heldout_auroc"],
