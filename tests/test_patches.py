@@ -378,13 +378,14 @@ def test_pairs_patch_puts_the_rejected_side_below_the_chosen_side(ws):
     assert loss.max() <= BUDGET + 1e-6
 
 
-def test_text_tokens_models_cannot_be_patched(ws, tmp_path):
+def test_text_tokens_models_without_a_head_cannot_be_patched(ws, tmp_path):
     (tmp_path / "m.onnx").write_bytes(token_model())
     write_tokenizer(tmp_path / "tokenizer.json")
     version = add_model(ws, tmp_path / "m.onnx", "tok", "text-tokens")
     insert_dataset(ws, "labels", [{"prompt": "q", "response": "good", "label": False}])
     before = counts(ws)
-    with pytest.raises(WorkstationError, match="text tokens.*vector input space"):
+    with pytest.raises(WorkstationError, match="takes text tokens and no scoring head was found "
+                                               "in it .*needs a vector space"):
         create_patch(ws, version.ref, example_ids=[1])
     assert counts(ws) == before
 

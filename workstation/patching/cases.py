@@ -34,7 +34,8 @@ from workstation.models.registry import ModelVersion
 from workstation.workspace import Workspace
 
 MAX_STATES_PER_DEMO = 16
-_FITS = {"text-embedding": ("labels", "pairs"), "observation": ("demos",)}
+_FITS = {"text-embedding": ("labels", "pairs"), "text-tokens": ("labels", "pairs"),
+         "observation": ("demos",)}
 
 
 @dataclass
@@ -300,16 +301,17 @@ def _add_text(root: ModelVersion, case: dict[str, Any], source: dict[str, Any],
 # -- inputs and scores ---------------------------------------------------------
 
 def featurize(ws: Workspace, root: ModelVersion, cases: list[Case], encoder: Any) -> None:
-    """Fill ``states`` (and ``rival``) of text cases with the model's input
-    vectors, embedding every text in one call."""
-    from workstation.models.scoring import text_features
+    """Fill ``states`` (and ``rival``) of text cases with their points in the
+    kernel space (``space``), featurising every text in one call."""
+    from workstation.patching.space import kernel_space
 
     pending = [c for c in cases if c.texts is not None]
     if not pending:
         return
     pairs = [t for c in pending for t in c.texts] + [c.rival_text for c in pending
                                                      if c.rival_text is not None]
-    vectors = text_features(ws, root, [p for p, _ in pairs], [r for _, r in pairs], encoder)
+    vectors = kernel_space(ws, root).texts(ws, [p for p, _ in pairs], [r for _, r in pairs],
+                                           encoder)
     at = 0
     for case in pending:
         case.states, at = vectors[at:at + len(case.texts)], at + len(case.texts)

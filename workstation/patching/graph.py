@@ -1,5 +1,6 @@
 """The patched model as one ONNX graph: the unchanged base graph plus the
-suppression kernels as graph operations on the base's input tensor.
+suppression kernels as graph operations on the base's input tensor, or on
+another float tensor [N, F] inside it (a tokens model's head input).
 
 Outputs of the patched graph (batch N, K kernels):
 
@@ -35,11 +36,12 @@ _P = "suppression_patch/"  # prefix of every tensor the patch adds
 
 def build_patched_model(root_onnx: bytes, root_manifest: dict[str, Any],
                         kernels: Sequence[SuppressionKernel], rule: str,
-                        precision: str | None = None) -> bytes:
+                        precision: str | None = None, kernel_input: str | None = None) -> bytes:
     """The root (unpatched) model with ``kernels`` applied under ``rule``, as
     ONNX bytes. With no kernels, ``reward`` is the base score itself.
     ``precision`` ("float" or "double") overrides the width rule for the
-    kernel arithmetic."""
+    kernel arithmetic; ``kernel_input`` names the tensor the kernels read
+    (default: the graph's one input)."""
     import onnx
 
     if rule not in RULES:
@@ -47,7 +49,8 @@ def build_patched_model(root_onnx: bytes, root_manifest: dict[str, Any],
     model = onnx.load_model_from_string(root_onnx)
     graph = model.graph
     score_tensor, column = _score_tensor(graph, root_manifest)
-    x_name, x_type, batch = _input(graph)
+    x_name, x_type, batch = _input(graph) if kernel_input is None else \
+        _inner_tensor(model, kernel_input)
     score_tensor = _free_reserved_names(graph, score_tensor)
     kept = _kept_outputs(graph, score_tensor, root_manifest["output"])
     builder = _Builder(graph, _opset(model))
@@ -97,6 +100,26 @@ def _input(graph: Any) -> tuple[str, int, Any]:
     dim = tensor.shape.dim[0] if len(tensor.shape.dim) else None
     batch = (dim.dim_param or dim.dim_value or "N") if dim is not None else "N"
     return inputs[0].name, tensor.elem_type, batch
+
+
+def _inner_tensor(model: Any, name: str) -> tuple[str, int, Any]:
+    """A float tensor inside the graph, with the batch axis of the graph's first input."""
+    import onnx
+
+    graph = model.graph
+    if not any(name in n.output for n in graph.node):
+        raise WorkstationError(f"cannot patch: no node of the model computes '{name}'")
+    elem = onnx.TensorProto.FLOAT
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model).graph.value_info
+        elem = next((i.type.tensor_type.elem_type for i in inferred if i.name == name), elem)
+    except Exception:
+        pass  # float unless inference says otherwise; the built graph is checked anyway
+    if elem not in (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE):
+        raise WorkstationError(f"cannot patch: the tensor '{name}' is not a float tensor")
+    dims = graph.input[0].type.tensor_type.shape.dim if graph.input else []
+    batch = (dims[0].dim_param or dims[0].dim_value or "N") if len(dims) else "N"
+    return name, elem, batch
 
 
 def _opset(model: Any) -> int:

@@ -28,6 +28,8 @@ The kernel distance is taken on the model's whole input vector: the
 observation, the response embedding (layout "response") or the prompt
 embedding followed by the response embedding (layout "prompt+response"), so
 a text kernel fires only where both prompt and response are near the flaw.
+A text-tokens model's kernels sit on its scoring head's input instead, the
+model's own feature vector for the (prompt, response) pair (``space``).
 """
 
 from __future__ import annotations
@@ -41,9 +43,8 @@ import numpy as np
 
 from workstation import ledger
 from workstation.errors import WorkstationError
-from workstation.models.onnx_model import OnnxRunner
-from workstation.models.registry import (ModelVersion, add_model_bytes, load_onnx, load_runner,
-                                         resolve)
+from workstation.models.derived import check_same_input, input_kwargs
+from workstation.models.registry import ModelVersion, add_model_bytes, load_onnx, resolve
 from workstation.patching.bandwidths import fit_bandwidths
 from workstation.patching.cases import Flaw, Selection, featurize, select_cases, to_flaws
 from workstation.patching.graph import build_patched_model, default_precision
@@ -52,6 +53,7 @@ from workstation.patching.kernels import (SuppressionKernel, apply_activations,
 from workstation.patching.layers import (PatchLayer, current_layer, manifest_extras, plain,
                                          summary)
 from workstation.patching.protected import Protected, ProtectedSet, protected_set
+from workstation.patching.space import KernelSpace, kernel_space
 from workstation.progress import Progress
 from workstation.workspace import Workspace, default_analyst, now_iso
 
@@ -93,11 +95,11 @@ def create_patch(ws: Workspace, base_ref: str | int | ModelVersion, *,
     progress = progress or Progress()
     _check_budget(budget)
     version = resolve(ws, base_ref)
-    _check_patchable(version)
     analyst = analyst or default_analyst()
     with ws.transaction():
         layer = current_layer(ws, version)
-        scorer = _Scorer(ws, layer)
+        space = kernel_space(ws, layer.root)  # refuses a tokens model without a head
+        scorer = _Scorer(ws, layer, space)
         progress.stage_start("patch: failure cases")
         selection = select_cases(ws, layer.root, example_ids=example_ids,
                                  finding_run=finding_run, finding_ids=finding_ids)
@@ -110,7 +112,7 @@ def create_patch(ws: Workspace, base_ref: str | int | ModelVersion, *,
         draft = _draft(layer, scorer, flaws, guard, budget, strength, progress)
         _require(draft.kept, selection.refused + draft.refused)
         progress.stage_start("patch: ONNX graph")
-        data = _build_checked(ws, layer.root, layer.kernels() + draft.kernels(), draft.rule,
+        data = _build_checked(ws, space, layer.kernels() + draft.kernels(), draft.rule,
                               _probe_inputs(layer.kernels() + draft.kernels(), guard))
         record = _record(version, layer, draft, selection, guard, budget, analyst, notes)
         new = _register(ws, version, layer.root, data, layer.records + [record], draft.rule,
@@ -123,8 +125,8 @@ def create_patch(ws: Workspace, base_ref: str | int | ModelVersion, *,
 class _Scorer:
     """Scores of model inputs by the root and by the version being patched."""
 
-    def __init__(self, ws: Workspace, layer: PatchLayer) -> None:
-        self.runner = load_runner(ws, layer.root)
+    def __init__(self, ws: Workspace, layer: PatchLayer, space: KernelSpace) -> None:
+        self.runner = space.root_runner(ws)
         self.old = layer.kernels()
         self.rule = layer.rule or "bounded"
 
@@ -284,26 +286,12 @@ def _register(ws: Workspace, parent: ModelVersion, root: ModelVersion, data: byt
               records: list[dict[str, Any]], rule: str | None, extra: dict[str, Any],
               analyst: str, notes: str) -> ModelVersion:
     extras = {**manifest_extras(root, records, rule), **extra}
-    return add_model_bytes(ws, data, parent.model, root.input_kind, output="reward",
-                           parent=parent, notes=notes, analyst=analyst,
-                           score_type=root.manifest["score_type"],
-                           encoder=_registered_encoder(root), extras=extras,
-                           source=f"patched {root.ref}")
-
-
-@dataclass(frozen=True)
-class _EncoderIdentity:
-    """Registration needs only the encoder's id and width, not the encoder."""
-
-    id: str
-    dim: int
-
-
-def _registered_encoder(root: ModelVersion) -> _EncoderIdentity | None:
-    if root.input_kind != "text-embedding":
-        return None
-    info = root.manifest["input"]
-    return _EncoderIdentity(info.get("encoder") or "", int(info["dim"]))
+    version = add_model_bytes(ws, data, parent.model, root.input_kind, output="reward",
+                              parent=parent, notes=notes, analyst=analyst,
+                              score_type=root.manifest["score_type"], extras=extras,
+                              source=f"patched {root.ref}", **input_kwargs(ws, root))
+    check_same_input(version, root)
+    return version
 
 
 def _ledger_payload(new: ModelVersion, parent: ModelVersion, record: dict[str, Any]) -> dict:
@@ -327,19 +315,21 @@ def _create_metrics(new: ModelVersion, parent: ModelVersion, layer: PatchLayer,
 
 # -- the exported graph ----------------------------------------------------------
 
-def _build_checked(ws: Workspace, root: ModelVersion, kernels: list[SuppressionKernel],
+def _build_checked(ws: Workspace, space: KernelSpace, kernels: list[SuppressionKernel],
                    rule: str, probe: np.ndarray) -> bytes:
     """The patched graph, checked against ``patched_scores`` on ``probe``
-    inputs; a float graph that cannot resolve its kernels is rebuilt in
-    double precision."""
+    points of the kernel space; a float graph that cannot resolve its kernels
+    is rebuilt in double precision."""
+    root = space.root
     root_bytes = load_onnx(ws, root)
     probe = np.asarray(probe, dtype=np.float32).astype(np.float64)
-    expected = patched_scores(load_runner(ws, root).score_matrix(probe), probe, kernels, rule)
+    expected = patched_scores(space.root_runner(ws).score_matrix(probe), probe, kernels, rule)
     width = probe.shape[1]
     error = math.inf
     for precision in dict.fromkeys([default_precision(width), "double"]):
-        data = build_patched_model(root_bytes, root.manifest, kernels, rule, precision)
-        got = OnnxRunner(data, _reward_manifest(root)).score_matrix(probe)
+        data = build_patched_model(root_bytes, root.manifest, kernels, rule, precision,
+                                   kernel_input=space.tensor)
+        got = space.patched_runner(data, _reward_manifest(root)).score_matrix(probe)
         error = float(np.max(np.abs(got - expected) / np.maximum(1.0, np.abs(expected))))
         if error <= CHECK_TOLERANCE:
             return data
@@ -388,8 +378,9 @@ def remove_patch(ws: Workspace, version_ref: str | int | ModelVersion, patch_id:
         rest = PatchLayer(version, layer.root, [r for r in layer.records if r is not removed],
                           layer.rule)
         kernels = rest.kernels()
-        data = _build_checked(ws, layer.root, kernels, layer.rule or "bounded",
-                              _removal_probe(layer))
+        space = kernel_space(ws, layer.root)
+        data = _build_checked(ws, space, kernels, layer.rule or "bounded",
+                              _removal_probe(layer, space))
         unpatch = {"patch_id": patch_id, "from": version.ref, "kernels_removed":
                    len(removed["kernels"]), "remaining": rest.patch_ids, "created_by": analyst,
                    "created_at": now_iso()}
@@ -404,27 +395,18 @@ def remove_patch(ws: Workspace, version_ref: str | int | ModelVersion, patch_id:
     return PatchResult(new, patch_id, metrics)
 
 
-def _removal_probe(layer: PatchLayer) -> np.ndarray:
+def _removal_probe(layer: PatchLayer, space: KernelSpace) -> np.ndarray:
     """Inputs around every kernel the version had, removed ones included."""
     kernels = layer.kernels()
     if kernels:
         return _around(kernels)
-    width = int(layer.root.manifest["input"].get("obs_dim") or layer.root.manifest["input"]
-                ["width"])
-    return np.zeros((2, width))
+    return np.zeros((2, space.width))
 
 
 def list_patches(ws: Workspace, version_ref: str | int | ModelVersion) -> list[dict[str, Any]]:
     """The patches ``version_ref`` carries, oldest first, each without kernel
     centers (``get_patch`` gives the whole record)."""
     return [summary(r) for r in current_layer(ws, resolve(ws, version_ref)).records]
-
-
-def _check_patchable(version: ModelVersion) -> None:
-    if version.input_kind == "text-tokens":
-        raise WorkstationError(
-            f"{version.ref} takes text tokens: a suppression patch needs a vector input space "
-            f"(observations or text embeddings); patch a text-embedding model or retrain")
 
 
 def _check_budget(budget: float) -> None:

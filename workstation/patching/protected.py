@@ -52,7 +52,7 @@ def protected_set(ws: Workspace, root: ModelVersion, dataset_ids: Iterable[int],
     """The protected inputs (see the module docstring); refuses an empty set,
     since a patch with nothing to protect has no limit on its reach."""
     if isinstance(explicit, np.ndarray):
-        out = _vectors(root, explicit)
+        out = _vectors(ws, root, explicit)
     elif isinstance(explicit, str):
         out = _from_datasets(ws, root, [_dataset_id(ws, explicit)], encoder,
                              f"dataset '{explicit}'")
@@ -67,8 +67,8 @@ def protected_set(ws: Workspace, root: ModelVersion, dataset_ids: Iterable[int],
     return out
 
 
-def _vectors(root: ModelVersion, x: np.ndarray) -> ProtectedSet:
-    width = _width(root)
+def _vectors(ws: Workspace, root: ModelVersion, x: np.ndarray) -> ProtectedSet:
+    width = _width(ws, root)
     if x.ndim != 2 or x.shape[1] != width:
         raise WorkstationError(f"protected inputs must be a [P, {width}] matrix, got shape "
                                f"{tuple(x.shape)}")
@@ -76,9 +76,10 @@ def _vectors(root: ModelVersion, x: np.ndarray) -> ProtectedSet:
     return ProtectedSet(np.asarray(x, np.float64), none, none.copy(), "the given inputs")
 
 
-def _width(root: ModelVersion) -> int:
-    info = root.manifest["input"]
-    return int(info["obs_dim"] if root.input_kind == "observation" else info["width"])
+def _width(ws: Workspace, root: ModelVersion) -> int:
+    from workstation.patching.space import kernel_space
+
+    return kernel_space(ws, root).width
 
 
 def _dataset_names(ws: Workspace, ids: list[int]) -> str:
@@ -120,7 +121,7 @@ def _read(ws: Workspace, root: ModelVersion, where: str, params: list[Any], enco
 
 def _states(ws: Workspace, root: ModelVersion, where: str, params: list[Any],
             description: str) -> ProtectedSet:
-    width = _width(root)
+    width = _width(ws, root)
     sql = (f"SELECT s.example_id, s.step, s.obs::FLOAT[{width}] AS obs FROM demo_steps s "
            f"JOIN current_examples ce ON ce.id = s.example_id "
            f"JOIN datasets d ON d.id = ce.dataset_id "
@@ -139,16 +140,16 @@ def _states(ws: Workspace, root: ModelVersion, where: str, params: list[Any],
 
 def _texts(ws: Workspace, root: ModelVersion, where: str, params: list[Any], encoder: Any,
            description: str) -> ProtectedSet:
-    from workstation.models.scoring import text_features
+    from workstation.patching.space import kernel_space
 
     rows = ws.execute(
         f"SELECT ce.id, ce.prompt, CASE WHEN d.kind = 'pairs' THEN ce.current_chosen "
         f"ELSE ce.response END FROM current_examples ce JOIN datasets d ON d.id = ce.dataset_id "
         f"WHERE d.kind IN ('labels', 'pairs') AND {where} ORDER BY ce.id", params).fetchall()
     if not rows:
-        empty = np.zeros((0, _width(root)))
+        empty = np.zeros((0, _width(ws, root)))
         return ProtectedSet(empty, np.zeros(0, np.int64), np.zeros(0, np.int64), description)
-    x = text_features(ws, root, [r[1] for r in rows], [r[2] for r in rows], encoder)
+    x = kernel_space(ws, root).texts(ws, [r[1] for r in rows], [r[2] for r in rows], encoder)
     ids = np.array([r[0] for r in rows], dtype=np.int64)
     return ProtectedSet(np.asarray(x, np.float64), ids, np.full(len(ids), -1, np.int64),
                         description)

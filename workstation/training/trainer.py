@@ -53,29 +53,44 @@ class TrainResult:
         lineage = self.version.manifest.get("lineage", {})
         return {"model": self.version.model, "version": self.version.version,
                 "ref": self.version.ref, "sha256": self.version.sha256,
+                "input_kind": self.version.input_kind, "method": lineage.get("method", "new"),
+                "head": lineage.get("head"),
                 "metrics": self.metrics, "parent": lineage.get("parent"),
                 "dataset": lineage.get("dataset"), "seed": lineage.get("seed"),
                 "hyperparameters": lineage.get("hyperparameters"),
                 "onnx_parity_max_abs_diff": self.version.manifest.get("onnx_parity_max_abs_diff"),
+                "head_splice_max_diff": self.version.manifest.get("head_splice_max_diff"),
                 "calibration": self.version.manifest.get("calibration")}
 
 
 def train(ws: Workspace, dataset: str, name: str, *, parent: str | None = None, seed: int = 0,
           params: dict[str, Any] | None = None, progress: Progress | None = None,
-          encoder: Any = None, analyst: str | None = None) -> TrainResult:
+          encoder: Any = None, analyst: str | None = None, head_only: bool = False,
+          new_head_on_embeddings: bool = False) -> TrainResult:
     """Train a new version of ``name`` on ``dataset`` as currently reviewed.
 
     ``parent`` ("NAME@V") is recorded as the lineage parent and lends its
     hyper-parameters (``params`` overrides them); ``encoder`` (text datasets)
-    defaults to the workspace encoder. Raises ``Cancelled`` when ``progress``
+    defaults to the workspace encoder. A text parent registered from outside
+    (not exported by workstation training), or any parent with ``head_only``,
+    keeps its graph and gets a new head (``head_retrain``);
+    ``new_head_on_embeddings`` asks for a new model on text embeddings
+    instead, whatever the parent. Raises ``Cancelled`` when ``progress``
     is cancelled and ``WorkstationError`` on bad input or a failed check;
     either way nothing is registered.
     """
     progress = progress or null_progress()
     _check_writable(ws, name)
     ref = dataset_ref(ws, dataset)
+    if head_only and new_head_on_embeddings:
+        raise WorkstationError("--head-only and --new-head-on-embeddings exclude each other")
+    if parent and not new_head_on_embeddings:
+        retrained = _retrain_head(ws, ref, name, resolve(ws, parent), head_only, seed, params,
+                                  encoder, progress, analyst)
+        if retrained is not None:
+            return retrained
     input_kind = INPUT_KIND[ref.kind]
-    parent_version = _parent(ws, parent, input_kind)
+    parent_version = _parent(ws, parent, input_kind, any_kind=new_head_on_embeddings)
     _check_model_kind(ws, name, input_kind)
     hp = resolve_params(ref.kind, _inherited(parent_version), params)
     if input_kind == "text-embedding" and encoder is None:
@@ -104,6 +119,21 @@ def train(ws: Workspace, dataset: str, name: str, *, parent: str | None = None, 
         notes=f"trained on {ref.name} ({trained.objective})", analyst=analyst,
         encoder=encoder if input_kind == "text-embedding" else None, extras=extras)
     return TrainResult(version, trained.metrics, trained.module)
+
+
+def _retrain_head(ws: Workspace, ref: DatasetRef, name: str, parent: ModelVersion,
+                  head_only: bool, seed: int, params: dict[str, Any] | None, encoder: Any,
+                  progress: Progress, analyst: str | None) -> TrainResult | None:
+    """The parent with a new head, when that is what retraining it means."""
+    from workstation.training.head_retrain import retrain_head, trained_here
+
+    text_model = parent.input_kind in ("text-embedding", "text-tokens")
+    if not head_only and (trained_here(parent) or not text_model):
+        return None
+    _check_model_kind(ws, name, parent.input_kind)
+    version, metrics = retrain_head(ws, ref, name, parent, seed=seed, params=params,
+                                    encoder=encoder, progress=progress, analyst=analyst)
+    return TrainResult(version, metrics)
 
 
 def _export(trained: TrainedHead, progress: Progress) -> tuple[bytes, dict[str, float]]:
@@ -138,11 +168,12 @@ def _check_writable(ws: Workspace, name: str) -> None:
                                f"without '@' or surrounding spaces")
 
 
-def _parent(ws: Workspace, parent: str | None, input_kind: str) -> ModelVersion | None:
+def _parent(ws: Workspace, parent: str | None, input_kind: str,
+            any_kind: bool = False) -> ModelVersion | None:
     if not parent:
         return None
     version = resolve(ws, parent)
-    if version.input_kind != input_kind:
+    if version.input_kind != input_kind and not any_kind:
         raise WorkstationError(f"parent {version.ref} takes {version.input_kind} input; "
                                f"this dataset trains a model that takes {input_kind} input")
     return version
@@ -157,6 +188,7 @@ def _check_model_kind(ws: Workspace, name: str, input_kind: str) -> None:
 
 
 def _inherited(parent: ModelVersion | None) -> dict[str, Any]:
-    if parent is None:
-        return {}
+    lineage = parent.manifest.get("lineage", {}) if parent is not None else {}
+    if parent is None or lineage.get("method") == "head":
+        return {}  # a head's settings are not an ensemble's
     return dict(parent.manifest.get("lineage", {}).get("hyperparameters") or {})
