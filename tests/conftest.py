@@ -111,3 +111,43 @@ def ws(tmp_path):
     yield workspace
     workspace.close()
 
+
+
+# -- real transformer reward models (tests/hf_models.py), built once per session --
+
+@pytest.fixture(scope="session")
+def hf_models_root(tmp_path_factory) -> Path:
+    require_data(JAILBREAKBENCH)
+    require_data(HH_RLHF)
+    return tmp_path_factory.mktemp("hf-models")
+
+
+@pytest.fixture(scope="session")
+def bert_cls_model(hf_models_root):
+    """``bert-cls``: MiniLM BertForSequenceClassification, head fitted on
+    JailbreakBench, legacy export (an ``HfTestModel``)."""
+    from tests.hf_models import build_bert_cls
+
+    return build_bert_cls(hf_models_root / "bert-cls")
+
+
+@pytest.fixture(scope="session")
+def bert_cls_dynamo_model(hf_models_root, bert_cls_model):
+    from tests.hf_models import build_bert_cls_dynamo
+
+    return build_bert_cls_dynamo(hf_models_root / "bert-cls-dynamo", bert_cls_model)
+
+
+@pytest.fixture(scope="session")
+def bert_cls_int8_model(hf_models_root, bert_cls_model):
+    from tests.hf_models import build_bert_cls_int8
+
+    return build_bert_cls_int8(hf_models_root / "bert-cls-int8", bert_cls_model)
+
+
+@pytest.fixture(scope="session")
+def decoder_model(hf_models_root):
+    """``decoder``: tiny Llama-style classifier, last-token pooling, ChatML template."""
+    from tests.hf_models import build_decoder
+
+    return build_decoder(hf_models_root / "decoder")
