@@ -319,6 +319,8 @@ class Encoder:
             chunk = order[start:start + TOKENIZE_CHUNK]
             done = self._encode_chunk(unique, chunk, vectors, (token_budget, limit), progress,
                                       done, len(unique))
+        if progress is not None:
+            progress.check()  # a cancel during the last batch still cancels
         return vectors[inverse]
 
     def _encode_chunk(self, texts: list[str], chunk: list[int], out: np.ndarray,

@@ -50,7 +50,9 @@ def _read_record(onnx_path: Path, record_path: Path, fp32_path: Path) -> dict[st
         record = json.loads(record_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if (record.get("int8_version") != INT8_VERSION
+    from workstation.models.int8 import RECIPE
+
+    if (record.get("int8_version") != INT8_VERSION or record.get("recipe") != RECIPE
             or record.get("fp32_onnx") != fp32_path.name
             or record.get("onnx_size_bytes") != onnx_path.stat().st_size):
         return None
