@@ -314,7 +314,7 @@ class Encoder:
         order = sorted(range(len(unique)), key=lambda i: len(unique[i]), reverse=True)
         done = 0
         if progress is not None:
-            progress.step(0, len(clean))
+            progress.step(0, len(unique))
         for start in range(0, len(order), TOKENIZE_CHUNK):
             chunk = order[start:start + TOKENIZE_CHUNK]
             done = self._encode_chunk(unique, chunk, vectors, (token_budget, limit), progress,

@@ -70,11 +70,14 @@ def quantize_model(ws: Workspace, ref: str | int | ModelVersion, *, dataset: str
     progress.check()
     with ws.transaction():
         version = _register(ws, parent, data, notes, analyst, encoder)
+        # The parent's input settings as they are (text format, chat template,
+        # maximum length, pooling): the int8 graph takes the same inputs.
+        version = _update_manifest(ws, version, input=parent.manifest["input"])
         parity = measure_parity(ws, parent, version, dataset_name, encoder, progress)
         quantization = {"method": METHOD, "recipe": int8.RECIPE,
                         "size_bytes": len(data), "parent_size_bytes": len(source),
                         "onnxruntime": _ort_version(), "parity": parity}
-        version = _store_report(ws, version, quantization)
+        version = _update_manifest(ws, version, quantization=quantization)
     return QuantizeResult(version, parent, quantization)
 
 
@@ -101,9 +104,6 @@ def _register(ws: Workspace, parent: ModelVersion, data: bytes, notes: str,
     lineage = dict(m.get("lineage") or {}) if isinstance(m.get("lineage"), dict) else {}
     lineage.update(method=METHOD, parent=parent.ref)
     extras = {"lineage": lineage}
-    for key in ("text_format", "pooling"):  # tokens-model input settings, where present
-        if key in m:
-            extras[key] = m[key]
     if parent.input_kind == "text-embedding":
         encoder = encoder if encoder is not None else _encoder_named(m["input"].get("encoder"))
     return add_model_bytes(
@@ -126,13 +126,12 @@ def _encoder_named(encoder_id: str | None) -> Any:
                            f"machine does not have")
 
 
-def _store_report(ws: Workspace, version: ModelVersion,
-                  quantization: dict[str, Any]) -> ModelVersion:
-    """Add the report to the manifest written moments ago, in the same
-    transaction: no one can read the version without it."""
+def _update_manifest(ws: Workspace, version: ModelVersion, **keys: Any) -> ModelVersion:
+    """Set manifest keys of the version registered moments ago, in the same
+    transaction: no one can read the version without them."""
     import json
 
-    manifest = {**version.manifest, "quantization": quantization}
+    manifest = {**version.manifest, **keys}
     ws.execute("UPDATE model_versions SET manifest = ? WHERE id = ?",
                [json.dumps(manifest, ensure_ascii=False), version.id])
     return resolve(ws, version.id)
