@@ -245,6 +245,22 @@ def _scale_line(r: dict[str, Any]) -> Line:
                 f"bytes/row{cold}{equal}")
 
 
+def tokens(quick: bool, full: bool) -> list[Line]:
+    from bench import bench_tokens
+
+    what = "tokens reward model (bert-cls, fp32) over HH-RLHF responses"
+    if not (bench_tokens.HH_RLHF.exists() and bench_tokens.JAILBREAKBENCH.exists()):
+        return [_missing(what, bench_tokens.HH_RLHF)]
+    r = bench_tokens.run(rounds=1 if quick else 3, n_texts=500 if quick else bench_tokens.N_TEXTS)
+    return [Line(f"{what}, {r['n_texts']:,} distinct texts",
+                 f"workstation {r['ours_texts_per_s']:.0f} texts/s",
+                 f"onnxruntime loop, batches of {bench_tokens.BASELINE_BATCH} "
+                 f"{r['baseline_texts_per_s']:.0f} texts/s",
+                 f"{r['ratio']:.2f}x", f">= {bench_tokens.TARGET_RATIO}x, scores within "
+                 f"{bench_tokens.TOLERANCE:g}", _verdict(r["passed"]),
+                 f"max |score difference| {r['max_abs_diff']:.1g}; median of {r['rounds']}")]
+
+
 def _missing(what: str, path: Path) -> Line:
     return Line(what, "not measured", "-", "-", "-", "n/a", f"real data missing: {path}")
 
@@ -253,6 +269,7 @@ BENCHMARKS: dict[str, Callable[[bool, bool], list[Line]]] = {
     "encoder": encoder, "encoder-e2e": encoder_e2e, "quantize": quantize, "audit": audit,
     "page": page, "train": train, "patch": patch,
     "label-errors": label_errors, "gui": gui, "report": report, "scale-ray": scale_ray,
+    "tokens": tokens,
 }
 
 

@@ -89,6 +89,10 @@ def audit_metrics(result: ScoreResult, verdicts: "Verdicts", seed: int = 0,
     out.update(kind=result.dataset_kind, score_type=result.score_type,
                threshold=verdicts.threshold, n_failures=int((verdicts.rank[keep] > 0).sum()),
                n_unlabeled=int((~verdicts.keep & rows).sum()))
+    if result.truncated is not None:  # tokens models: texts cut to the maximum length
+        out["truncated"] = int((result.truncated[keep] > 0).sum())
+        if result.dataset_kind == "pairs":
+            out["truncated_sides"] = int(result.truncated[keep].sum())
     out["per_category"] = per_category
     return out
 

@@ -13,11 +13,31 @@ def cmd_model_add(args, out: Output) -> None:
     with open_workspace(args) as ws:
         version = add_model(ws, args.file, args.name, args.input, output=args.output,
                             column=args.column, parent=args.parent, notes=args.notes or "",
-                            tokenizer=args.tokenizer)
+                            tokenizer=args.tokenizer, text_format=args.text_format,
+                            max_length=args.max_length, tokenizer_config=args.tokenizer_config)
     payload = {"model": version.model, "version": version.version, "sha256": version.sha256,
-               "input_kind": version.input_kind, "manifest": version.manifest}
+               "input_kind": version.input_kind, "manifest": version.manifest,
+               **_text_input(version.manifest)}
+    tokens = f", {_text_input_words(version.manifest)}" if version.input_kind == "text-tokens" \
+        else ""
     out.result(payload, f"registered {version.model}@{version.version} "
-                        f"({version.input_kind}, sha256 {version.sha256[:12]}…)")
+                        f"({version.input_kind}{tokens}, sha256 {version.sha256[:12]}…)")
+
+
+def _text_input(manifest: dict) -> dict:
+    """How texts reach a tokens model (``text_format``, ``max_length``,
+    ``pooling``); empty for other models."""
+    info = manifest.get("input") or {}
+    if manifest.get("input_kind") != "text-tokens":
+        return {}
+    return {"text_format": info.get("text_format", "pair"), "max_length": info.get("max_length"),
+            "pooling": info.get("pooling")}
+
+
+def _text_input_words(manifest: dict) -> str:
+    facts = _text_input(manifest)
+    words = f"{facts['text_format']}, max {facts['max_length']} tokens"
+    return words + (f", {facts['pooling']} pooling" if facts["pooling"] else "")
 
 
 def cmd_model_list(args, out: Output) -> None:
@@ -27,10 +47,12 @@ def cmd_model_list(args, out: Output) -> None:
         versions = list_models(ws)
     items = [{"model": v.model, "version": v.version, "sha256": v.sha256,
               "input_kind": v.input_kind, "parent_id": v.parent_id, "created_by": v.created_by,
-              "created_at": v.created_at, "manifest": v.manifest} for v in versions]
+              "created_at": v.created_at, "manifest": v.manifest, **_text_input(v.manifest)}
+             for v in versions]
     text = "\n".join(f"{v.model}@{v.version:<4} {v.input_kind:<15} {v.sha256[:12]}  "
-                     f"{v.created_at[:19]} by {v.created_by}{_parity_note(v.manifest)}"
-                     for v in versions) \
+                     f"{v.created_at[:19]} by {v.created_by}" +
+                     (f"  ({_text_input_words(v.manifest)})" if v.input_kind == "text-tokens"
+                      else "") + _parity_note(v.manifest) for v in versions) \
         or "no models yet: register one with `workstation model add`"
     out.result({"models": items}, text)
 
@@ -131,6 +153,15 @@ def register(cli: Commands) -> None:
     p.add_argument("--output", help="the ONNX output to use (default: the probability or only output)")
     p.add_argument("--column", type=int, help="column of that output that scores safe (default: last)")
     p.add_argument("--tokenizer", help="tokenizer.json for text-tokens (default: beside the .onnx)")
+    p.add_argument("--text-format", choices=["pair", "response", "chat-template"],
+                   help="text-tokens: what the tokenizer encodes: prompt and response as a pair "
+                        "(default), the response alone, or the chat template")
+    p.add_argument("--max-length", type=int, metavar="N",
+                   help="text-tokens: cut texts to N tokens (default: the tokenizer's own "
+                        "truncation length, or the graph's fixed length, else 512)")
+    p.add_argument("--tokenizer-config", metavar="PATH",
+                   help="tokenizer_config.json holding the chat template "
+                        "(default: beside the .onnx)")
     p.add_argument("--parent", help="parent version, NAME@VERSION")
     p.add_argument("--notes", help="free notes kept in the manifest")
     add("list", cmd_model_list, "list registered model versions", model_sub)

@@ -34,7 +34,6 @@ from workstation.cluster import bundle as bundles
 from workstation.cluster.inputs import EMBEDDING_SUFFIX
 
 CACHE_TEXTS = 50_000  # ~75 MB of 384-d float32 vectors per actor
-TOKEN_BATCH = 32
 RESULT_SCHEMA = pa.schema([
     ("source_file", pa.string()), ("row_index", pa.int64()), ("source_id", pa.string()),
     ("category", pa.string()), ("label", pa.bool_()), ("score", pa.float64()),
@@ -106,7 +105,11 @@ class BatchScorer:
     def _score(self, batch: pa.Table, sides: tuple[str, ...]) -> list[np.ndarray]:
         prompts = batch.column("prompt").to_pylist()
         if self.bundle["input_kind"] == "text-tokens":
-            return [self._score_tokens(prompts, batch.column(s).to_pylist()) for s in sides]
+            # Both sides in one call: repeated texts score once (see token_batches).
+            texts = [t for s in sides for t in batch.column(s).to_pylist()]
+            scores = self.runner.score_tokens(prompts * len(sides), texts)
+            n = batch.num_rows
+            return [scores[k * n:(k + 1) * n] for k in range(len(sides))]
         paired = self.manifest["input"].get("layout") == "prompt+response"
         prompt_vecs = self._vectors(batch, "prompt") if paired else None
         features = []
@@ -162,17 +165,6 @@ class BatchScorer:
             out[i] = new[key] if key in new else self._cache[key]
         while len(self._cache) > CACHE_TEXTS:
             self._cache.popitem(last=False)
-
-    def _score_tokens(self, prompts: list[str | None], responses: list[str | None]) -> np.ndarray:
-        """Token-model scores in input order, batched by length (little padding)."""
-        order = sorted(range(len(responses)),
-                       key=lambda i: len(prompts[i] or "") + len(responses[i] or ""))
-        out = np.empty(len(responses))
-        for start in range(0, len(order), TOKEN_BATCH):
-            rows = order[start:start + TOKEN_BATCH]
-            out[rows] = self.runner.score_tokens([prompts[i] for i in rows],
-                                                 [responses[i] or "" for i in rows])
-        return out
 
     # -- verdicts ----------------------------------------------------------------
     def _judge(self, batch: pa.Table, out: dict[str, np.ndarray]) -> pa.Table:

@@ -11,6 +11,7 @@ more than ``MAX_DECLARED_BYTES``, and the run itself is stopped after
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any, Sequence
 
@@ -21,6 +22,7 @@ from workstation.models.onnx_model import (DEFAULT_MAX_LENGTH, FLOAT_TYPES, INPU
                                            INT_TYPES, ORT_LOGGING_FATAL_ONLY, SCORE_TYPES,
                                            TOKEN_INPUTS, OutputChoice, TensorSpec, load_tokenizer,
                                            make_session, one_line, session_specs, to_scores)
+from workstation.models.text_format import TextFormat
 
 # A test run allocates the declared input; refuse declarations beyond this
 # many values (64 MB of float32) instead of exhausting memory.
@@ -163,13 +165,14 @@ def _elem_name(elem_type: int) -> str:
 # -- checking inputs ---------------------------------------------------------
 
 def check_inputs(kind: str, inputs: Sequence[TensorSpec], *, encoder_dim: int | None = None,
-                 tokenizer_json: str | None = None, source: str = "<model>") -> dict[str, Any]:
+                 tokenizer_json: str | None = None, source: str = "<model>",
+                 max_length: int | None = None) -> dict[str, Any]:
     """Check the graph inputs fit ``kind``; return the manifest's "input" part."""
     if kind not in INPUT_KINDS:
         raise WorkstationError(f"unknown input kind '{kind}': expected one of "
                                f"{', '.join(INPUT_KINDS)}")
     if kind == "text-tokens":
-        return _check_token_inputs(inputs, tokenizer_json, source)
+        return _check_token_inputs(inputs, tokenizer_json, source, max_length)
     spec = _single_float_matrix(kind, inputs, source)
     width = spec.shape[1]
     if kind == "observation":
@@ -209,7 +212,7 @@ def _embedding_layout(spec: TensorSpec, width: Any, encoder_dim: int | None,
 
 
 def _check_token_inputs(inputs: Sequence[TensorSpec], tokenizer_json: str | None,
-                        source: str) -> dict[str, Any]:
+                        source: str, max_length: int | None = None) -> dict[str, Any]:
     names = [i.name for i in inputs]
     missing = [n for n in TOKEN_INPUTS[:2] if n not in names]
     if missing:
@@ -230,8 +233,21 @@ def _check_token_inputs(inputs: Sequence[TensorSpec], tokenizer_json: str | None
         raise InputError(source, "a text-tokens model needs its tokenizer.json (none found "
                                  "beside the file; pass --tokenizer)")
     seq = next(i for i in inputs if i.name == "input_ids").shape[1]
+    tokenizer = load_tokenizer(tokenizer_json, source)
     return {"names": names, "type": inputs[0].type,
-            "max_length": _max_length(seq, load_tokenizer(tokenizer_json, source))}
+            "max_length": _checked_max_length(max_length, seq, tokenizer, source)}
+
+
+def _checked_max_length(asked: int | None, seq_dim: Any, tokenizer: Any, source: str) -> int:
+    """``--max-length`` if given (at most a fixed sequence length), else the default."""
+    if asked is None:
+        return _max_length(seq_dim, tokenizer)
+    if isinstance(asked, bool) or not isinstance(asked, int) or asked < 1:
+        raise WorkstationError(f"--max-length must be a positive number of tokens, got {asked!r}")
+    if isinstance(seq_dim, int) and 0 < seq_dim < asked:
+        raise InputError(source, f"--max-length {asked} is longer than the graph's fixed "
+                                 f"sequence length {seq_dim}")
+    return asked
 
 
 def _max_length(seq_dim: Any, tokenizer: Any) -> int:
@@ -241,6 +257,31 @@ def _max_length(seq_dim: Any, tokenizer: Any) -> int:
     if truncation and truncation.get("max_length"):
         return int(truncation["max_length"])
     return DEFAULT_MAX_LENGTH
+
+
+# Which token a sequence classifier of a Hugging Face model type scores
+# (decoders: the last non-pad token; encoders: the first, [CLS] or <s>).
+_LAST_TOKEN_TYPES = {"llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2",
+                     "gemma3", "phi", "phi3", "gpt2", "gpt_neox", "gptj", "falcon", "olmo"}
+_FIRST_TOKEN_TYPES = {"bert", "roberta", "xlm-roberta", "deberta", "deberta-v2", "distilbert",
+                      "electra", "albert", "mpnet", "modernbert"}
+
+
+def token_pooling(meta: dict[str, Any], config_json: str | None) -> str | None:
+    """The pooling a tokens model uses: the ONNX file's ``pooling`` metadata,
+    else what its ``config.json``'s model type implies; None when unknown."""
+    said = (meta.get("metadata_props") or {}).get("pooling")
+    if said:
+        return str(said)
+    try:
+        model_type = str(json.loads(config_json or "{}").get("model_type", "")).lower()
+    except (ValueError, AttributeError):
+        return None
+    if model_type in _LAST_TOKEN_TYPES:
+        return "last-token"
+    if model_type in _FIRST_TOKEN_TYPES:
+        return "first-token"
+    return None
 
 
 # -- choosing the output -----------------------------------------------------
@@ -401,17 +442,30 @@ def _resolve_column(choice: OutputChoice, raw: Any, source: str) -> OutputChoice
 def inspect_model(data: bytes, kind: str, *, source: str = "<model>",
                   encoder_dim: int | None = None, tokenizer_json: str | None = None,
                   output: str | None = None, column: int | None = None,
-                  score_type: str | None = None) -> dict[str, Any]:
+                  score_type: str | None = None, text_format: TextFormat | None = None,
+                  max_length: int | None = None,
+                  config_json: str | None = None) -> dict[str, Any]:
     """Everything registration checks; returns the manifest fields it proves:
-    ``onnx`` (metadata), ``input``, ``output``, ``column``, ``score_type``, ``zipmap``."""
+    ``onnx`` (metadata), ``input``, ``output``, ``column``, ``score_type``, ``zipmap``.
+    ``text_format``, ``max_length`` and ``config_json`` (the model's config.json,
+    for its pooling) apply to text-tokens models only."""
     if kind not in INPUT_KINDS:
         raise WorkstationError(f"unknown input kind '{kind}': expected one of "
                                f"{', '.join(INPUT_KINDS)}")
+    if kind != "text-tokens" and (text_format is not None or max_length is not None):
+        raise WorkstationError("--text-format and --max-length apply to text-tokens models "
+                               f"only, not {kind}")
     meta = describe_onnx(data, source)
     session = make_session(data, source)
     inputs, outputs = session_specs(session)
     input_info = check_inputs(kind, inputs, encoder_dim=encoder_dim,
-                              tokenizer_json=tokenizer_json, source=source)
+                              tokenizer_json=tokenizer_json, source=source,
+                              max_length=max_length)
+    if kind == "text-tokens":
+        input_info.update((text_format or TextFormat()).to_input())
+        pooling = token_pooling(meta, config_json)
+        if pooling:
+            input_info["pooling"] = pooling
     choice = choose_output(outputs, output, column, score_type, source)
     choice = test_run(session, inputs, choice, source)
     return {"onnx": meta, "input": input_info, "output": choice.output,

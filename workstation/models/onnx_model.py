@@ -24,7 +24,9 @@ Input kinds (the CLI's ``--input``):
 * ``text-tokens``: the Hugging Face sequence-classification export layout:
   integer inputs ``input_ids``, ``attention_mask`` (and ``token_type_ids``
   when present) with the model's ``tokenizer.json``; prompt and response are
-  tokenized as a pair, truncated to a maximum length and padded per batch.
+  formatted as the manifest's ``text_format`` says (``text_format.py``),
+  truncated to ``max_length`` tokens and padded per batch
+  (``token_batches.py``).
 * ``observation``: one float input [N, obs_dim] taking observation vectors.
 
 Registration's checks live in ``workstation.models.inspection``; this module
@@ -34,12 +36,15 @@ runner that turns a model's output into one score per row.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
 from workstation.errors import Cancelled, InputError, WorkstationError
+from workstation.models import token_batches as tb
+from workstation.models.text_format import TextFormat
 from workstation.progress import Progress
 
 INPUT_KINDS = ("text-embedding", "text-tokens", "observation")
@@ -81,19 +86,31 @@ class OutputChoice:
 # -- sessions ----------------------------------------------------------------
 
 def make_session(data: bytes, source: str = "<model>", threads: int | None = None) -> Any:
-    """An onnxruntime session with full graph optimisation, on the CPU
-    (``threads``: its intra-op threads; default onnxruntime's, one per core)."""
+    """An onnxruntime session with full graph optimisation, on the CPU, with
+    explicit threads: ``threads`` intra-op threads (default: one per core this
+    process may use), one inter-op thread and sequential execution (the models
+    are chains of operators: parallel branches only add scheduling)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = ORT_LOGGING_FATAL_ONLY
-    if threads:  # a Ray actor gets its share of a node's cores, not all of them
-        options.intra_op_num_threads = int(threads)
+    # A Ray actor gets its share of a node's cores, not all of them.
+    options.intra_op_num_threads = int(threads) if threads else core_count()
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     try:
         return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
     except Exception as exc:
         raise InputError(source, f"onnxruntime cannot load the model ({one_line(exc)})") from None
+
+
+def core_count() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def session_specs(session: Any) -> tuple[list[TensorSpec], list[TensorSpec]]:
@@ -149,8 +166,10 @@ class OnnxRunner:
         self.choice = OutputChoice(manifest["output"], manifest.get("column"),
                                    manifest["score_type"], bool(manifest.get("zipmap")))
         self.tokenizer = None
+        self.text_format = TextFormat.from_input(self.input_info)
         if tokenizer_json is not None:
             self.tokenizer = _configured_tokenizer(tokenizer_json, self.input_info["max_length"])
+            self.pad_id = int((load_tokenizer(tokenizer_json).padding or {}).get("pad_id", 0))
         first = self.inputs[0]
         # A graph exported with a fixed batch size must be fed exactly that.
         self.fixed_batch = first.shape[0] if first.shape and isinstance(first.shape[0], int) \
@@ -171,19 +190,32 @@ class OnnxRunner:
         return np.concatenate([self._run({spec.name: part}, len(part), progress)
                                for part in parts])
 
-    def score_tokens(self, prompts: Sequence[str | None], responses: Sequence[str],
+    def score_tokens(self, prompts: Sequence[str | None], responses: Sequence[str | None],
                      progress: Progress | None = None) -> np.ndarray:
-        """Scores for (prompt, response) pairs through the model's own tokenizer."""
+        """Scores for (prompt, response) pairs through the model's own tokenizer,
+        in the model's text format, in input order (see ``token_batches``)."""
+        return self.score_tokens_counted(prompts, responses, progress)[0]
+
+    def score_tokens_counted(self, prompts: Sequence[str | None],
+                             responses: Sequence[str | None],
+                             progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and, per input, whether it was truncated to the maximum length."""
         if self.tokenizer is None:
             raise WorkstationError("this model takes tokens but has no tokenizer")
-        items = [(p, r or "") if p else (r or "") for p, r in zip(prompts, responses)]
-        encodings = self.tokenizer.encode_batch(items)
+        items = self.text_format.items(prompts, responses)
+        tok = tb.tokenize_distinct(self.tokenizer, items, self.text_format.add_special_tokens)
         dtype = INT_TYPES[self.input_info["type"]]
-        columns = {"input_ids": "ids", "attention_mask": "attention_mask",
-                   "token_type_ids": "type_ids"}
-        feeds = {name: np.array([getattr(e, columns[name]) for e in encodings], dtype=dtype)
-                 for name in self.input_info["names"]}
-        return self._run(feeds, len(items), progress)
+        names = self.input_info["names"]
+        seq = next((s.shape[1] for s in self.inputs if s.name == "input_ids" and s.shape
+                    and len(s.shape) == 2 and isinstance(s.shape[1], int) and s.shape[1] > 0),
+                   None)
+
+        def run(rows: np.ndarray) -> np.ndarray:
+            feeds = tb.padded_feeds(tok, rows, names, dtype, self.pad_id, seq)
+            return self._run(feeds, len(rows), progress)
+
+        check = progress.check if progress is not None else None
+        return tb.score_distinct(tok, run, check), tok.truncated[tok.inverse]
 
     def _run(self, feeds: dict[str, np.ndarray], n: int,
              progress: Progress | None = None) -> np.ndarray:
@@ -230,12 +262,10 @@ class OnnxRunner:
 
 
 def _configured_tokenizer(text: str, max_length: int) -> Any:
+    """Truncating to the model's maximum, never padding: batches pad themselves."""
     tokenizer = load_tokenizer(text)
     tokenizer.enable_truncation(max_length=max_length)
-    padding = tokenizer.padding or {}
-    pad_id = padding.get("pad_id", 0)
-    pad_token = padding.get("pad_token", "[PAD]")
-    tokenizer.enable_padding(pad_id=pad_id, pad_token=pad_token)
+    tokenizer.no_padding()
     return tokenizer
 
 

@@ -13,7 +13,11 @@ and score type), and leaves the workspace unchanged.
 Manifest keys: ``name``, ``version``, ``input_kind``; ``input`` (what the
 model takes: for text-embedding ``encoder``, ``dim``, ``width``, ``layout``
 "response" or "prompt+response"; for text-tokens the input ``names``,
-``type`` and ``max_length``; for observation ``obs_dim``); how the output
+``type``, ``max_length`` (tokens a text is cut to), ``text_format``
+("pair", "response" or "chat-template", with ``chat_template``, its
+``chat_template_sha256`` and the ``special_tokens`` it is rendered with) and
+``pooling`` when known ("cls", "last-token", "first-token"); for observation
+``obs_dim``); how the output
 becomes a score: ``output``, ``column`` (null for an [N] / [N, 1] output),
 ``score_type`` ("probability", "logit" or "reward"), ``zipmap``; ``parent``
 ("name@version") and ``parent_id``; ``created_by``, ``created_at``,
@@ -36,6 +40,7 @@ from workstation.errors import WorkstationError
 from workstation.hashing import sha256_bytes
 from workstation.models.inspection import inspect_model
 from workstation.models.onnx_model import OnnxRunner
+from workstation.models.text_format import TextFormat, text_format_for
 from workstation.workspace import Workspace, default_analyst, now_iso
 
 _COLUMNS = ("id", "model", "version", "sha256", "input_kind", "manifest", "parent_id",
@@ -78,22 +83,36 @@ def add_model(ws: Workspace, path: str | Path, name: str, input_kind: str, *,
               output: str | None = None, column: int | None = None,
               parent: str | int | ModelVersion | None = None, notes: str = "",
               analyst: str | None = None, tokenizer: str | Path | None = None,
-              encoder: Any = None, score_type: str | None = None) -> ModelVersion:
+              encoder: Any = None, score_type: str | None = None,
+              text_format: str | None = None, max_length: int | None = None,
+              tokenizer_config: str | Path | None = None) -> ModelVersion:
     """Register the ONNX file at ``path`` as the next version of ``name``.
 
     For ``text-tokens`` the tokenizer is ``tokenizer`` or the ``tokenizer.json``
-    beside the file. ``encoder`` (text-embedding) defaults to the workspace
-    encoder. Raises ``WorkstationError`` (nothing stored) when the model does
-    not fit its input kind."""
+    beside the file; ``text_format`` (``pair``, ``response``, ``chat-template``)
+    and ``max_length`` say how texts reach it, a chat template coming from
+    ``tokenizer_config`` or the ``tokenizer_config.json`` beside the file; a
+    ``config.json`` beside it tells the pooling. ``encoder`` (text-embedding)
+    defaults to the workspace encoder. Raises ``WorkstationError`` (nothing
+    stored) when the model does not fit its input kind."""
     path = Path(path)
     data = _read_file(path, "model")
-    if tokenizer is None and input_kind == "text-tokens":
+    tokens = input_kind == "text-tokens"
+    if tokenizer is None and tokens:
         beside = path.with_name("tokenizer.json")
         tokenizer = beside if beside.exists() else None
     tokenizer_bytes = _read_file(Path(tokenizer), "tokenizer") if tokenizer is not None else None
+    config_path = Path(tokenizer_config) if tokenizer_config is not None \
+        else path.with_name("tokenizer_config.json")
+    fmt = text_format_for(text_format, config_path, str(path)) \
+        if text_format is not None else None
+    config = path.with_name("config.json")
+    config_json = config.read_text(encoding="utf-8", errors="replace") \
+        if tokens and config.is_file() else None
     return add_model_bytes(ws, data, name, input_kind, source=str(path), output=output,
                            column=column, parent=parent, notes=notes, analyst=analyst,
-                           tokenizer=tokenizer_bytes, encoder=encoder, score_type=score_type)
+                           tokenizer=tokenizer_bytes, encoder=encoder, score_type=score_type,
+                           text_format=fmt, max_length=max_length, config_json=config_json)
 
 
 def add_model_bytes(ws: Workspace, data: bytes, name: str, input_kind: str, *,
@@ -102,19 +121,26 @@ def add_model_bytes(ws: Workspace, data: bytes, name: str, input_kind: str, *,
                     notes: str = "", analyst: str | None = None,
                     tokenizer: bytes | str | None = None, encoder: Any = None,
                     score_type: str | None = None,
-                    extras: dict[str, Any] | None = None) -> ModelVersion:
+                    extras: dict[str, Any] | None = None,
+                    text_format: TextFormat | str | None = None,
+                    max_length: int | None = None,
+                    config_json: str | None = None) -> ModelVersion:
     """Register a model from memory (training code uses this); ``extras`` are
-    further manifest keys such as ``lineage`` or ``metrics``."""
+    further manifest keys such as ``lineage`` or ``metrics``. ``text_format``
+    is a ``TextFormat`` or the name of one without a template."""
     _check_name(name)
     _check_extras(extras)
     tokenizer_text = _tokenizer_text(tokenizer)
+    if isinstance(text_format, str):
+        text_format = text_format_for(text_format, None, source)
     encoder_dim = None
     if input_kind == "text-embedding":
         encoder = encoder if encoder is not None else _default_encoder()
         encoder_dim = int(encoder.dim)
     checked = inspect_model(data, input_kind, source=source, encoder_dim=encoder_dim,
                             tokenizer_json=tokenizer_text, output=output, column=column,
-                            score_type=score_type)
+                            score_type=score_type, text_format=text_format,
+                            max_length=max_length, config_json=config_json)
     if encoder is not None and input_kind == "text-embedding":
         checked["input"]["encoder"] = encoder.id
     with ws.transaction():

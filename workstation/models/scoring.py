@@ -29,8 +29,8 @@ from workstation.workspace import Workspace
 
 # Rows per onnxruntime call: embedding/observation models are cheap per row,
 # so big batches amortise the call overhead; token models pad per batch.
-DEFAULT_BATCH = {"text-embedding": 8192, "observation": 8192, "text-tokens": 32}
-_TOKEN_CHUNK = 2048  # texts read (and length-sorted) at a time for token models
+# (Tokens models batch by token budget instead: see token_batches.)
+DEFAULT_BATCH = {"text-embedding": 8192, "observation": 8192, "text-tokens": 4096}
 _KIND_FOR_INPUT = {"text-embedding": ("pairs", "labels"), "text-tokens": ("pairs", "labels"),
                    "observation": ("demos",)}
 
@@ -61,6 +61,9 @@ class ScoreResult:
     score_min: np.ndarray | None = None
     step_rewards: np.ndarray | None = None
     step_example_ids: np.ndarray | None = None
+    # Tokens models: per example, how many of its texts (sides of a pair) were
+    # cut to the model's maximum length; None for other models.
+    truncated: np.ndarray | None = None
     notes: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
@@ -173,6 +176,8 @@ def _finish(cols: _Columns, version: ModelVersion, runner: OnnxRunner, dataset_i
     for name in names:  # an empty dataset still gets (empty) score arrays
         parts = cols.scores.get(name, [np.zeros(0)])
         setattr(result, name, np.concatenate(parts)[order])
+    if "truncated" in cols.scores:
+        result.truncated = np.concatenate(cols.scores["truncated"])[order]
     return result
 
 
@@ -301,41 +306,31 @@ def _embed_missing(ws: Workspace, texts: list[str], encoder: Any, dataset_id: in
 
 def _score_tokenized(ws: Workspace, version: ModelVersion, runner: OnnxRunner, dataset_id: int,
                      kind: str, progress: Progress, size: int) -> ScoreResult:
-    texts = ", ".join(f"ce.{c} AS t{i}" for i, c in enumerate(_text_columns(kind)))
+    """Both sides of a chunk of ``size`` examples go to the runner in one call,
+    so that repeated texts are scored once and batches mix the sides."""
+    sides = _text_columns(kind)
+    texts = ", ".join(f"ce.{c} AS t{i}" for i, c in enumerate(sides))
     sql = (f"SELECT ce.id, {_label_sql(kind)} AS label, ce.current_category AS category, "
            f"ce.prompt, {texts} FROM current_examples ce "
            f"WHERE ce.dataset_id = ? AND NOT ce.excluded")
     total = _count(ws, dataset_id)
     progress.stage_start("scoring", total)
     cols, done = _Columns(), 0
-    for batch in _stream(ws, sql, [dataset_id], _TOKEN_CHUNK):
-        prompts = batch.column("prompt").to_pylist()
-        sides = [_score_texts(runner, prompts, batch.column(f"t{i}").to_pylist(), size,
-                              progress, done, total)
-                 for i in range(len(_text_columns(kind)))]
+    for batch in _stream(ws, sql, [dataset_id], size):
+        n = batch.num_rows
+        prompts = batch.column("prompt").to_pylist() * len(sides)
+        responses = [t for i in range(len(sides)) for t in batch.column(f"t{i}").to_pylist()]
+        scores, cut = runner.score_tokens_counted(prompts, responses, progress)
+        truncated = cut.reshape(len(sides), n).sum(axis=0)
         if kind == "pairs":
-            cols.add(batch, score_chosen=sides[0], score_rejected=sides[1],
-                     margin=sides[0] - sides[1])
+            chosen, rejected = scores[:n], scores[n:]
+            cols.add(batch, score_chosen=chosen, score_rejected=rejected,
+                     margin=chosen - rejected, truncated=truncated)
         else:
-            cols.add(batch, score=sides[0])
-        done += batch.num_rows
+            cols.add(batch, score=scores, truncated=truncated)
+        done += n
         progress.step(done, total)
     return _finish(cols, version, runner, dataset_id, kind)
-
-
-def _score_texts(runner: OnnxRunner, prompts: list[str | None], responses: list[str | None],
-                 size: int, progress: Progress, done: int, total: int) -> np.ndarray:
-    """Scores in input order; batches are formed by text length so that
-    per-batch padding stays small."""
-    order = sorted(range(len(responses)),
-                   key=lambda i: len(prompts[i] or "") + len(responses[i] or ""))
-    out = np.empty(len(responses))
-    for start in range(0, len(order), size):
-        rows = order[start:start + size]
-        out[rows] = runner.score_tokens([prompts[i] for i in rows],
-                                        [responses[i] or "" for i in rows], progress)
-        progress.step(done, total)  # a cancel point between batches
-    return out
 
 
 # -- demonstrations ----------------------------------------------------------
@@ -448,9 +443,7 @@ def score_texts(ws: Workspace, version: str | int | ModelVersion,
     version = resolve(ws, version)
     runner = load_runner(ws, version)
     if version.input_kind == "text-tokens":
-        progress = progress or Progress()
-        return _score_texts(runner, list(prompts), list(responses), 32, progress, 0,
-                            len(responses))
+        return runner.score_tokens(list(prompts), list(responses), progress)
     if version.input_kind != "text-embedding":
         raise WorkstationError(f"model {version.ref} takes {version.input_kind}, not text")
     return runner.score_matrix(text_features(ws, version, prompts, responses, encoder, progress),

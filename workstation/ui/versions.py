@@ -205,6 +205,8 @@ def manifest_facts(manifest: dict[str, Any]) -> list[tuple[str, str]]:
     facts = [("takes", takes),
              ("scores as", f"{manifest.get('score_type', '?')} (output "
                            f"“{manifest.get('output', '?')}”)")]
+    if manifest.get("input_kind") == "text-tokens":
+        facts += _text_input_facts(model_input)
     if lineage.get("dataset"):
         facts.append(("trained on", str(lineage["dataset"])))
     facts += [("parent", manifest.get("parent") or "none"),
@@ -231,6 +233,26 @@ def _parity_words(parity: dict[str, Any]) -> str:
     return (f"Spearman {'n/a' if rho is None else f'{rho:.4f}'} with the parent on "
             f"'{parity.get('dataset')}' ({parity.get('n_scores', 0):,} scores)"
             + (f"; {deltas}" if deltas else ""))
+
+
+_TEXT_FORMAT_WORDS = {"pair": "prompt and response as a tokenizer pair",
+                      "response": "the response alone (prompt ignored)",
+                      "chat-template": "the model's chat template (prompt = user turn, "
+                                       "response = assistant turn)"}
+
+
+def _text_input_facts(model_input: dict[str, Any]) -> list[tuple[str, str]]:
+    """How texts reach a tokens model: format, maximum length, pooling."""
+    kind = model_input.get("text_format", "pair")
+    words = _TEXT_FORMAT_WORDS.get(kind, kind)
+    if model_input.get("chat_template_sha256"):
+        words += f", template sha256 {model_input['chat_template_sha256'][:12]}…"
+    facts = [("text format", words),
+             ("max length", f"{model_input.get('max_length', '?')} tokens (longer texts are "
+                            f"truncated and counted in audits)")]
+    if model_input.get("pooling"):
+        facts.append(("pooling", str(model_input["pooling"])))
+    return facts
 
 
 def _flat(values: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
