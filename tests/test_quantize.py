@@ -106,7 +106,8 @@ def test_quantize_refuses_a_graph_without_weights(tmp_path, capsys):
 
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])
     y = helper.make_tensor_value_info("reward", TensorProto.FLOAT, ["N", 1])
-    graph = helper.make_graph([helper.make_node("ReduceSum", ["x"], ["reward"], keepdims=1)],
+    graph = helper.make_graph([helper.make_node("ReduceSum", ["x"], ["reward"], axes=[1],
+                                                keepdims=1)],
                               "sum", [x], [y])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)])
     path = tmp_path / "sum.onnx"
