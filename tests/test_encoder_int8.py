@@ -110,7 +110,12 @@ def test_switching_shows_parity_first_and_keys_embeddings_by_the_int8_id(workspa
             "SELECT vec FROM embeddings WHERE encoder_id = ? AND text_sha256 = sha256(?)",
             [int8.id, prompt]).fetchall()[0][0], dtype=np.float32)
     assert list(ids) == [int8.id] and ids[int8.id] >= 2 * N_PAIRS
-    np.testing.assert_allclose(stored, int8.encode([prompt])[0], atol=1e-5)
+    # Dynamic int8 scales activations per batch, so a text's int8 vector moves a
+    # little with its batch-mates: close to the int8 one alone, not the fp32 one.
+    alone = int8.encode([prompt])[0]
+    fp32 = enc_mod.get_encoder(variant="fp32").encode([prompt])[0]
+    assert float(stored @ alone) > 0.98
+    assert np.abs(stored - fp32).max() > 1e-3
 
     back = run(capsys, *w, "encoder", "use", "fp32")
     assert back["switched"] is True and back["parity"] is None

@@ -8,7 +8,9 @@ workspace's cache). A workspace chooses with ``select_variant`` (stored in its
 ``meta`` table under ``encoder_variant``; absent = fp32); ``measure_parity``
 gives the cosine between the two on the workspace's own texts, shown before
 switching. The CLI and the GUI make the workspace's choice the process's
-default encoder when they open it (``use_workspace_encoder``).
+default encoder when they open it (``use_workspace_encoder``). Dynamic int8
+scales activations per batch: a text's int8 vector depends a little on the
+texts encoded with it (the workspace cache keeps the first one).
 """
 
 from __future__ import annotations
