@@ -402,10 +402,67 @@ def _fp32_encoder(progress: Progress | None) -> Encoder:
                    facts["max_seq_length"])
 
 
-def _int8_encoder(progress: Progress | None) -> Encoder:
-    from workstation.encoder_variants import int8_encoder
+# -- the int8 copy (dynamic quantization of the fp32 file) -------------------------
+# Bump when the int8 recipe changes, so cached int8 files are rebuilt.
+INT8_VERSION = 1
 
-    return int8_encoder(progress)
+def _int8_paths(fp32_path: Path) -> tuple[Path, Path]:
+    stem = f"{fp32_path.stem}-int8-q{INT8_VERSION}"
+    return fp32_path.with_name(f"{stem}.onnx"), fp32_path.with_name(f"{stem}.json")
+
+
+def _read_record(onnx_path: Path, record_path: Path, fp32_path: Path) -> dict[str, Any] | None:
+    """The int8 build's record if it matches this fp32 file and is complete."""
+    if not (onnx_path.exists() and record_path.exists()):
+        return None
+    try:
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    from workstation.models.int8 import RECIPE
+
+    if (record.get("int8_version") != INT8_VERSION or record.get("recipe") != RECIPE
+            or record.get("fp32_onnx") != fp32_path.name
+            or record.get("onnx_size_bytes") != onnx_path.stat().st_size):
+        return None
+    return record
+
+
+def prepare_int8(progress: Progress | None = None) -> tuple[Path, dict[str, Any]]:
+    """The int8 encoder's ONNX file and build record, quantizing it first if needed
+    (about 30 s once per machine; written through a temporary file)."""
+    from workstation.models.int8 import RECIPE, quantize_file
+
+    fp32_path = prepare_encoder(progress)
+    onnx_path, record_path = _int8_paths(fp32_path)
+    record = _read_record(onnx_path, record_path, fp32_path)
+    if record is not None:
+        return onnx_path, record
+    if progress is not None:
+        progress.stage_start("quantizing encoder to int8", 2)
+    with tempfile.TemporaryDirectory(dir=onnx_path.parent, prefix=".int8-") as tmp:
+        built = Path(tmp) / "int8.onnx"
+        quantize_file(fp32_path, built)
+        if progress is not None:
+            progress.step(1, 2)
+        record = {"int8_version": INT8_VERSION, "fp32_onnx": fp32_path.name,
+                  "onnx_size_bytes": built.stat().st_size, "onnx_sha256": sha256_file(built),
+                  "fp32_size_bytes": fp32_path.stat().st_size, "recipe": RECIPE}
+        os.replace(built, onnx_path)
+        _write_json_atomic(record_path, record)  # last: it marks the file complete
+    if progress is not None:
+        progress.step(2, 2)
+    return onnx_path, record
+
+
+def _int8_encoder(progress: Progress | None) -> Encoder:
+    """A new int8 encoder (``get_encoder(variant="int8")`` keeps one per process)."""
+    onnx_path, record = prepare_int8(progress)
+    folder = model_dir()
+    facts = _model_facts(folder)
+    encoder_id = f"{MODEL_NAME}-int8@{record['onnx_sha256'][:12]}"
+    return Encoder(onnx_path, folder / "tokenizer.json", encoder_id, facts["dim"],
+                       facts["max_seq_length"])
 
 
 # -- the workspace cache ----------------------------------------------------

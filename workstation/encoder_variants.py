@@ -1,7 +1,7 @@
 """The shared encoder's int8 copy, its parity with fp32, and which of the two a
 workspace encodes with.
 
-``prepare_int8`` quantizes the converted fp32 encoder once per machine into
+``encoder.prepare_int8`` quantizes the converted fp32 encoder once per machine into
 the same cache folder (content-addressed: the int8 encoder's id carries the
 sha256 of its own ONNX file, so its embeddings never mix with fp32 ones in a
 workspace's cache). A workspace chooses with ``select_variant`` (stored in its
@@ -15,9 +15,6 @@ texts encoded with it (the workspace cache keeps the first one).
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,76 +23,12 @@ import numpy as np
 
 from workstation import encoder as enc
 from workstation.errors import WorkstationError
-from workstation.hashing import sha256_file
 from workstation.progress import Progress
 from workstation.workspace import Workspace
 
 VARIANTS = ("fp32", "int8")
 META_KEY = "encoder_variant"
-# Bump when the int8 recipe changes, so cached int8 files are rebuilt.
-INT8_VERSION = 1
 PARITY_SAMPLE = 1000
-
-
-# -- the int8 copy -------------------------------------------------------------
-
-def _int8_paths(fp32_path: Path) -> tuple[Path, Path]:
-    stem = f"{fp32_path.stem}-int8-q{INT8_VERSION}"
-    return fp32_path.with_name(f"{stem}.onnx"), fp32_path.with_name(f"{stem}.json")
-
-
-def _read_record(onnx_path: Path, record_path: Path, fp32_path: Path) -> dict[str, Any] | None:
-    """The int8 build's record if it matches this fp32 file and is complete."""
-    if not (onnx_path.exists() and record_path.exists()):
-        return None
-    try:
-        record = json.loads(record_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    from workstation.models.int8 import RECIPE
-
-    if (record.get("int8_version") != INT8_VERSION or record.get("recipe") != RECIPE
-            or record.get("fp32_onnx") != fp32_path.name
-            or record.get("onnx_size_bytes") != onnx_path.stat().st_size):
-        return None
-    return record
-
-
-def prepare_int8(progress: Progress | None = None) -> tuple[Path, dict[str, Any]]:
-    """The int8 encoder's ONNX file and build record, quantizing it first if needed
-    (about 30 s once per machine; written through a temporary file)."""
-    from workstation.models.int8 import RECIPE, quantize_file
-
-    fp32_path = enc.prepare_encoder(progress)
-    onnx_path, record_path = _int8_paths(fp32_path)
-    record = _read_record(onnx_path, record_path, fp32_path)
-    if record is not None:
-        return onnx_path, record
-    if progress is not None:
-        progress.stage_start("quantizing encoder to int8", 2)
-    with tempfile.TemporaryDirectory(dir=onnx_path.parent, prefix=".int8-") as tmp:
-        built = Path(tmp) / "int8.onnx"
-        quantize_file(fp32_path, built)
-        if progress is not None:
-            progress.step(1, 2)
-        record = {"int8_version": INT8_VERSION, "fp32_onnx": fp32_path.name,
-                  "onnx_size_bytes": built.stat().st_size, "onnx_sha256": sha256_file(built),
-                  "fp32_size_bytes": fp32_path.stat().st_size, "recipe": RECIPE}
-        os.replace(built, onnx_path)
-        enc._write_json_atomic(record_path, record)  # last: it marks the file complete
-    if progress is not None:
-        progress.step(2, 2)
-    return onnx_path, record
-
-
-def int8_encoder(progress: Progress | None = None) -> enc.Encoder:
-    """A new int8 encoder (``get_encoder(variant="int8")`` keeps one per process)."""
-    onnx_path, record = prepare_int8(progress)
-    folder = enc.model_dir()
-    facts = enc._model_facts(folder)
-    encoder_id = f"{enc.MODEL_NAME}-int8@{record['onnx_sha256'][:12]}"
-    return enc.Encoder(onnx_path, folder / "tokenizer.json", encoder_id, facts["dim"],
-                       facts["max_seq_length"])
 
 
 # -- parity ---------------------------------------------------------------------

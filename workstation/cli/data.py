@@ -81,9 +81,9 @@ def cmd_encoder_prepare(args, out: Output) -> None:
 def _prepare_int8(args, out: Output, lines: list[str]) -> dict:
     """Build the int8 copy; its parity on the workspace's texts when one is given."""
     from workstation import encoder_variants as ev
-    from workstation.encoder import get_encoder
+    from workstation.encoder import get_encoder, prepare_int8
 
-    path, record = ev.prepare_int8(out.progress())
+    path, record = prepare_int8(out.progress())
     int8 = get_encoder(variant="int8")
     info = {"path": str(path), "encoder": int8.id, "size_bytes": record["onnx_size_bytes"],
             "fp32_size_bytes": record["fp32_size_bytes"], "parity": None}
