@@ -74,6 +74,42 @@ def encoder(quick: bool, full: bool) -> list[Line]:
                  _verdict(r["passed"]), f"parity min cosine {r['parity_min_cosine']:.6f}")]
 
 
+def quantize(quick: bool, full: bool) -> list[Line]:
+    from bench import bench_quant
+
+    if not bench_quant.HH_RLHF.exists():
+        return [_missing("int8 vs fp32 of a tokens reward model", bench_quant.HH_RLHF)]
+    r = bench_quant.run_tokens(n_pairs=48 if quick else None, rounds=1 if quick else 3)
+    acc = r["pairwise_accuracy"]
+    return [Line(f"int8 vs fp32 bert-cls tokens model, {r['n_responses']:,} HH-RLHF responses "
+                 f"({r['n_pairs']:,} pairs) through score_dataset",
+                 f"int8 {r['int8_s']:.1f} s", f"fp32 {r['fp32_s']:.1f} s",
+                 f"{r['ratio']:.2f}x", f">= {bench_quant.TOKENS_SPEEDUP}x, pairwise-accuracy "
+                 f"delta <= {bench_quant.TOKENS_MAX_DELTA}", _verdict(r["passed"]),
+                 f"pairwise accuracy {acc['parent']:.4f} -> {acc['quantized']:.4f} "
+                 f"({acc['delta']:+.4f}); Spearman {r['spearman']:.4f}; "
+                 f"{r['parent_size_bytes'] / 1e6:.0f} MB -> {r['size_bytes'] / 1e6:.0f} MB; "
+                 f"median of {r['rounds']} interleaved rounds")]
+
+
+def encoder_e2e(quick: bool, full: bool) -> list[Line]:
+    from bench import bench_quant
+
+    if not bench_quant.HH_RLHF.exists():
+        return [_missing("encoder end to end, import -> audit", bench_quant.HH_RLHF)]
+    r = bench_quant.run_encoder_e2e(n_pairs=48 if quick else None, rounds=1 if quick else 3)
+    what = f"import -> audit of {r['n_pairs']:,} HH-RLHF pairs from a fresh workspace"
+    note = (f"today = main's encode loop (64-row batches) kept in bench_quant.py, same fp32 "
+            f"session; median of {r['rounds']} interleaved rounds")
+    return [Line(f"encoder fp32, {what}", f"ours {r['fp32_s']:.1f} s",
+                 f"today {r['today_s']:.1f} s", f"{r['ratio_fp32']:.2f}x",
+                 f">= {bench_quant.ENCODER_SPEEDUP}x", _verdict(r["passed"]), note),
+            Line(f"encoder int8, {what}", f"ours int8 {r['int8_s']:.1f} s",
+                 f"today (fp32) {r['today_s']:.1f} s", f"{r['ratio_int8']:.2f}x",
+                 "none (reported)", "info",
+                 f"pairwise accuracy of the same head: {r['pairwise_accuracy']}")]
+
+
 def audit(quick: bool, full: bool) -> list[Line]:
     from bench import bench_audit
 
@@ -230,7 +266,8 @@ def _missing(what: str, path: Path) -> Line:
 
 
 BENCHMARKS: dict[str, Callable[[bool, bool], list[Line]]] = {
-    "encoder": encoder, "audit": audit, "page": page, "train": train, "patch": patch,
+    "encoder": encoder, "encoder-e2e": encoder_e2e, "quantize": quantize, "audit": audit,
+    "page": page, "train": train, "patch": patch,
     "label-errors": label_errors, "gui": gui, "report": report, "scale-ray": scale_ray,
     "tokens": tokens,
 }

@@ -91,6 +91,55 @@ def test_encode_order_norms_and_none(encoder):
     np.testing.assert_allclose(vecs, one_by_one, atol=1e-5)  # row order = input order
 
 
+def test_encode_batches_by_token_budget_in_input_order(encoder):
+    texts = [f"word {i} " * (1 + (i * 37) % 90) for i in range(60)]  # 2..~180 tokens, shuffled
+    runs, rows = encoder.runs, encoder.rows_encoded
+    batched = encoder.encode(texts, token_budget=1024)
+    lengths = encoder.tokenize_padded(texts)["attention_mask"].sum(axis=1)
+    # Each run carried at most 1024 padded tokens (a lone longer text goes alone).
+    assert encoder.runs - runs >= int(np.ceil(lengths.sum() / 1024))
+    assert encoder.rows_encoded - rows == 60
+    one_by_one = np.vstack([encoder.encode([t]) for t in texts])  # no padding at all
+    np.testing.assert_allclose(batched, one_by_one, atol=1e-5)  # row i is text i's
+
+
+def test_encode_encodes_identical_texts_once(encoder):
+    texts = ["the same prompt", "a response", "the same prompt", None, "", "a response"]
+    rows = encoder.rows_encoded
+    vecs = encoder.encode(texts)
+    assert encoder.rows_encoded - rows == 3  # "the same prompt", "a response", ""
+    assert np.array_equal(vecs[0], vecs[2]) and np.array_equal(vecs[1], vecs[5])
+    assert np.array_equal(vecs[3], vecs[4])
+    np.testing.assert_allclose(vecs, np.vstack([encoder.encode([t]) for t in texts]),
+                               atol=1e-5)
+
+
+def test_audit_of_pairs_encodes_each_distinct_text_once(tmp_path, encoder):
+    """Import -> audit on pairs sharing prompts: every distinct text (prompts
+    included) is fed to the encoder exactly once."""
+    from skl2onnx import to_onnx
+    from sklearn.linear_model import LogisticRegression
+
+    from workstation.audits import run_audit
+    from workstation.datasets import import_dataset
+    from workstation.models import add_model_bytes
+
+    path = tmp_path / "pairs.jsonl"
+    records = [{"prompt": f"shared prompt {i % 3}", "chosen": f"good answer {i}",
+                "rejected": f"bad answer {i % 4}"} for i in range(12)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    x = np.random.default_rng(0).standard_normal((32, 768)).astype(np.float32)
+    fit = LogisticRegression().fit(x, (x[:, 0] > 0).astype(int))
+    onx = to_onnx(fit, x[:1], options={id(fit): {"zipmap": False}}).SerializeToString()
+    with Workspace.open(tmp_path / "ws.duckdb") as ws:
+        import_dataset(ws, "pairs", path, "p", format="trl-jsonl")
+        add_model_bytes(ws, onx, "lr", "text-embedding", encoder=encoder)
+        rows = encoder.rows_encoded
+        run = run_audit(ws, "lr@1", "p", encoder=encoder)
+    assert run.n_examples == 12
+    assert encoder.rows_encoded - rows == 3 + 12 + 4  # prompts, chosen, rejected: distinct
+
+
 def test_encode_empty_list(encoder):
     assert encoder.encode([]).shape == (0, encoder.dim)
 

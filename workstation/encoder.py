@@ -42,6 +42,10 @@ INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 # Texts are tokenized this many at a time: bounds memory for 200k+ texts
 # while still giving each length-sorted batch near-minimal padding.
 TOKENIZE_CHUNK = 4096
+# Padded tokens per onnxruntime run (rows x longest row): long texts go a few
+# at a time, short ones many at a time; at most MAX_BATCH_ROWS rows a run.
+TOKEN_BUDGET = 8192
+MAX_BATCH_ROWS = 256
 # Cosine the freshly converted graph must reach against torch before it is kept.
 PARITY_FLOOR = 0.9999
 
@@ -281,40 +285,57 @@ class Encoder:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         self._session = ort.InferenceSession(str(onnx_path), options,
                                              providers=["CPUExecutionProvider"])
+        # Counters of the work done (tests check that duplicates are encoded once).
+        self.runs = 0
+        self.rows_encoded = 0
 
     def encode(self, texts: Sequence[str | None], progress: Progress | None = None,
-               batch_size: int = 64) -> np.ndarray:
+               batch_size: int | None = None, token_budget: int = TOKEN_BUDGET) -> np.ndarray:
         """Embed ``texts`` (``None`` counts as ""): float32 [N, dim], unit rows, in input order.
 
-        Texts are ordered by length so each batch carries little padding;
-        ``progress.step(done, total)`` runs between batches and may cancel.
-        Every text is encoded, duplicates included (``embed_texts`` dedupes).
+        Identical texts are encoded once. Texts are tokenized once, unpadded,
+        sorted by token count and cut into batches of at most ``token_budget``
+        padded tokens (and at most ``batch_size`` rows, when given), so that
+        short texts travel in large batches and long ones in small ones, each
+        padded only to its own longest row. ``progress.step(done, total)``
+        runs between batches and may cancel.
         """
-        if batch_size < 1:
+        if batch_size is not None and batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         clean = [t if t is not None else "" for t in texts]
-        out = np.empty((len(clean), self.dim), dtype=np.float32)
+        slot: dict[str, int] = {}
+        inverse = np.fromiter((slot.setdefault(t, len(slot)) for t in clean), dtype=np.int64,
+                              count=len(clean))
+        unique = list(slot)  # unique[k] is the text of slot k
+        vectors = np.empty((len(unique), self.dim), dtype=np.float32)
+        limit = min(batch_size or MAX_BATCH_ROWS, MAX_BATCH_ROWS)
         # Character length is a cheap proxy for token length: it sorts globally
         # before tokenizing in bounded chunks, each then sorted by token count.
-        order = sorted(range(len(clean)), key=lambda i: len(clean[i]), reverse=True)
+        order = sorted(range(len(unique)), key=lambda i: len(unique[i]), reverse=True)
         done = 0
         if progress is not None:
-            progress.step(0, len(clean))
+            progress.step(0, len(unique))
         for start in range(0, len(order), TOKENIZE_CHUNK):
             chunk = order[start:start + TOKENIZE_CHUNK]
-            done = self._encode_chunk(clean, chunk, out, batch_size, progress, done, len(clean))
-        return out
+            done = self._encode_chunk(unique, chunk, vectors, (token_budget, limit), progress,
+                                      done, len(unique))
+        if progress is not None:
+            progress.check()  # a cancel during the last batch still cancels
+        return vectors[inverse]
 
     def _encode_chunk(self, texts: list[str], chunk: list[int], out: np.ndarray,
-                      batch_size: int, progress: Progress | None, done: int, total: int) -> int:
+                      limits: tuple[int, int], progress: Progress | None, done: int,
+                      total: int) -> int:
         encodings = self._tokenizer.encode_batch([texts[i] for i in chunk])
         ids = [e.ids for e in encodings]
         by_length = sorted(range(len(ids)), key=lambda j: len(ids[j]), reverse=True)
-        for start in range(0, len(by_length), batch_size):
-            rows = by_length[start:start + batch_size]
-            feed = _pad([ids[j] for j in rows])
-            out[[chunk[j] for j in rows]] = self._session.run([OUTPUT_NAME], feed)[0]
-            done += len(rows)
+        for rows in _token_batches([len(ids[j]) for j in by_length], *limits):
+            picked = [by_length[k] for k in rows]
+            feed = _pad([ids[j] for j in picked])
+            out[[chunk[j] for j in picked]] = self._session.run([OUTPUT_NAME], feed)[0]
+            self.runs += 1
+            self.rows_encoded += len(picked)
+            done += len(picked)
             if progress is not None:
                 progress.step(done, total)
         return done
@@ -322,6 +343,17 @@ class Encoder:
     def tokenize_padded(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """The model inputs for ``texts`` as one padded batch (for checks and tests)."""
         return _pad([e.ids for e in self._tokenizer.encode_batch(list(texts))])
+
+
+def _token_batches(lengths: list[int], token_budget: int, max_rows: int) -> list[range]:
+    """Consecutive row ranges over ``lengths`` (sorted longest first) whose
+    padded size (rows x first row's length) stays within ``token_budget``."""
+    batches, start = [], 0
+    while start < len(lengths):
+        rows = max(1, min(max_rows, token_budget // max(lengths[start], 1)))
+        batches.append(range(start, min(start + rows, len(lengths))))
+        start += rows
+    return batches
 
 
 def _pad(ids: list[list[int]]) -> dict[str, np.ndarray]:
@@ -336,22 +368,101 @@ def _pad(ids: list[list[int]]) -> dict[str, np.ndarray]:
             "token_type_ids": np.zeros_like(input_ids)}
 
 
-_default: Encoder | None = None
+_encoders: dict[str, Encoder] = {}
 _default_lock = threading.Lock()
+_default_variant = "fp32"
 
 
-def get_encoder(progress: Progress | None = None) -> Encoder:
-    """The default encoder, created once per process (converting it on first use)."""
-    global _default
+def set_default_variant(variant: str) -> None:
+    """Which encoder ``get_encoder()`` returns from now on: "fp32" (the
+    default) or "int8" (see ``workstation.encoder_variants``)."""
+    global _default_variant
+    if variant not in ("fp32", "int8"):
+        raise WorkstationError(f"unknown encoder {variant!r}: choose fp32 or int8")
+    _default_variant = variant
+
+
+def get_encoder(progress: Progress | None = None, variant: str | None = None) -> Encoder:
+    """The shared encoder, created once per process per variant (converting
+    it on first use): ``variant`` or the process's default (``set_default_variant``)."""
+    variant = variant or _default_variant
     with _default_lock:
-        if _default is None:
-            folder = model_dir()
-            facts = _model_facts(folder)
-            onnx_path = prepare_encoder(progress)
-            encoder_id = f"{MODEL_NAME}@{source_sha256(folder)[:12]}"
-            _default = Encoder(onnx_path, folder / "tokenizer.json", encoder_id, facts["dim"],
-                               facts["max_seq_length"])
-        return _default
+        if variant not in _encoders:
+            _encoders[variant] = _fp32_encoder(progress) if variant == "fp32" else \
+                _int8_encoder(progress)
+        return _encoders[variant]
+
+
+def _fp32_encoder(progress: Progress | None) -> Encoder:
+    folder = model_dir()
+    facts = _model_facts(folder)
+    onnx_path = prepare_encoder(progress)
+    encoder_id = f"{MODEL_NAME}@{source_sha256(folder)[:12]}"
+    return Encoder(onnx_path, folder / "tokenizer.json", encoder_id, facts["dim"],
+                   facts["max_seq_length"])
+
+
+# -- the int8 copy (dynamic quantization of the fp32 file) -------------------------
+# Bump when the int8 recipe changes, so cached int8 files are rebuilt.
+INT8_VERSION = 1
+
+def _int8_paths(fp32_path: Path) -> tuple[Path, Path]:
+    stem = f"{fp32_path.stem}-int8-q{INT8_VERSION}"
+    return fp32_path.with_name(f"{stem}.onnx"), fp32_path.with_name(f"{stem}.json")
+
+
+def _read_record(onnx_path: Path, record_path: Path, fp32_path: Path) -> dict[str, Any] | None:
+    """The int8 build's record if it matches this fp32 file and is complete."""
+    if not (onnx_path.exists() and record_path.exists()):
+        return None
+    try:
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    from workstation.models.int8 import RECIPE
+
+    if (record.get("int8_version") != INT8_VERSION or record.get("recipe") != RECIPE
+            or record.get("fp32_onnx") != fp32_path.name
+            or record.get("onnx_size_bytes") != onnx_path.stat().st_size):
+        return None
+    return record
+
+
+def prepare_int8(progress: Progress | None = None) -> tuple[Path, dict[str, Any]]:
+    """The int8 encoder's ONNX file and build record, quantizing it first if needed
+    (about 30 s once per machine; written through a temporary file)."""
+    from workstation.models.int8 import RECIPE, quantize_file
+
+    fp32_path = prepare_encoder(progress)
+    onnx_path, record_path = _int8_paths(fp32_path)
+    record = _read_record(onnx_path, record_path, fp32_path)
+    if record is not None:
+        return onnx_path, record
+    if progress is not None:
+        progress.stage_start("quantizing encoder to int8", 2)
+    with tempfile.TemporaryDirectory(dir=onnx_path.parent, prefix=".int8-") as tmp:
+        built = Path(tmp) / "int8.onnx"
+        quantize_file(fp32_path, built)
+        if progress is not None:
+            progress.step(1, 2)
+        record = {"int8_version": INT8_VERSION, "fp32_onnx": fp32_path.name,
+                  "onnx_size_bytes": built.stat().st_size, "onnx_sha256": sha256_file(built),
+                  "fp32_size_bytes": fp32_path.stat().st_size, "recipe": RECIPE}
+        os.replace(built, onnx_path)
+        _write_json_atomic(record_path, record)  # last: it marks the file complete
+    if progress is not None:
+        progress.step(2, 2)
+    return onnx_path, record
+
+
+def _int8_encoder(progress: Progress | None) -> Encoder:
+    """A new int8 encoder (``get_encoder(variant="int8")`` keeps one per process)."""
+    onnx_path, record = prepare_int8(progress)
+    folder = model_dir()
+    facts = _model_facts(folder)
+    encoder_id = f"{MODEL_NAME}-int8@{record['onnx_sha256'][:12]}"
+    return Encoder(onnx_path, folder / "tokenizer.json", encoder_id, facts["dim"],
+                       facts["max_seq_length"])
 
 
 # -- the workspace cache ----------------------------------------------------

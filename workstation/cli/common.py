@@ -133,6 +133,9 @@ def open_workspace(args: argparse.Namespace, read_only: bool = False) -> Iterato
         ws = Workspace.open(path)
     try:
         _say_if_upgraded(ws)
+        from workstation.encoder_variants import use_workspace_encoder
+
+        use_workspace_encoder(ws)  # the encoder this workspace chose (fp32 or int8)
         yield ws
     finally:
         ws.close()

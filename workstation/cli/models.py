@@ -52,9 +52,39 @@ def cmd_model_list(args, out: Output) -> None:
     text = "\n".join(f"{v.model}@{v.version:<4} {v.input_kind:<15} {v.sha256[:12]}  "
                      f"{v.created_at[:19]} by {v.created_by}" +
                      (f"  ({_text_input_words(v.manifest)})" if v.input_kind == "text-tokens"
-                      else "") for v in versions) \
+                      else "") + _parity_note(v.manifest) for v in versions) \
         or "no models yet: register one with `workstation model add`"
     out.result({"models": items}, text)
+
+
+def _parity_note(manifest: dict) -> str:
+    """The int8 parity of a quantized version, in a few words (else nothing)."""
+    parity = (manifest.get("quantization") or {}).get("parity")
+    if not parity:
+        return ""
+    deltas = ", ".join(f"{name} {d['delta']:+.4f}" for name, d in parity["metrics"].items())
+    rho = parity.get("spearman")
+    return (f"  int8 of {manifest.get('parent')}: Spearman "
+            f"{'n/a' if rho is None else f'{rho:.4f}'} on '{parity['dataset']}'"
+            + (f", {deltas}" if deltas else ""))
+
+
+def cmd_model_quantize(args, out: Output) -> None:
+    from workstation.models.quantize import quantize_model
+
+    with open_workspace(args) as ws:
+        result = quantize_model(ws, args.model, dataset=args.dataset, notes=args.notes or "",
+                                progress=out.progress())
+    q = result.quantization
+    p = q["parity"]
+    lines = [f"registered {result.version.ref}: int8 of {result.parent.ref} "
+             f"({q['parent_size_bytes']:,} -> {q['size_bytes']:,} bytes)",
+             f"  parity on '{p['dataset']}' ({p['n_scores']:,} scores; audits "
+             f"{p['parent_audit_run']} and {p['audit_run']}): Spearman "
+             f"{fmt(p['spearman'])}, largest score difference {p['max_abs_score_diff']:.4g}"]
+    lines += [f"  {name}: {fmt(d['parent'])} -> {fmt(d['quantized'])} ({d['delta']:+.4f})"
+              for name, d in p["metrics"].items()]
+    out.result(result.to_json(), "\n".join(lines))
 
 
 def cmd_train(args, out: Output) -> None:
@@ -138,6 +168,12 @@ def register(cli: Commands) -> None:
     p.add_argument("--parent", help="parent version, NAME@VERSION")
     p.add_argument("--notes", help="free notes kept in the manifest")
     add("list", cmd_model_list, "list registered model versions", model_sub)
+    p = add("quantize", cmd_model_quantize,
+            "make an int8 copy of a version (a new version) and report its parity", model_sub)
+    p.add_argument("model", metavar="MODEL@V")
+    p.add_argument("--dataset", help="measure parity on this dataset (default: the dataset of "
+                                     "the version's latest audit)")
+    p.add_argument("--notes", help="free notes kept in the manifest")
 
     p = add("train", cmd_train, "train a reward model on a dataset as reviewed (PyTorch, CPU)")
     p.add_argument("--dataset", required=True)

@@ -276,6 +276,9 @@ class MainWindow(QMainWindow):
             dialogs.show_error(self, str(exc))
             return False
         ws.execute("SET enable_progress_bar = false")  # no terminal bars from a window
+        from workstation.encoder_variants import use_workspace_encoder
+
+        use_workspace_encoder(ws)  # its encoder choice (fp32 or int8) for every text job
         self.browser.model.stop()
         self.ctx.set_workspace(ws)
         self._remember(str(Path(path).resolve()))

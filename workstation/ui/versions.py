@@ -214,12 +214,25 @@ def manifest_facts(manifest: dict[str, Any]) -> list[tuple[str, str]]:
                        f"{manifest.get('created_by', '?')}")]
     if manifest.get("patches"):
         facts.append(("patches", ", ".join(manifest["patches"])))
+    parity = (manifest.get("quantization") or {}).get("parity")
+    if parity:
+        facts.append(("int8 parity", _parity_words(parity)))
     if manifest.get("notes"):
         facts.append(("notes", str(manifest["notes"])))
     if manifest.get("sha256"):
         facts.append(("file", f"{manifest.get('size_bytes', 0):,} bytes, sha256 "
                               f"{manifest['sha256'][:12]}…"))
     return facts
+
+
+def _parity_words(parity: dict[str, Any]) -> str:
+    """A quantized version's parity with its parent, in one line."""
+    rho = parity.get("spearman")
+    deltas = ", ".join(f"{metric_name(k)} {d['delta']:+.4f}"
+                       for k, d in (parity.get("metrics") or {}).items())
+    return (f"Spearman {'n/a' if rho is None else f'{rho:.4f}'} with the parent on "
+            f"'{parity.get('dataset')}' ({parity.get('n_scores', 0):,} scores)"
+            + (f"; {deltas}" if deltas else ""))
 
 
 _TEXT_FORMAT_WORDS = {"pair": "prompt and response as a tokenizer pair",
