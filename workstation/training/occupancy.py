@@ -387,6 +387,7 @@ def describe(fit_result: OccupancyFit, hp: dict[str, Any]) -> dict[str, Any]:
     return {"density": choice.density,
             "order_accuracy": {name: round(value, 6)
                                for name, value in choice.order_accuracy.items()},
+            "occupancy_lead_z": choice.lead_z,
             "progress_order_accuracy": choice.order_accuracy["progress"],
             "progress_order_measured_on": fit_result.order_source,
             "end_density_percentile": choice.end_percentile,

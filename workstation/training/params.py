@@ -38,7 +38,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
               "progress_weight": None, "calibration_percentile": 5.0},
 }
 DEMO_MODELS = ("occupancy-progress", "moe-ae")
-DEMO_DENSITIES = ("auto", "occupancy", "gaussian")
+DEMO_DENSITIES = ("auto", "occupancy", "gaussian", "both")
 
 
 def _int(minimum: int | None) -> Callable[[str, Any], int]:
