@@ -8,18 +8,21 @@ place and the trajectory ends there (a hill top, a goal cell), a place they
 pass through once, so the density there is low and the time order says
 more: progress. Neither the task's reward nor any interaction is used:
 
-* the density: of the kernel occupancy and the single Gaussian, the one
-  whose score rises more often from an earlier to a later step of the same
-  held-aside trajectory (order accuracy), when it leads by at least
-  ``DECISIVE_Z`` standard errors (the error counted over trajectories, not
-  pairs: steps of one trajectory move together). A smaller lead is noise:
-  on the benchmark's Pendulum the lead changed sign from one seed to the
-  next and the choice with it. Then both weigh half ("both");
+* the density: by default ("both") the kernel occupancy and the single
+  Gaussian, half each. With ``density="auto"``, the one whose score rises
+  more often from an earlier to a later step of the same held-aside
+  trajectory (order accuracy), when it leads by at least ``DECISIVE_Z``
+  standard errors (counted over trajectories, not pairs: steps of one
+  trajectory move together), else both. "auto" is not the default: on the
+  benchmark's Pendulum its lead was beyond +2 standard errors on one seed's
+  validation trajectories and beyond -2 on the other's (a handful of
+  trajectories; the error understates how far the lead moves when the
+  demonstrations change), and the choice flipped with it;
 * where the trajectories end: the mean percentile, among the held-aside
-  steps, of the chosen density (for "both", the mean of the two, each minus
-  its median over its interquartile range) at each trajectory's last step. Experts who
-  hold end where they dwell (a high percentile); experts who reach end
-  somewhere they hardly stay (a low one). Progress's share from the ends is
+  steps, of the chosen density (for "both", the sum of the two, each minus
+  its median over its interquartile range) at each trajectory's last step.
+  Experts who hold end where they dwell (a high percentile); experts who
+  reach end somewhere they hardly stay (a low one). Progress's share from the ends is
   1 at or below the 25th percentile, 0 at or above the 75th, linear between;
 * progress's reliability: 2a - 1 for its own order accuracy a (0 when it
   orders no better than chance, 1 when it orders every pair);
