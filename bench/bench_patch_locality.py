@@ -175,6 +175,12 @@ def table(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _broken(counts: dict[str, dict[str, int]]) -> int:
+    """Examples the patch broke in ``compare``: held-out and training examples alike
+    (probe cases are counted by the flaws columns)."""
+    return counts["examples"]["broken"] + counts["training_examples"]["broken"]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -191,9 +197,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-
-def _broken(counts: dict[str, dict[str, int]]) -> int:
-    """Examples the patch broke in ``compare``: held-out and training examples alike
-    (probe cases are counted by the flaws columns)."""
-    return counts["examples"]["broken"] + counts["training_examples"]["broken"]

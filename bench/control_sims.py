@@ -9,7 +9,9 @@ function against the environment's own ``step`` on random states.
 
 Each simulator has ``step(state, action) -> (state, reward, terminated)``,
 ``terminal(state)`` (the episode is over in that state), ``observe(state) ->
-obs`` and the episode limit of the registered env.
+obs``, its inverse ``state_of(obs) -> (state, possible)`` (``possible`` is
+False for an observation no state makes: cos/sin off the unit circle, a
+speed beyond the simulator's clip) and the episode limit of the registered env.
 """
 
 from __future__ import annotations
@@ -17,6 +19,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+# How far cos^2 + sin^2 may stray from 1 (as a radius) for an observed angle
+# to still be an angle; float32 observations stray by ~1e-7.
+CIRCLE_TOLERANCE = 0.05
+
+
+def _angle(cos: np.ndarray, sin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The angle of (cos, sin), and whether the pair lies on the unit circle."""
+    return np.arctan2(sin, cos), np.abs(np.hypot(cos, sin) - 1.0) <= CIRCLE_TOLERANCE
 
 
 @dataclass(frozen=True)
@@ -61,6 +72,11 @@ class CartPole:
     def observe(s: np.ndarray) -> np.ndarray:
         return s.astype(np.float32)
 
+    @staticmethod
+    def state_of(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        obs = np.asarray(obs, dtype=np.float64)
+        return obs, np.isfinite(obs).all(1)
+
 
 def angle_normalize(x: np.ndarray) -> np.ndarray:
     return ((x + np.pi) % (2 * np.pi)) - np.pi
@@ -102,6 +118,11 @@ class Pendulum:
     def observe(s: np.ndarray) -> np.ndarray:
         return np.stack([np.cos(s[:, 0]), np.sin(s[:, 0]), s[:, 1]], axis=1).astype(np.float32)
 
+    def state_of(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        obs = np.asarray(obs, dtype=np.float64)
+        th, on_circle = _angle(obs[:, 0], obs[:, 1])
+        return np.stack([th, obs[:, 2]], 1), on_circle & (np.abs(obs[:, 2]) <= self.max_speed)
+
 
 @dataclass(frozen=True)
 class MountainCar:
@@ -130,6 +151,12 @@ class MountainCar:
     @staticmethod
     def observe(s: np.ndarray) -> np.ndarray:
         return s.astype(np.float32)
+
+    def state_of(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        obs = np.asarray(obs, dtype=np.float64)
+        inside = (obs[:, 0] >= self.min_position) & (obs[:, 0] <= self.max_position) \
+            & (np.abs(obs[:, 1]) <= self.max_speed)
+        return obs, inside
 
 
 @dataclass(frozen=True)
@@ -187,6 +214,13 @@ class Acrobot:
     def observe(s: np.ndarray) -> np.ndarray:
         return np.stack([np.cos(s[:, 0]), np.sin(s[:, 0]), np.cos(s[:, 1]), np.sin(s[:, 1]),
                          s[:, 2], s[:, 3]], axis=1).astype(np.float32)
+
+    def state_of(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        obs = np.asarray(obs, dtype=np.float64)
+        th1, on1 = _angle(obs[:, 0], obs[:, 1])
+        th2, on2 = _angle(obs[:, 2], obs[:, 3])
+        speeds = (np.abs(obs[:, 4]) <= self.max_vel_1) & (np.abs(obs[:, 5]) <= self.max_vel_2)
+        return np.stack([th1, th2, obs[:, 4], obs[:, 5]], 1), on1 & on2 & speeds
 
 
 def _wrap(x: np.ndarray) -> np.ndarray:

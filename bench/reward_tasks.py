@@ -112,6 +112,9 @@ class TaskData:
     failure_rule: str
     unsafe: Callable[[np.ndarray], np.ndarray] | None = None
     notes: dict[str, Any] = field(default_factory=dict)
+    # obs -> (reference, possible): the reference of any observation (NaN
+    # where no state makes it, e.g. cos/sin off the circle); judges findings.
+    judge: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None
 
     @property
     def expert_ok(self) -> bool:
@@ -341,7 +344,16 @@ class ControlTask:
                         float(check.returns.mean()), self.known_good, observe(uniform),
                         self.references(uniform), observe(visited), visited_ref,
                         observe(failure), _reference_text(self.reference), rule,
-                        self.unsafe, {"demo_steps": int(sum(len(d) for d in demos))})
+                        self.unsafe, {"demo_steps": int(sum(len(d) for d in demos))},
+                        self.judge)
+
+    def judge(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The reference of observations (NaN where none is possible), and which are."""
+        states, possible = self.sim.state_of(obs)
+        reference = np.full(len(states), np.nan)
+        if possible.any():
+            reference[possible] = self.references(states[possible])
+        return reference, possible
 
     def _demonstrations(self, sizes: Sizes, rng: np.random.Generator) -> list[np.ndarray]:
         demos: list[np.ndarray] = []
@@ -444,7 +456,18 @@ def cliffwalking_task(sizes: Sizes, seed: int = 0) -> TaskData:
                     cells, cell_value, cells[visited], cell_value[visited], cells[cliff],
                     "expert return-to-go (exact, undiscounted)", "the cliff cells",
                     cliff_unsafe, {"demo_steps": int(sum(len(d) for d in demos)),
-                                   "optimal_start_value": float(best[start])})
+                                   "optimal_start_value": float(best[start])},
+                    lambda obs: _cell_reference(obs, cell_value, rows, cols))
+
+
+def _cell_reference(obs: np.ndarray, value: np.ndarray, rows: int,
+                    cols: int) -> tuple[np.ndarray, np.ndarray]:
+    """A (row, col) observation's nearest cell's value; NaN off the grid."""
+    cell = np.rint(np.asarray(obs, dtype=np.float64)).astype(np.int64)
+    possible = (cell[:, 0] >= 0) & (cell[:, 0] < rows) & (cell[:, 1] >= 0) & (cell[:, 1] < cols)
+    reference = np.full(len(cell), np.nan)
+    reference[possible] = value[cell[possible, 0] * cols + cell[possible, 1]]
+    return reference, possible
 
 
 def cliff_unsafe(obs: np.ndarray) -> np.ndarray:

@@ -108,3 +108,28 @@ def test_experts_who_reach_for_a_place_are_scored_by_their_progress():
     # the goal itself is where they spend the least time.
     states = np.stack([rng.uniform(-0.9, 0.95, 400), rng.uniform(-0.2, 0.2, 400)], axis=1)
     assert _spearman(_raw(fitted, states), states[:, 0]) >= 0.9
+
+
+def test_a_density_leads_alone_only_by_more_than_noise():
+    from workstation.training.term_choice import DECISIVE_Z, lead_z
+
+    rng = np.random.default_rng(3)
+    trajectory = np.repeat(np.arange(20), 10)
+    t = np.tile(np.arange(10.0), 20)
+    rows = np.ones(len(t), dtype=bool)
+    pairs = np.array([(i, j) for k in range(20) for i in range(k * 10, k * 10 + 10)
+                      for j in range(i + 1, k * 10 + 10)])
+    rising, noise = t + 0.1 * rng.standard_normal(len(t)), rng.standard_normal(len(t))
+    progress = rng.standard_normal(len(t))
+    # The occupancy climbs with time, the Gaussian is noise: the occupancy alone.
+    clear = choose_terms({"occupancy": rising, "gaussian": noise, "progress": progress},
+                         pairs, rows, trajectory)
+    assert clear.lead_z >= DECISIVE_Z and clear.density == "occupancy"
+    assert clear.occupancy_share == 1.0
+    # Two noises: neither leads by more than chance, so both weigh half.
+    other = rng.standard_normal(len(t))
+    tie = choose_terms({"occupancy": noise, "gaussian": other, "progress": progress},
+                       pairs, rows, trajectory)
+    assert abs(tie.lead_z) < DECISIVE_Z and tie.density == "both"
+    assert tie.occupancy_share == 0.5
+    assert lead_z(noise, rising, pairs, trajectory) <= -DECISIVE_Z

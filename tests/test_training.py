@@ -243,7 +243,7 @@ def test_demos_training_rewards_expert_states_and_calibrates(tws):
     assert np.percentile(held, 5) == pytest.approx(0.5, abs=0.01)
     assert np.median(held) == pytest.approx(0.9, abs=0.01)
     assert calibration["share_at_or_above_threshold"] == pytest.approx(np.mean(held >= 0.5))
-    assert metrics["density"] in ("occupancy", "gaussian")
+    assert metrics["density"] in ("occupancy", "gaussian", "both")
     assert set(metrics["order_accuracy"]) == {"occupancy", "gaussian", "progress"}
     # The analyst may set the mix: the kernel occupancy alone.
     alone = train(tws, "demos", "iirl", params={**FAST_DEMOS, "progress_weight": 0,
@@ -287,7 +287,7 @@ def test_a_parent_from_before_the_model_choice_keeps_the_papers_model(tws):
         resolve_params("demos", None, {"model": "flow"})
     with pytest.raises(WorkstationError, match="progress_weight must lie in"):
         resolve_params("demos", None, {"progress_weight": "1.5"})
-    assert resolve_params("demos", old, None)["density"] == "auto"
+    assert resolve_params("demos", old, None)["density"] == "both"
     with pytest.raises(WorkstationError, match="density must be one of"):
         resolve_params("demos", None, {"density": "flow"})
 

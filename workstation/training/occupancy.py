@@ -9,24 +9,25 @@ spend there, nor whether they are passing through it on the way somewhere.
 The raw score of a state x adds up three terms, each put on a common scale
 (minus the median, over the interquartile range, of the validation steps):
 
-* a density, one of two: the occupancy, a smooth mixture of E density
-  experts over the demonstration steps (Gaussian kernels on up to
-  ``centres`` steps, the steps split among the experts by k-means; bandwidth
-  ``bandwidth`` in units of a quarter of each observation's range), where
-  every step counts once, so states the experts dwell in weigh most (the
-  swing-up expert visits every angle once but stays upright); or one
-  Gaussian with the steps' full covariance, which keeps how the observations
-  move together (a cart-pole's angle and its speed);
+* a density, by default two weighing half each (``density`` "both"): the
+  occupancy, a smooth mixture of E density experts over the demonstration
+  steps (Gaussian kernels on up to ``centres`` steps, the steps split among
+  the experts by k-means; bandwidth ``bandwidth`` in units of a quarter of
+  each observation's range), where every step counts once, so states the
+  experts dwell in weigh most (the swing-up expert visits every angle once
+  but stays upright); and one Gaussian with the steps' full covariance,
+  which keeps how the observations move together (a cart-pole's angle and
+  its speed). Choosing one of them from the validation trajectories
+  ("auto") was tried: the choice flipped with the seed (see ``term_choice``);
 * progress: a small network trained, on pairs of steps of the same training
   trajectory, to score the later step higher (Bradley-Terry). Experts move
   towards what the task rewards, so in goal-reaching tasks (MountainCar,
   CliffWalking) progress is the task's value where a density is not;
-* the mix: progress weighs w and the density 1 - w, both chosen from the
-  held-aside *validation* trajectories' time order (``term_choice``): the
-  density the experts climb more often, and w from where the trajectories
-  end (in the density's densest places: the experts hold a state, w = 0; in
-  its sparsest: they reach for one) capped by how well progress orders the
-  steps. ``density`` and ``progress_weight`` set them instead;
+* the mix: progress weighs w and the density 1 - w, w chosen from the
+  held-aside *validation* trajectories' time order (``term_choice``): from
+  where the trajectories end (in the density's densest places: the experts
+  hold a state, w = 0; in its sparsest: they reach for one) capped by how
+  well progress orders the steps. ``progress_weight`` sets it instead;
 * support: within the demonstrations' reach (the distance to the nearest
   kernel centre that 98% of validation steps stay within) nothing is added;
   beyond it, the log of a Gaussian kernel of width ``support_bandwidth`` at
@@ -387,6 +388,7 @@ def describe(fit_result: OccupancyFit, hp: dict[str, Any]) -> dict[str, Any]:
     return {"density": choice.density,
             "order_accuracy": {name: round(value, 6)
                                for name, value in choice.order_accuracy.items()},
+            "occupancy_lead_z": choice.lead_z,
             "progress_order_accuracy": choice.order_accuracy["progress"],
             "progress_order_measured_on": fit_result.order_source,
             "end_density_percentile": choice.end_percentile,

@@ -26,19 +26,20 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     # experts, hidden and the loop settings serve both; bottleneck and k only
     # moe-ae (bottleneck None = half the observation width, resolved at
     # training time; k None = calibrated, a number = the paper's fixed k and
-    # no calibration); bandwidth, support_bandwidth, centres, density ("auto"
-    # = chosen on validation trajectories, see training/term_choice.py) and
+    # no calibration); bandwidth, support_bandwidth, centres, density ("both"
+    # = kernel occupancy and Gaussian, half each; "auto" = chosen on validation
+    # trajectories, see training/term_choice.py) and
     # progress_weight (None = measured on validation trajectories) only the
     # default. calibration_percentile: the held-out steps' percentile that
     # scores 0.5.
     "demos": {"model": "occupancy-progress", "experts": 4, "bottleneck": None, "hidden": 32,
               "lr": 3e-3, "weight_decay": 0.0, "batch_size": 256, "epochs": 100, "patience": 10,
               "heldout_fraction": 0.2, "validation_fraction": 0.1, "split_seed": 0, "k": None,
-              "bandwidth": 2.0, "support_bandwidth": 2.0, "centres": 2048, "density": "auto",
+              "bandwidth": 2.0, "support_bandwidth": 2.0, "centres": 2048, "density": "both",
               "progress_weight": None, "calibration_percentile": 5.0},
 }
 DEMO_MODELS = ("occupancy-progress", "moe-ae")
-DEMO_DENSITIES = ("auto", "occupancy", "gaussian")
+DEMO_DENSITIES = ("auto", "occupancy", "gaussian", "both")
 
 
 def _int(minimum: int | None) -> Callable[[str, Any], int]:

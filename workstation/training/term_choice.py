@@ -8,13 +8,21 @@ place and the trajectory ends there (a hill top, a goal cell), a place they
 pass through once, so the density there is low and the time order says
 more: progress. Neither the task's reward nor any interaction is used:
 
-* the density: of the kernel occupancy and the single Gaussian, the one
-  whose score rises more often from an earlier to a later step of the same
-  held-aside trajectory (order accuracy; ties go to the occupancy);
+* the density: by default ("both") the kernel occupancy and the single
+  Gaussian, half each. With ``density="auto"``, the one whose score rises
+  more often from an earlier to a later step of the same held-aside
+  trajectory (order accuracy), when it leads by at least ``DECISIVE_Z``
+  standard errors (counted over trajectories, not pairs: steps of one
+  trajectory move together), else both. "auto" is not the default: on the
+  benchmark's Pendulum its lead was beyond +2 standard errors on one seed's
+  validation trajectories and beyond -2 on the other's (a handful of
+  trajectories; the error understates how far the lead moves when the
+  demonstrations change), and the choice flipped with it;
 * where the trajectories end: the mean percentile, among the held-aside
-  steps, of the chosen density at each trajectory's last step. Experts who
-  hold end where they dwell (a high percentile); experts who reach end
-  somewhere they hardly stay (a low one). Progress's share from the ends is
+  steps, of the chosen density (for "both", the sum of the two, each minus
+  its median over its interquartile range) at each trajectory's last step.
+  Experts who hold end where they dwell (a high percentile); experts who
+  reach end somewhere they hardly stay (a low one). Progress's share from the ends is
   1 at or below the 25th percentile, 0 at or above the 75th, linear between;
 * progress's reliability: 2a - 1 for its own order accuracy a (0 when it
   orders no better than chance, 1 when it orders every pair);
@@ -35,6 +43,9 @@ from dataclasses import dataclass
 import numpy as np
 
 DENSITIES = ("occupancy", "gaussian")
+# A density's lead in order accuracy, in standard errors, that chooses it alone.
+DECISIVE_Z = 2.0
+_OCCUPANCY_SHARE = {"occupancy": 1.0, "gaussian": 0.0, "both": 0.5}
 # The percentiles of the trajectories' end at which progress's share from
 # the ends reaches 1 (at or below) and 0 (at or above).
 _REACH_PERCENTILE, _HOLD_PERCENTILE = 0.25, 0.75
@@ -44,17 +55,18 @@ _REACH_PERCENTILE, _HOLD_PERCENTILE = 0.25, 0.75
 class TermChoice:
     """The chosen density, the weights, and the figures they were chosen by."""
 
-    density: str                 # "occupancy" or "gaussian"
+    density: str                 # "occupancy", "gaussian" or "both"
     progress_weight: float       # w: progress weighs w, the density 1 - w
     order_accuracy: dict[str, float]  # per term: occupancy, gaussian, progress
     end_percentile: float        # the chosen density at the trajectories' ends
     reach_share: float           # progress's share from the ends
     reliability: float           # progress's share from its own order accuracy
+    lead_z: float = 0.0          # the occupancy's order-accuracy lead, in standard errors
 
     @property
     def occupancy_share(self) -> float:
-        """How much of the density term is the kernel occupancy (1 or 0)."""
-        return 1.0 if self.density == "occupancy" else 0.0
+        """How much of the density term is the kernel occupancy (1, 0 or a half)."""
+        return _OCCUPANCY_SHARE[self.density]
 
 
 def order_accuracy(score: np.ndarray, pairs: np.ndarray) -> float:
@@ -80,6 +92,30 @@ def end_percentile(score: np.ndarray, rows: np.ndarray, trajectory: np.ndarray) 
     return float(np.mean((below + at_or_below) / 2.0 / len(values)))
 
 
+def lead_z(first: np.ndarray, second: np.ndarray, pairs: np.ndarray,
+           trajectory: np.ndarray) -> float:
+    """How many standard errors ``first`` orders the pairs better than
+    ``second`` (0 without pairs). The error is clustered by trajectory."""
+    if not len(pairs):
+        return 0.0
+    def right(score: np.ndarray) -> np.ndarray:
+        earlier, later = score[pairs[:, 0]], score[pairs[:, 1]]
+        return (later > earlier) + 0.5 * (later == earlier)
+    diff = right(first) - right(second)
+    _, group = np.unique(trajectory[pairs[:, 0]], return_inverse=True)
+    mean = diff.mean()
+    sums, sizes = np.bincount(group, diff), np.bincount(group)
+    var = float(((sums - sizes * mean) ** 2).sum()) / len(diff) ** 2
+    if var <= 0:
+        return 0.0 if mean == 0 else float(np.sign(mean) * np.inf)
+    return float(mean / np.sqrt(var))
+
+
+def _standard(score: np.ndarray) -> np.ndarray:
+    q25, q50, q75 = np.percentile(score, [25, 50, 75])
+    return (score - q50) / max(q75 - q25, 1e-12)
+
+
 def choose_terms(scores: dict[str, np.ndarray], pairs: np.ndarray, rows: np.ndarray,
                  trajectory: np.ndarray, density: str = "auto",
                  progress_weight: float | None = None) -> TermChoice:
@@ -88,11 +124,15 @@ def choose_terms(scores: dict[str, np.ndarray], pairs: np.ndarray, rows: np.ndar
     ``pairs`` are (earlier, later) steps of the trajectories in ``rows``.
     ``density`` and ``progress_weight`` are the analyst's overrides."""
     accuracy = {name: order_accuracy(scores[name], pairs) for name in (*DENSITIES, "progress")}
+    lead = lead_z(scores["occupancy"], scores["gaussian"], pairs, trajectory)
     if density == "auto":
-        density = "occupancy" if accuracy["occupancy"] >= accuracy["gaussian"] else "gaussian"
-    ends = end_percentile(scores[density], rows, trajectory)
+        density = "both" if abs(lead) < DECISIVE_Z else \
+            "occupancy" if lead > 0 else "gaussian"
+    chosen = scores[density] if density in DENSITIES else \
+        _standard(scores["occupancy"]) + _standard(scores["gaussian"])
+    ends = end_percentile(chosen, rows, trajectory)
     reach = float(np.clip((_HOLD_PERCENTILE - ends) / (_HOLD_PERCENTILE - _REACH_PERCENTILE),
                           0.0, 1.0))
     reliability = float(np.clip(2.0 * accuracy["progress"] - 1.0, 0.0, 1.0))
     weight = min(reach, reliability) if progress_weight is None else float(progress_weight)
-    return TermChoice(density, weight, accuracy, ends, reach, reliability)
+    return TermChoice(density, weight, accuracy, ends, reach, reliability, lead)
