@@ -5,7 +5,8 @@ Model: ``bert-cls`` from ``tests/hf_models.py`` (MiniLM BertForSequenceClassific
 fp32, legacy export, registered as ``text-tokens``, default ``pair`` format:
 a text without prompt is encoded alone; truncation at the tokenizer's 128).
 Texts: the first 5,000 distinct responses (the text after the last
-``\\n\\nAssistant:`` of both sides) of HH-RLHF harmless-base test, in file order.
+``\\n\\nAssistant:`` of both sides) of HH-RLHF harmless-base test, in file order
+(the file holds 4,565 distinct ones: all of them are used).
 
 * ours: ``workstation.models.scoring.score_texts`` on a workspace holding the
   model (tokenize once, sort by token length, batch by token budget, pad

@@ -229,7 +229,7 @@ def test_cancelling_stops_tokens_scoring_between_batches(ws, tmp_path):
 
 # -- real models through the CLI (slow) ------------------------------------------------------
 
-def subset_data(tmp_path, hh_rlhf_path, jailbreakbench_dir, n_pairs: int = 60):
+def subset_data(tmp_path, hh_rlhf_path, jailbreakbench_dir, n_pairs: int = 40):
     """The first ``n_pairs`` HH-RLHF records and one JailbreakBench file."""
     hh = tmp_path / "hh.jsonl.gz"
     with gzip.open(hh_rlhf_path, "rt", encoding="utf-8") as f, \
@@ -274,20 +274,23 @@ def test_a_transformer_reward_model_through_the_cli(request, tmp_path, capsys, h
              "text-tokens", *extra)
     assert v2["version"] == 2 and v2["text_format"] == extra[1]
 
+    auroc = {}
     for ref in ("rm@1", "rm@2"):
         labels = run(capsys, *w, "audit", "--model", ref, "--dataset", "jbb")
         got = audit_scores(ws_path, labels["run_id"])
         safe = got["label"].astype(bool)
-        assert labels["metrics"]["auroc"] == pytest.approx(
-            roc_auc_score(safe, got["score"].astype(float)), abs=1e-12)
+        auroc[ref] = labels["metrics"]["auroc"]
+        assert auroc[ref] == pytest.approx(roc_auc_score(safe, got["score"].astype(float)),
+                                           abs=1e-12)
         assert "truncated" in labels["metrics"]
-        pairs = run(capsys, *w, "audit", "--model", ref, "--dataset", "hh")
-        margins = audit_scores(ws_path, pairs["run_id"])["margin"].astype(float)
-        assert pairs["metrics"]["pairwise_accuracy"] == pytest.approx(
-            float(np.mean(margins > 0)), abs=1e-12)
-        assert pairs["metrics"]["truncated_sides"] >= pairs["metrics"]["truncated"]
-    if model.name == "bert-cls":  # a head fitted on JailbreakBench separates it
-        assert labels["metrics"]["auroc"] > 0.7
+    pairs = run(capsys, *w, "audit", "--model", "rm@1", "--dataset", "hh")
+    margins = audit_scores(ws_path, pairs["run_id"])["margin"].astype(float)
+    assert pairs["metrics"]["pairwise_accuracy"] == pytest.approx(float(np.mean(margins > 0)),
+                                                                  abs=1e-12)
+    assert pairs["metrics"]["truncated_sides"] >= pairs["metrics"]["truncated"] > 0
+    print(f"\n{model.name}: JailbreakBench GCG/gpt-3.5 AUROC pair {auroc['rm@1']:.3f}, "
+          f"{extra[1]} {auroc['rm@2']:.3f}; HH pairwise accuracy "
+          f"{pairs['metrics']['pairwise_accuracy']:.3f}")
 
     report = run(capsys, *w, "compare", "--candidate", "rm@2", "--baseline", "rm@1")
     assert report["examples"]["n"] > 0 and "pass" in report["gate"]
