@@ -288,9 +288,10 @@ def test_a_transformer_reward_model_through_the_cli(request, tmp_path, capsys, h
     assert pairs["metrics"]["pairwise_accuracy"] == pytest.approx(float(np.mean(margins > 0)),
                                                                   abs=1e-12)
     assert pairs["metrics"]["truncated_sides"] >= pairs["metrics"]["truncated"] > 0
-    print(f"\n{model.name}: JailbreakBench GCG/gpt-3.5 AUROC pair {auroc['rm@1']:.3f}, "
-          f"{extra[1]} {auroc['rm@2']:.3f}; HH pairwise accuracy "
-          f"{pairs['metrics']['pairwise_accuracy']:.3f}")
+    with capsys.disabled():  # the figures, not in the next command's captured output
+        print(f"\n{model.name}: JailbreakBench GCG/gpt-3.5 AUROC pair {auroc['rm@1']:.3f}, "
+              f"{extra[1]} {auroc['rm@2']:.3f}; HH pairwise accuracy "
+              f"{pairs['metrics']['pairwise_accuracy']:.3f}")
 
     report = run(capsys, *w, "compare", "--candidate", "rm@2", "--baseline", "rm@1")
     assert report["examples"]["n"] > 0 and "pass" in report["gate"]
