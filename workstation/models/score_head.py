@@ -360,7 +360,7 @@ def feature_model(data: bytes, head: ScoreHead) -> bytes:
     elem = _elem_type(model, head.input)
     del graph.output[:]
     graph.output.append(helper.make_tensor_value_info(head.input, elem, ["batch", head.width]))
-    _prune(graph, stop=set())  # the inputs stay: the scorer's feeds still fit
+    prune(graph)  # the inputs stay: the scorer's feeds still fit
     return model.SerializeToString()
 
 
@@ -375,7 +375,7 @@ def tail_model(data: bytes, head: ScoreHead, output: str) -> bytes:
     kept = [o for o in graph.output if o.name == output]
     del graph.output[:]
     graph.output.extend(kept)
-    _prune(graph, stop={head.input})
+    prune(graph, stop={head.input})
     del graph.input[:]
     graph.input.append(helper.make_tensor_value_info(head.input, elem, ["batch", head.width]))
     available = {head.input} | {t.name for t in graph.initializer} | \
@@ -457,7 +457,7 @@ def _elem_type(model: Any, name: str) -> int:
     return onnx.TensorProto.FLOAT
 
 
-def _prune(graph: Any, stop: set[str]) -> None:
+def prune(graph: Any, stop: set[str] = frozenset()) -> None:
     """Keep only the nodes (and constants) the outputs need, not looking past ``stop``."""
     needed = {o.name for o in graph.output}
     keep = []

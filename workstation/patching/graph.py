@@ -27,6 +27,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from workstation.errors import WorkstationError
+from workstation.models.score_head import prune
 from workstation.patching.kernels import RULES, SuppressionKernel, patch_groups
 
 OUTPUTS = ("reward", "base_score", "patch_activation", "kernel_activations")
@@ -61,7 +62,7 @@ def build_patched_model(root_onnx: bytes, root_manifest: dict[str, Any],
         builder.no_kernels(score)
     del graph.output[:]
     graph.output.extend(_output_infos(batch, len(kernels)) + kept)
-    _prune(graph)
+    prune(graph)
     return _checked(model)
 
 
@@ -288,26 +289,6 @@ class _Builder:
 
 
 # -- finishing ---------------------------------------------------------------
-
-def _prune(graph: Any) -> None:
-    """Drop nodes and constants no output needs (e.g. a ZipMap that would
-    otherwise still run on every call). Graphs with subgraphs are left as
-    they are: their nodes may read outer tensors implicitly."""
-    if any(a.type in (a.GRAPH, a.GRAPHS) for n in graph.node for a in n.attribute):
-        return
-    needed = {o.name for o in graph.output}
-    keep = []
-    for node in reversed(list(graph.node)):
-        if any(o in needed for o in node.output):
-            keep.append(node)
-            needed.update(node.input)
-    nodes = list(reversed(keep))
-    del graph.node[:]
-    graph.node.extend(nodes)
-    used = [t for t in graph.initializer if t.name in needed]
-    del graph.initializer[:]
-    graph.initializer.extend(used)
-
 
 def _checked(model: Any) -> bytes:
     import onnx
