@@ -253,12 +253,6 @@ def _write_json_atomic(path: Path, value: dict[str, Any]) -> None:
 
 
 # -- scoring ----------------------------------------------------------------
-def _core_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
 
 class Encoder:
     """Sentence embeddings from an ONNX graph whose output is already pooled
@@ -278,9 +272,11 @@ class Encoder:
         # max_seq_length and pads per batch, so do exactly that.
         self._tokenizer.enable_truncation(max_length=max_seq_length)
         self._tokenizer.no_padding()
+        from workstation.models.onnx_model import core_count
+
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads or _core_count()
+        options.intra_op_num_threads = threads or core_count()
         options.inter_op_num_threads = 1  # the graph is a chain: no parallel branches to use
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         self._session = ort.InferenceSession(str(onnx_path), options,

@@ -48,6 +48,7 @@ from workstation.cluster import inputs as corpus  # noqa: E402
 from workstation.cluster import results  # noqa: E402
 from workstation.cluster.scorer import BatchScorer, score_unit  # noqa: E402
 from workstation.errors import Cancelled, WorkstationError  # noqa: E402
+from workstation.models.onnx_model import core_count  # noqa: E402
 from workstation.progress import Progress  # noqa: E402
 
 DEFAULT_BATCH = 1024  # rows per scoring batch of texts (the encoder's work)
@@ -140,18 +141,11 @@ def _connect(address: str | None, num_cpus: int | None, object_store_mb: int) ->
     if address:
         ray.init(address=address, **quiet)
     else:
-        ray.init(num_cpus=num_cpus or _cores(), object_store_memory=object_store_mb << 20,
+        ray.init(num_cpus=num_cpus or core_count(), object_store_memory=object_store_mb << 20,
                  **quiet)
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     return True
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 # -- the job -------------------------------------------------------------------------
