@@ -15,19 +15,9 @@ import sys
 import numpy as np
 import pytest
 
-from workstation.cli import main
+from tests.cli_support import run
 
 pytestmark = pytest.mark.slow
-
-
-def run(capsys, *args: str, ok: bool = True) -> dict:
-    code = main([*args, "--json"])
-    captured = capsys.readouterr()
-    payload = json.loads(captured.out)  # exactly one JSON object on stdout
-    assert (code == 0) == ok, captured.err
-    if not ok:
-        assert captured.err.count("\n") == 1 and "Traceback" not in captured.err
-    return payload
 
 
 def _train_skl(x: np.ndarray, y: np.ndarray, path) -> None:

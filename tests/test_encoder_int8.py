@@ -5,14 +5,13 @@ models registered for fp32 refuse clearly)."""
 from __future__ import annotations
 
 import gzip
-import json
 
 import numpy as np
 import pytest
 
+from tests.cli_support import run
 from workstation import encoder as enc_mod
 from workstation import encoder_variants as ev
-from workstation.cli import main
 from workstation.workspace import Workspace
 
 pytestmark = pytest.mark.slow
@@ -24,16 +23,6 @@ def fp32_after():
     """CLI calls in this process make the workspace's choice the default: reset it."""
     yield
     enc_mod.set_default_variant("fp32")
-
-
-def run(capsys, *args: str, ok: bool = True) -> dict:
-    code = main([*args, "--json"])
-    captured = capsys.readouterr()
-    payload = json.loads(captured.out)
-    assert (code == 0) == ok, captured.err
-    if not ok:
-        assert captured.err.count("\n") == 1 and "Traceback" not in captured.err
-    return payload
 
 
 @pytest.fixture

@@ -14,23 +14,13 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
+from tests.cli_support import run
 from tests.head_models import token_reward_model, word_tokenizer
 from workstation.cli import main
 
 pytestmark = pytest.mark.slow
 
 JBB_FILES = 4  # JailbreakBench files the transformer tests import (400 records)
-
-
-def run(capsys, *args: str, ok: bool = True) -> dict:
-    code = main([*args, "--json"])
-    captured = capsys.readouterr()
-    payload = json.loads(captured.out)
-    assert (code == 0) == ok, captured.err
-    if not ok:
-        assert captured.err.count("\n") == 1 and "Traceback" not in captured.err
-        payload["error"] = captured.err.strip()
-    return payload
 
 
 def _jbb_subset(folder, tmp_path):

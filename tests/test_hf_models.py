@@ -13,6 +13,7 @@ import pytest
 from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
+from tests.cli_support import run
 from tests.test_models import insert_dataset, token_model, token_sum, write_tokenizer
 from workstation.cli import main
 from workstation.errors import WorkstationError
@@ -46,15 +47,6 @@ SYSTEM_ONLY_TEMPLATE = (
 CONVERSATIONS = [("What is 2+2?", "4."), ("", "An answer with no question."),
                  ("  Spaces around  \n", "Line one\nline two\n\n"),
                  ("Ünïcödé — “quotes”", "<b>html</b> & {{ braces }}")]
-
-
-def run(capsys, *args: str, ok: bool = True) -> dict:
-    code = main([*args, "--json"])
-    captured = capsys.readouterr()
-    assert (code == 0) == ok, captured.err
-    if not ok:
-        assert captured.err.count("\n") == 1 and "Traceback" not in captured.err
-    return json.loads(captured.out)
 
 
 def hf_tokenizer(template: str, **special: str):

@@ -11,22 +11,13 @@ import pytest
 from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
+from tests.cli_support import run
 from workstation.cli import main
 from workstation.models import resolve
 from workstation.models.scoring import score_dataset
 from workstation.workspace import Workspace
 
 N_LABELED = 48  # JailbreakBench responses audited (BERT is slow on a busy laptop)
-
-
-def run(capsys, *args: str, ok: bool = True) -> dict:
-    code = main([*args, "--json"])
-    captured = capsys.readouterr()
-    payload = json.loads(captured.out)
-    assert (code == 0) == ok, captured.err
-    if not ok:
-        assert captured.err.count("\n") == 1 and "Traceback" not in captured.err
-    return payload
 
 
 @pytest.fixture
