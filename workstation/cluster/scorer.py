@@ -116,7 +116,8 @@ class BatchScorer:
         for side in sides:
             vecs = self._vectors(batch, side)
             features.append(np.concatenate([prompt_vecs, vecs], axis=1) if paired else vecs)
-        both = self.runner.score_matrix(np.concatenate(features, axis=0))
+        both = self.runner.score_matrix(features[0] if len(features) == 1
+                                        else np.concatenate(features, axis=0))
         n = batch.num_rows
         return [both[k * n:(k + 1) * n] for k in range(len(sides))]
 
@@ -135,14 +136,21 @@ class BatchScorer:
     def _given(self, column: pa.ChunkedArray, out: np.ndarray) -> np.ndarray:
         """Fill ``out`` from an embedding column; returns the rows it lacks."""
         column = column.combine_chunks()
-        valid = pc.is_valid(column).to_numpy(zero_copy_only=False)
-        if valid.any():
+        if column.null_count == 0:  # the usual case: no mask, no filtered copy
+            valid = np.ones(len(column), dtype=bool)
+            present = column
+        else:
+            valid = pc.is_valid(column).to_numpy(zero_copy_only=False)
             present = column.filter(pa.array(valid))
-            flat = present.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
+        if valid.any():
+            flat = present.flatten().to_numpy(zero_copy_only=False)
             if len(flat) != int(valid.sum()) * out.shape[1]:
                 raise ValueError(f"an embedding column's vectors are not "
                                  f"{out.shape[1]} wide, as the bundle's encoder gives")
-            out[valid] = flat.reshape(-1, out.shape[1])
+            if present is column:
+                out[:] = flat.reshape(-1, out.shape[1])  # converts to float32 as it copies
+            else:
+                out[valid] = flat.reshape(-1, out.shape[1])
         return ~valid
 
     def _encode(self, texts: list[str | None], rows: np.ndarray, out: np.ndarray) -> None:
