@@ -46,6 +46,7 @@ from workstation.datasets import import_dataset  # noqa: E402
 from workstation.encoder import get_encoder  # noqa: E402
 from workstation.probes.label_errors import load_features, out_of_fold  # noqa: E402
 from workstation.review import Edit, apply  # noqa: E402
+from workstation.trust import ensure_owner  # noqa: E402
 from workstation.workspace import Workspace  # noqa: E402
 
 SHARED_DATA = Path(os.environ.get("WORKSTATION_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -54,8 +55,15 @@ JAILBREAKBENCH = SHARED_DATA / "jailbreakbench"
 SOURCES = {"HH-RLHF": ("pairs", HH_RLHF, "hh"), "JailbreakBench": ("labels", JAILBREAKBENCH, "jbb")}
 
 
+def trusted_signer(ws: Workspace) -> Any:
+    """A throwaway identity (never written to disk) that signs the planted
+    flips, made the owner of the fresh workspace so that its edits are taken."""
+    signer = _bench_signer()
+    ensure_owner(ws, signer)
+    return signer
+
+
 def _bench_signer() -> Any:
-    """A throwaway identity that signs the planted flips (never written to disk)."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from workstation.identity import Identity, Signer
@@ -66,9 +74,10 @@ def _bench_signer() -> Any:
                            public_pem_of(key.public_key()), "", False), key)
 
 
-def plant_flips(ws: Workspace, dataset: str, kind: str, rate: float, seed: int) -> np.ndarray:
-    """Flip ``rate`` of the dataset's labels through the review log; returns
-    the flipped example ids."""
+def plant_flips(ws: Workspace, dataset: str, kind: str, rate: float, seed: int,
+                signer: Any) -> np.ndarray:
+    """Flip ``rate`` of the dataset's labels through the review log, signed by
+    ``signer`` (trusted in ``ws``); returns the flipped example ids."""
     rows = ws.execute("SELECT ce.id, ce.current_label FROM current_examples ce JOIN datasets d "
                       "ON d.id = ce.dataset_id WHERE d.name = ? AND (d.kind = 'pairs' OR "
                       "ce.current_label IS NOT NULL) ORDER BY ce.id", [dataset]).fetchall()
@@ -79,7 +88,7 @@ def plant_flips(ws: Workspace, dataset: str, kind: str, rate: float, seed: int) 
     else:
         edits = [Edit(rows[i][0], "label", "unsafe" if rows[i][1] else "safe",
                       "benchmark: planted flip") for i in chosen]
-    apply(ws, edits, signer=_bench_signer())
+    apply(ws, edits, signer=signer)
     return np.array([rows[i][0] for i in chosen], dtype=np.int64)
 
 
@@ -101,10 +110,10 @@ def precision_recall(picked: np.ndarray, is_flip: np.ndarray) -> tuple[float, fl
 
 
 def evaluate(ws: Workspace, name: str, rate: float, seed: int, folds: int,
-             encoder: Any) -> dict[str, Any]:
+             encoder: Any, signer: Any) -> dict[str, Any]:
     kind, path, dataset = SOURCES[name]
     import_dataset(ws, kind, path, dataset)
-    flipped = plant_flips(ws, dataset, kind, rate, seed)
+    flipped = plant_flips(ws, dataset, kind, rate, seed, signer)
     start = time.perf_counter()
     dataset_id = ws.execute("SELECT id FROM datasets WHERE name = ?", [dataset]).fetchall()[0][0]
     data = load_features(ws, dataset_id, kind, encoder)
@@ -151,8 +160,9 @@ def run(rate: float = 0.1, seed: int = 0, folds: int = 5) -> dict[str, Any]:
     results = {}
     with tempfile.TemporaryDirectory(prefix="bench-label-errors-") as tmp:
         with Workspace.open(Path(tmp) / "ws.duckdb") as ws:
+            signer = trusted_signer(ws)
             for name in SOURCES:
-                results[name] = evaluate(ws, name, rate, seed, folds, encoder)
+                results[name] = evaluate(ws, name, rate, seed, folds, encoder, signer)
     results["passed"] = all(r["passed"] for r in results.values() if isinstance(r, dict))
     return results
 
