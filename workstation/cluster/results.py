@@ -97,18 +97,23 @@ def summarise(folder: str | Path, inputs: list[str]) -> Summary:
 
 
 def _add_batch(files: dict[str, FileSummary], batch: pa.RecordBatch) -> None:
-    names = batch.column("source_file").to_numpy(zero_copy_only=False)
+    """Count one batch of shard rows per input file: row indexes, bad rows
+    by reason, and a file's own error (row index < 0). Only the rows with an
+    error are turned into Python objects."""
+    names = batch.column("source_file")
     index = batch.column("row_index").to_numpy(zero_copy_only=False)
-    errors = batch.column("error").to_pylist()
-    for name in np.unique(names):
-        mine = np.flatnonzero(names == name)
+    error = batch.column("error")
+    erred = pc.is_valid(error).to_numpy(zero_copy_only=False)
+    real = index >= 0
+    for name in pc.unique(names).to_pylist():
+        mine = pc.equal(names, name).to_numpy(zero_copy_only=False)
         summary = files.setdefault(str(name), FileSummary(str(name)))
-        rows = index[mine]
-        real = rows >= 0
-        summary.indexes.append(rows[real])
-        for i in mine[~real]:
-            summary.file_error = errors[i]
-        summary.bad.update(errors[i] for i in mine[real] if errors[i] is not None)
+        summary.indexes.append(index[mine & real])
+        for i in np.flatnonzero(mine & ~real):
+            summary.file_error = error[int(i)].as_py()
+        bad = np.flatnonzero(mine & real & erred)
+        if len(bad):
+            summary.bad.update(error.take(pa.array(bad, pa.int64())).to_pylist())
 
 
 # -- metrics over every scored row -----------------------------------------------------
