@@ -713,3 +713,35 @@ def test_the_sizing_table_follows_from_the_measured_rates():
     # 10M pairs at 250 pairs/s per CPU: 40,000 CPU-seconds, 11.1 CPU-hours; 100M: 111.1;
     # 40 bytes a row: 400 MB and 4.0 GB of shards.
     assert "| 250 | 11.1 | 111.1 | 40 | 400 MB | 4.0 GB |" in table[2]
+
+
+def test_rows_without_their_embedding_are_bad_rows_and_the_others_score_as_given(ws,
+                                                                                 tmp_path):
+    """A bundle without an encoder: rows whose embedding is null are counted
+    bad with the reason; the rest score exactly as the model on the given
+    vectors, whichever rows of a batch are missing (the no-null batch and the
+    batch with nulls take different paths)."""
+    import onnxruntime as ort
+
+    model = mlp(DIM, 16)
+    add_model_bytes(ws, model, "rm", "text-embedding", encoder=FixedEncoder())
+    bundles.make_bundle(ws, "rm@1", tmp_path / "bundle", signer(), include_encoder=False)
+    rng = np.random.default_rng(3)
+    vectors = rng.standard_normal((300, DIM)).astype(np.float32)
+    missing = {5, 17, 250}  # in the first batch of 100 rows and in the third; none in the second
+    column = pa.array([None if i in missing else vectors[i].tolist() for i in range(300)],
+                      pa.list_(pa.float32(), DIM))
+    (tmp_path / "corpus").mkdir()
+    pq.write_table(pa.table({"response": [f"t{i}" for i in range(300)],
+                             "label": rng.random(300) < 0.5, "response_embedding": column}),
+                   tmp_path / "corpus" / "part.parquet", row_group_size=100)
+    manifest = results_here(tmp_path / "bundle", tmp_path / "corpus", tmp_path / "out")
+    rows = sorted(_shard_rows(tmp_path / "out"), key=lambda r: r["row_index"])
+    assert manifest["complete"] and manifest["rows"] == 300 and manifest["bad"] == len(missing)
+    assert manifest["inputs"][0]["bad_reasons"] == {
+        "no precomputed embedding, and the bundle has no encoder": len(missing)}
+    assert {r["row_index"] for r in rows if r["error"]} == missing
+    expected = ort.InferenceSession(model).run(None, {"x": vectors})[0][:, 1]
+    scored = [r for r in rows if not r["error"]]
+    assert np.allclose([r["score"] for r in scored],
+                       expected[[r["row_index"] for r in scored]], atol=1e-6)

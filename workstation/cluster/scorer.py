@@ -88,7 +88,7 @@ class BatchScorer:
                         if name in batch.schema.names else True)
         if not lacking.any():
             return batch
-        error = pc.if_else(pa.array(lacking) & pc.is_null(batch.column("error")),
+        error = pc.if_else(pc.and_(pa.array(lacking), pc.is_null(batch.column("error"))),
                            "no precomputed embedding, and the bundle has no encoder",
                            batch.column("error"))
         return batch.set_column(batch.schema.get_field_index("error"), "error", error)
