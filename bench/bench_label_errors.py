@@ -58,20 +58,16 @@ SOURCES = {"HH-RLHF": ("pairs", HH_RLHF, "hh"), "JailbreakBench": ("labels", JAI
 def trusted_signer(ws: Workspace) -> Any:
     """A throwaway identity (never written to disk) that signs the planted
     flips, made the owner of the fresh workspace so that its edits are taken."""
-    signer = _bench_signer()
-    ensure_owner(ws, signer)
-    return signer
-
-
-def _bench_signer() -> Any:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from workstation.identity import Identity, Signer
     from workstation.offline_verify import key_id_of, public_pem_of
 
     key = Ed25519PrivateKey.generate()
-    return Signer(Identity("bench", None, key_id_of(key.public_key()),
-                           public_pem_of(key.public_key()), "", False), key)
+    signer = Signer(Identity("bench", None, key_id_of(key.public_key()),
+                             public_pem_of(key.public_key()), "", False), key)
+    ensure_owner(ws, signer)
+    return signer
 
 
 def plant_flips(ws: Workspace, dataset: str, kind: str, rate: float, seed: int,

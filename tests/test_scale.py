@@ -719,8 +719,8 @@ def test_rows_without_their_embedding_are_bad_rows_and_the_others_score_as_given
                                                                                  tmp_path):
     """A bundle without an encoder: rows whose embedding is null are counted
     bad with the reason; the rest score exactly as the model on the given
-    vectors, whichever rows of a batch are missing (the no-null batch and the
-    batch with nulls take different paths)."""
+    vectors, in batches with missing rows (taken out before scoring) and in
+    a batch without any."""
     import onnxruntime as ort
 
     model = mlp(DIM, 16)

@@ -136,21 +136,20 @@ class BatchScorer:
     def _given(self, column: pa.ChunkedArray, out: np.ndarray) -> np.ndarray:
         """Fill ``out`` from an embedding column; returns the rows it lacks."""
         column = column.combine_chunks()
-        if column.null_count == 0:  # the usual case: no mask, no filtered copy
-            valid = np.ones(len(column), dtype=bool)
-            present = column
-        else:
+        valid = np.ones(len(column), dtype=bool)
+        if column.null_count:  # only then a mask and a filtered copy
             valid = pc.is_valid(column).to_numpy(zero_copy_only=False)
-            present = column.filter(pa.array(valid))
-        if valid.any():
-            flat = present.flatten().to_numpy(zero_copy_only=False)
-            if len(flat) != int(valid.sum()) * out.shape[1]:
+            column = column.filter(pa.array(valid))
+        if len(column):
+            flat = column.flatten().to_numpy(zero_copy_only=False)
+            if len(flat) != len(column) * out.shape[1]:
                 raise ValueError(f"an embedding column's vectors are not "
                                  f"{out.shape[1]} wide, as the bundle's encoder gives")
-            if present is column:
-                out[:] = flat.reshape(-1, out.shape[1])  # converts to float32 as it copies
+            vectors = flat.reshape(-1, out.shape[1])  # converted to float32 as it is copied
+            if len(column) == len(out):
+                out[:] = vectors  # a plain copy: no boolean-mask assignment
             else:
-                out[valid] = flat.reshape(-1, out.shape[1])
+                out[valid] = vectors
         return ~valid
 
     def _encode(self, texts: list[str | None], rows: np.ndarray, out: np.ndarray) -> None:
