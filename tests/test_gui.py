@@ -878,6 +878,75 @@ def test_register_a_model_then_run_probes_as_jobs(qtbot, window, tmp_path):
     assert browser.model.rowCount() == job.result.counts["length-bias"] > 0
 
 
+def test_register_a_tokens_model_with_its_text_format_and_max_length(qtbot, window,
+                                                                     tmp_path, monkeypatch):
+    """Model ▸ Register model… with text-tokens, "the response alone" and 64
+    tokens: the version is registered so, and its details say so."""
+    from tests.test_models import token_model, write_tokenizer
+    from workstation.models import resolve
+    from workstation.ui import forms
+    from workstation.ui.versions import manifest_facts
+
+    (tmp_path / "tok.onnx").write_bytes(token_model())
+    write_tokenizer(tmp_path / "tokenizer.json")  # found beside the model
+
+    def fill(form):
+        form.path.edit.setText(str(tmp_path / "tok.onnx"))
+        form.name.setText("tok")
+        form.input_kind.setCurrentIndex(form.input_kind.findData("text-tokens"))
+        form.text_format.setCurrentIndex(form.text_format.findData("response"))
+        form.max_length.setValue(64)
+        assert form.problem() is None
+        return True
+    monkeypatch.setattr(forms.RegisterModelDialog, "exec", fill)
+    jobs = []
+    window.ctx.jobs.started.connect(jobs.append)
+    window.actions["register"].trigger()
+    qtbot.waitUntil(lambda: jobs and not window.ctx.jobs.running, timeout=30_000)
+    assert jobs[0].error is None, jobs[0].error
+    version = resolve(window.ctx.ws, "tok@1")
+    assert version.input_kind == "text-tokens"
+    assert (version.manifest["input"]["text_format"],
+            version.manifest["input"]["max_length"]) == ("response", 64)
+    facts = dict(manifest_facts(version.manifest))
+    assert facts["text format"] == "the response alone (prompt ignored)"
+    assert facts["max length"].startswith("64 tokens")
+
+
+def test_the_text_fields_of_register_model_apply_to_text_tokens_only(qtbot, tmp_path):
+    """Tokenizer, text format, max length and chat template config are off
+    (and not passed on) unless the input is text-tokens; the chat template
+    format is refused without a tokenizer_config.json (chosen or beside the
+    model), and accepted with one beside it."""
+    from workstation.models import INPUT_KINDS
+    from workstation.ui.forms import RegisterModelDialog
+
+    form = RegisterModelDialog(list(INPUT_KINDS), [])
+    qtbot.addWidget(form)
+    fields = (form.tokenizer, form.text_format, form.max_length, form.tokenizer_config)
+    form.path.edit.setText(str(tmp_path / "m.onnx"))
+    form.name.setText("m")
+    form.input_kind.setCurrentIndex(form.input_kind.findData("observation"))
+    assert not any(f.isEnabled() for f in fields)
+    form.max_length.setValue(64)
+    form.text_format.setCurrentIndex(form.text_format.findData("chat-template"))
+    assert form.problem() is None  # a chat template means nothing to an observation model
+    assert [form.values()[k] for k in ("tokenizer", "text_format", "max_length",
+                                       "tokenizer_config")] == [None] * 4
+
+    form.input_kind.setCurrentIndex(form.input_kind.findData("text-tokens"))
+    assert all(f.isEnabled() for f in fields)
+    form.accept()
+    assert not form.result() and "tokenizer_config.json" in form.hint.text()
+    assert str(tmp_path / "tokenizer_config.json") in form.hint.text()  # where it looked
+    (tmp_path / "tokenizer_config.json").write_text("{}")
+    assert form.problem() is None
+    form.text_format.setCurrentIndex(form.text_format.findData("pair"))
+    form.max_length.setValue(0)
+    assert form.max_length.text() == "the tokenizer's own default"
+    assert (form.values()["text_format"], form.values()["max_length"]) == ("pair", None)
+
+
 @pytest.mark.slow
 def test_retrain_runs_as_a_job_and_registers_a_version(qtbot, window):
     from workstation import catalog

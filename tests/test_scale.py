@@ -629,6 +629,54 @@ def test_a_token_model_scores_on_the_cluster_path_as_in_an_audit(ws, tmp_path):
     assert home.run.metrics["per_category"] == local.metrics["per_category"]
 
 
+def test_a_token_models_run_counts_truncated_texts_as_an_audit_does(ws, tmp_path):
+    """A tokens model cut at 4 tokens: the pairs whose texts are longer are
+    counted per row and per side in the run's metrics (what `scale run`
+    prints), equal to a local audit's, and again once the run comes home."""
+    from tests.test_models import token_model, write_tokenizer
+    from workstation.cli.scale import _run_text
+    from workstation.cluster.ray_run import ScaleRun
+    from workstation.datasets import import_dataset
+    from workstation.models import add_model
+
+    (tmp_path / "model.onnx").write_bytes(token_model())
+    write_tokenizer(tmp_path / "tokenizer.json")
+    add_model(ws, tmp_path / "model.onnx", "tok", "text-tokens", max_length=4)
+    pairs = [("q", "good", "bad"),  # 2 tokens a side: nothing cut
+             ("q", "very very very good", "bad"),  # the chosen side cut
+             ("q", "very good good good", "bad bad bad bad"),  # both sides cut
+             ("q", "ok", "ok bad")]
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "pairs.jsonl").write_text("".join(
+        json.dumps({"prompt": p, "chosen": c, "rejected": r}) + "\n" for p, c, r in pairs))
+    import_dataset(ws, "pairs", tmp_path / "corpus" / "pairs.jsonl", "pairs")
+    local = run_audit(ws, "tok@1", "pairs")
+    assert (local.metrics["truncated"], local.metrics["truncated_sides"]) == (2, 3)
+    bundles.make_bundle(trusting(ws), "tok@1", tmp_path / "bundle", signer())
+    manifest = results_here(tmp_path / "bundle", tmp_path / "corpus", tmp_path / "out")
+    rows = sorted(_shard_rows(tmp_path / "out"), key=lambda r: r["row_index"])
+    assert [r["truncated"] for r in rows] == [0, 1, 2, 0]
+    for key in ("truncated", "truncated_sides"):
+        assert manifest["metrics"][key] == local.metrics[key]
+    printed = _run_text({**ScaleRun(str(tmp_path / "out"), manifest).to_json(),
+                         "where": {"cluster": "local", "actors": 1}})
+    assert "cut to the model's maximum length: 2 rows (3 sides of pairs)" in printed
+    home = import_results(ws, tmp_path / "out", "pairs", "tok@1")
+    assert (home.run.metrics["truncated"], home.run.metrics["truncated_sides"]) == (2, 3)
+
+    for shard in (tmp_path / "out").glob("*.parquet"):  # as written before runs counted it
+        pq.write_table(pq.read_table(shard).drop_columns(["truncated"]), shard)
+    older = import_results(ws, tmp_path / "out", "pairs", "tok@1")
+    assert older.run.metrics["pairwise_accuracy"] == local.metrics["pairwise_accuracy"]
+    assert "truncated" not in older.run.metrics  # not known, so not claimed to be 0
+
+
+def test_an_embedding_models_run_counts_no_truncation(pairs_home):
+    _, tmp_path, manifest = pairs_home
+    assert "truncated" not in manifest["metrics"]
+    assert {r["truncated"] for r in _shard_rows(tmp_path / "out")} == {None}
+
+
 @pytest.mark.slow
 def test_a_cancelled_run_stops_unfinished_and_ray_goes_on(ws, tmp_path, local_ray):
     from workstation.cluster.ray_run import run_scale

@@ -56,7 +56,16 @@ def _run_text(p: dict) -> str:
                 if isinstance(v, float) and not k.endswith("_ci")}
     lines.append("metrics over every scored row: "
                  + ", ".join(f"{k} {fmt(v)}" for k, v in headline.items()))
+    if "truncated" in p["metrics"]:
+        lines.append(_truncated_text(p["metrics"]))
     return "\n".join(lines)
+
+
+def _truncated_text(metrics: dict) -> str:
+    """Rows (and sides of pairs) cut to the tokens model's maximum length."""
+    sides = metrics.get("truncated_sides")
+    return (f"cut to the model's maximum length: {metrics['truncated']} rows"
+            + (f" ({sides} sides of pairs)" if sides is not None else ""))
 
 
 def cmd_import(args, out: Output) -> None:

@@ -20,7 +20,8 @@ Then, in one transaction:
 * the audit run: each result row is matched to its example by (file
   sha256, row index) and judged against the current review state exactly
   as a local audit judges it (a flipped pair swaps its sides' scores), with
-  the held-out split of every example (``audit_results.split``). With
+  the held-out split of every example (``audit_results.split``) and, for a
+  tokens model, the texts the run cut to its maximum length. With
   ``failures_only``, the run's metrics are the cluster's, over every row,
   kept as such (``membership.metrics_cover`` says so). ``params.ran_on``
   says where it ran (Ray, the cluster, the actors) and ``params.scale`` the
@@ -301,6 +302,7 @@ def _score_result(ws: Any, version: Any, folder: Path, manifest: dict[str, Any],
     from workstation.models.scoring import ScoreResult
 
     kind = manifest["kind"]
+    truncated = "s.truncated" if _counts_truncation(version, folder) else "NULL"
     files = pa.table({"source_file": [f["path"] for f in manifest["inputs"]],
                       "sha": [f["sha256"] for f in manifest["inputs"]]})
     ws.con.complete()
@@ -309,7 +311,8 @@ def _score_result(ws: Any, version: Any, folder: Path, manifest: dict[str, Any],
         label = "NOT ce.flipped" if kind == "pairs" else "ce.current_label"
         table = ws.con.sql(
             f"SELECT ce.id, {label} AS label, ce.current_category AS category, ce.flipped, "
-            f"s.score, s.score_chosen, s.score_rejected FROM current_examples ce "
+            f"s.score, s.score_chosen, s.score_rejected, {truncated} AS truncated "
+            f"FROM current_examples ce "
             f"JOIN _scale_files f ON f.sha = ce.source_sha256 "
             f"JOIN read_parquet({_shard_list(folder)}) s "
             f"  ON s.source_file = f.source_file AND s.row_index = ce.source_index "
@@ -337,6 +340,9 @@ def _score_result(ws: Any, version: Any, folder: Path, manifest: dict[str, Any],
         result.margin = result.score_chosen - result.score_rejected
     else:
         result.score = table.column("score").to_numpy()
+    if truncated != "NULL":  # per example, so the same whichever side is chosen now
+        result.truncated = table.column("truncated").fill_null(0).to_numpy(
+            zero_copy_only=False).astype(np.int64)
     unmatched = int(total) - n
     if unmatched:
         result.notes.append(f"{unmatched} examples have no scored row (bad rows on the "
@@ -344,3 +350,13 @@ def _score_result(ws: Any, version: Any, folder: Path, manifest: dict[str, Any],
     if n == 0:
         raise WorkstationError("no example of the dataset matches a scored row of the results")
     return result, unmatched
+
+
+def _counts_truncation(version: Any, folder: Path) -> bool:
+    """A tokens model's results that carry each row's truncation count
+    (results written before scale runs counted it lack the column)."""
+    import pyarrow.parquet as pq
+
+    found = results.shards(folder)
+    return version.input_kind == "text-tokens" and bool(found) and \
+        "truncated" in pq.read_schema(found[0]).names

@@ -8,7 +8,9 @@ the format, the bundle (its hash, the model and its sha256), the input
 format and kind, each input file with its sha256, rows, scored and bad
 rows (by reason) and whether its row indexes are exactly 0..n-1 once each,
 the totals, the metrics over every scored row (labels as in the input
-files), where and how it ran, and the shards with their sizes.
+files; for a tokens model with the rows and sides cut to its maximum
+length, as an audit counts them), where and how it ran, and the shards
+with their sizes.
 
 ``summarise`` reads the shards back (only the small columns) to count and
 check what was written: a lost or doubled row shows as an incomplete file.
@@ -34,7 +36,8 @@ FORMAT = "workstation.scale-results/1"
 SUCCESS = "_SUCCESS"
 BUNDLE_COPY = "bundle.json"
 SHARD_GLOB = "*.parquet"
-_SUMMARY_COLUMNS = ["source_file", "row_index", "category", "label", "score", "margin", "error"]
+_SUMMARY_COLUMNS = ["source_file", "row_index", "category", "label", "score", "margin", "error",
+                    "truncated"]
 
 
 @dataclass
@@ -65,6 +68,7 @@ class Summary:
     score: np.ndarray
     label: np.ndarray
     category: pa.ChunkedArray
+    truncated: np.ndarray  # per scored row, its texts cut to the maximum length (tokens models)
 
 
 def shards(folder: str | Path) -> list[Path]:
@@ -76,11 +80,11 @@ def summarise(folder: str | Path, inputs: list[str]) -> Summary:
     import pyarrow.dataset as pads
 
     files = {p: FileSummary(p) for p in inputs}
-    margins, scores, labels, categories = [], [], [], []
+    margins, scores, labels, categories, truncated = [], [], [], [], []
     found = shards(folder)
     if not found:
         return Summary(files, np.zeros(0), np.zeros(0), np.zeros(0, bool),
-                       pa.chunked_array([], pa.string()))
+                       pa.chunked_array([], pa.string()), np.zeros(0, np.int64))
     data = pads.dataset([str(p) for p in found], format="parquet")
     for batch in data.to_batches(columns=_SUMMARY_COLUMNS, batch_size=1 << 16):
         _add_batch(files, batch)
@@ -92,8 +96,11 @@ def summarise(folder: str | Path, inputs: list[str]) -> Summary:
         labels.append(batch.column("label").filter(keep).fill_null(False)
                       .to_numpy(zero_copy_only=False))
         categories.append(batch.column("category").filter(keep))
+        truncated.append(batch.column("truncated").filter(keep).fill_null(0)
+                         .to_numpy(zero_copy_only=False))
     return Summary(files, np.concatenate(margins), np.concatenate(scores),
-                   np.concatenate(labels).astype(bool), pa.chunked_array(categories, pa.string()))
+                   np.concatenate(labels).astype(bool), pa.chunked_array(categories, pa.string()),
+                   np.concatenate(truncated).astype(np.int64))
 
 
 def _add_batch(files: dict[str, FileSummary], batch: pa.RecordBatch) -> None:
@@ -119,9 +126,10 @@ def _add_batch(files: dict[str, FileSummary], batch: pa.RecordBatch) -> None:
 # -- metrics over every scored row -----------------------------------------------------
 
 def metrics_of(summary: Summary, kind: str, score_type: str,
-               threshold: float | None, seed: int = 0) -> dict[str, Any]:
+               threshold: float | None, seed: int = 0, tokens: bool = False) -> dict[str, Any]:
     """The audit metrics JSON over every scored row, as a local audit of the
-    unreviewed files would compute them (``audits.run_metrics.audit_metrics``)."""
+    unreviewed files would compute them (``audits.run_metrics.audit_metrics``);
+    ``tokens``: a text-tokens model's, with its truncation counts."""
     from workstation.audits.run_metrics import audit_metrics
     from workstation.audits.runs import judge
     from workstation.models.scoring import ScoreResult
@@ -132,7 +140,8 @@ def metrics_of(summary: Summary, kind: str, score_type: str,
         model=None, dataset_id=0, dataset_kind=kind, score_type=score_type,  # type: ignore[arg-type]
         example_ids=np.arange(n, dtype=np.int64),
         labels=np.ones(n, bool) if kind == "pairs" else summary.label,
-        labeled=np.ones(n, bool), category_codes=codes, category_names=names)
+        labeled=np.ones(n, bool), category_codes=codes, category_names=names,
+        truncated=summary.truncated if tokens else None)
     if kind == "pairs":
         result.margin = summary.margin
     else:
@@ -168,7 +177,8 @@ def finish(folder: str | Path, files: dict[str, bytes], paths: list[Path], hashe
               for p, sha in zip(paths, hashes)]
     statement = json.loads(files[bundles.MANIFEST])
     metrics = metrics_of(summary, form.kind, statement["score_type"],
-                         None if form.kind == "pairs" else threshold)
+                         None if form.kind == "pairs" else threshold,
+                         tokens=statement["input_kind"] == "text-tokens")
     rows = sum(f["rows"] for f in listed)
     scored = sum(f["scored"] for f in listed)
     manifest = {

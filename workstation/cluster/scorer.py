@@ -9,7 +9,9 @@ provenance, scores, margin and pass/fail judged as a local audit judges the
 labels as imported (pairs pass when chosen scores above rejected; labeled
 responses when the score is on the label's side of the threshold). Rows
 that arrive with an error keep it and get no scores; a non-finite score is
-an error too.
+an error too. For a text-tokens model, ``truncated`` counts the row's texts
+(sides of a pair) cut to the model's maximum length, as audits count them;
+it is null for other models.
 
 Texts are embedded as the workspace does (same encoder file, same
 tokenizer), so scores equal a local audit's to float precision. An actor
@@ -38,7 +40,7 @@ RESULT_SCHEMA = pa.schema([
     ("source_file", pa.string()), ("row_index", pa.int64()), ("source_id", pa.string()),
     ("category", pa.string()), ("label", pa.bool_()), ("score", pa.float64()),
     ("score_chosen", pa.float64()), ("score_rejected", pa.float64()), ("margin", pa.float64()),
-    ("passed", pa.bool_()), ("error", pa.string())])
+    ("passed", pa.bool_()), ("error", pa.string()), ("truncated", pa.int8())])
 
 
 class BatchScorer:
@@ -71,10 +73,12 @@ class BatchScorer:
         out = _empty_scores(batch.num_rows)
         if len(rows):
             sides = ("chosen", "rejected") if self.kind == "pairs" else ("response",)
-            scores = self._score(good, sides)
+            scores, truncated = self._score(good, sides)
             for side, values in zip(sides, scores):
                 out["score_chosen" if side == "chosen" else "score_rejected"
                     if side == "rejected" else "score"][rows] = values
+            if truncated is not None:
+                out["truncated"][rows] = truncated
         return self._judge(batch, out)
 
     def _refuse_unembedded(self, batch: pa.Table) -> pa.Table:
@@ -102,14 +106,21 @@ class BatchScorer:
         return int(self.manifest["input"]["dim"])
 
     # -- scores ------------------------------------------------------------------
-    def _score(self, batch: pa.Table, sides: tuple[str, ...]) -> list[np.ndarray]:
-        prompts = batch.column("prompt").to_pylist()
+    def _score(self, batch: pa.Table,
+               sides: tuple[str, ...]) -> tuple[list[np.ndarray], np.ndarray | None]:
+        """Each side's scores, and for a tokens model each row's count of
+        texts cut to the maximum length (else None)."""
         if self.bundle["input_kind"] == "text-tokens":
             # Both sides in one call: repeated texts score once (see token_batches).
-            texts = [t for s in sides for t in batch.column(s).to_pylist()]
-            scores = self.runner.score_tokens(prompts * len(sides), texts)
             n = batch.num_rows
-            return [scores[k * n:(k + 1) * n] for k in range(len(sides))]
+            prompts = batch.column("prompt").to_pylist()
+            texts = [t for s in sides for t in batch.column(s).to_pylist()]
+            scores, cut = self.runner.score_tokens_counted(prompts * len(sides), texts)
+            return ([scores[k * n:(k + 1) * n] for k in range(len(sides))],
+                    cut.reshape(len(sides), n).sum(axis=0))
+        return self._score_vectors(batch, sides), None
+
+    def _score_vectors(self, batch: pa.Table, sides: tuple[str, ...]) -> list[np.ndarray]:
         paired = self.manifest["input"].get("layout") == "prompt+response"
         prompt_vecs = self._vectors(batch, "prompt") if paired else None
         features = []
@@ -196,11 +207,15 @@ class BatchScorer:
             columns[name] = pa.array(out[name], pa.float64(), mask=~ok | np.isnan(out[name]))
         columns["passed"] = pa.array(passed, pa.bool_(), mask=~ok)
         columns["error"] = error
+        tokens = self.bundle["input_kind"] == "text-tokens"
+        columns["truncated"] = pa.array(out["truncated"], pa.int8(), mask=~ok | (not tokens))
         return pa.table(columns, schema=RESULT_SCHEMA)
 
 
 def _empty_scores(n: int) -> dict[str, np.ndarray]:
-    return {name: np.full(n, np.nan) for name in ("score", "score_chosen", "score_rejected")}
+    out = {name: np.full(n, np.nan) for name in ("score", "score_chosen", "score_rejected")}
+    out["truncated"] = np.zeros(n, dtype=np.int8)
+    return out
 
 
 def _encoder(folder: Any, threads: int | None) -> Any:

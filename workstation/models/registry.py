@@ -40,7 +40,7 @@ from workstation.errors import WorkstationError
 from workstation.hashing import sha256_bytes
 from workstation.models.inspection import inspect_model
 from workstation.models.onnx_model import OnnxRunner
-from workstation.models.text_format import TextFormat, text_format_for
+from workstation.models.text_format import TextFormat, chat_template_config, text_format_for
 from workstation.workspace import Workspace, default_analyst, now_iso
 
 _COLUMNS = ("id", "model", "version", "sha256", "input_kind", "manifest", "parent_id",
@@ -102,8 +102,7 @@ def add_model(ws: Workspace, path: str | Path, name: str, input_kind: str, *,
         beside = path.with_name("tokenizer.json")
         tokenizer = beside if beside.exists() else None
     tokenizer_bytes = _read_file(Path(tokenizer), "tokenizer") if tokenizer is not None else None
-    config_path = Path(tokenizer_config) if tokenizer_config is not None \
-        else path.with_name("tokenizer_config.json")
+    config_path = chat_template_config(path, tokenizer_config)
     fmt = text_format_for(text_format, config_path, str(path)) \
         if text_format is not None else None
     config = path.with_name("config.json")

@@ -112,6 +112,14 @@ def _compiled(template: str) -> Any:
 
 # -- choosing a format at registration ------------------------------------------------
 
+def chat_template_config(model_path: str | Path,
+                         given: str | Path | None = None) -> Path:
+    """Where the chat template of the model at ``model_path`` comes from:
+    ``given`` (a tokenizer_config.json), else the one beside the model file."""
+    return Path(given) if given is not None else Path(model_path).with_name(
+        "tokenizer_config.json")
+
+
 def text_format_for(kind: str | None, config_path: Path | None,
                     source: str = "<model>") -> TextFormat:
     """The format ``model add`` asked for; ``chat-template`` reads the template

@@ -121,14 +121,18 @@ class Flywheel:
             self.start_register(**dialog.values())
 
     def start_register(self, path: str, name: str, input_kind: str, parent: str | None = None,
-                       tokenizer: str | None = None, notes: str = "") -> Job:
+                       tokenizer: str | None = None, notes: str = "",
+                       text_format: str | None = None, max_length: int | None = None,
+                       tokenizer_config: str | None = None) -> Job:
         encoder, analyst = self.ctx.encoder, self.ctx.analyst()
 
         def work(ws: Any, progress: Any) -> Any:
             from workstation.models import add_model
 
             return add_model(ws, path, name, input_kind, parent=parent, notes=notes,
-                             analyst=analyst, tokenizer=tokenizer, encoder=encoder)
+                             analyst=analyst, tokenizer=tokenizer, encoder=encoder,
+                             text_format=text_format, max_length=max_length,
+                             tokenizer_config=tokenizer_config)
         return self.ctx.run_job(f"Registering {name}", work, lambda v: self._announce(
             {"models"}, f"registered {v.ref} ({v.input_kind})"))
 

@@ -13,7 +13,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QLabel, QLi
                                QVBoxLayout, QWidget)
 
 from workstation.ui.dialogs import Form, PathField, combo
-from workstation.ui.wording import count
+from workstation.ui.wording import TEXT_FORMAT_WORDS, count
 
 KINDS = (("pairs", "Preference pairs"), ("labels", "Labeled responses"),
          ("demos", "Demonstrations (trajectories)"))
@@ -121,7 +121,8 @@ class ExportDialog(Form):
 
 
 class RegisterModelDialog(Form):
-    """An ONNX file, its name, input kind, optional parent and tokenizer."""
+    """An ONNX file, its name, input kind, optional parent; for a text-tokens
+    model also its tokenizer, text format, maximum length and chat template."""
 
     def __init__(self, input_kinds: Sequence[str], models: Sequence[str],
                  parent: QWidget | None = None) -> None:
@@ -130,25 +131,67 @@ class RegisterModelDialog(Form):
         self.name = QLineEdit()
         self.input_kind = combo([(k, k) for k in input_kinds])
         self.parent_model = combo([("(none)", None)] + [(m, m) for m in models])
-        self.tokenizer = PathField("open", "tokenizer.json", "Tokenizers (*.json)")
         self.notes = QLineEdit()
         self.form.addRow("ONNX file", self.path)
         self.form.addRow("Model name", self.name)
         self.form.addRow("Input", self.input_kind)
         self.form.addRow("Parent version", self.parent_model)
-        self.form.addRow("Tokenizer (text-tokens)", self.tokenizer)
+        self._add_text_fields()
         self.form.addRow("Notes", self.notes)
+        self.input_kind.currentIndexChanged.connect(self._enable_text_fields)
+        self._enable_text_fields()
+
+    def _add_text_fields(self) -> None:
+        """The fields that say how texts reach a text-tokens model."""
+        self.tokenizer = PathField("open", "tokenizer.json", "Tokenizers (*.json)")
+        self.text_format = combo([(words[0].upper() + words[1:], kind)
+                                  for kind, words in TEXT_FORMAT_WORDS.items()], "pair")
+        self.max_length = QSpinBox()
+        self.max_length.setRange(0, 1_000_000)
+        self.max_length.setSpecialValueText("the tokenizer's own default")
+        self.tokenizer_config = PathField("open", "tokenizer_config.json",
+                                          "Tokenizer configs (*.json);;All files (*)")
+        self.tokenizer_config.edit.setPlaceholderText("beside the ONNX file")
+        self.form.addRow("Tokenizer (text-tokens)", self.tokenizer)
+        self.form.addRow("Text format", self.text_format)
+        self.form.addRow("Max length (tokens)", self.max_length)
+        self.form.addRow("Chat template config", self.tokenizer_config)
+
+    def _tokens(self) -> bool:
+        return self.input_kind.currentData() == "text-tokens"
+
+    def _enable_text_fields(self) -> None:
+        for field in (self.tokenizer, self.text_format, self.max_length, self.tokenizer_config):
+            field.setEnabled(self._tokens())
 
     def problem(self) -> str | None:
         if not self.path.text():
             return "Choose the ONNX file."
-        return None if self.name.text().strip() else "Give the model a name."
+        if not self.name.text().strip():
+            return "Give the model a name."
+        return self._chat_template_problem()
+
+    def _chat_template_problem(self) -> str | None:
+        from workstation.models.text_format import chat_template_config
+
+        if not self._tokens() or self.text_format.currentData() != "chat-template":
+            return None
+        config = chat_template_config(self.path.text(), self.tokenizer_config.text() or None)
+        if config.is_file():
+            return None
+        return ("The chat template format needs the model's tokenizer_config.json: there is "
+                f"none at {config}; choose it under “Chat template config”.")
 
     def values(self) -> dict[str, Any]:
+        tokens = self._tokens()
         return {"path": self.path.text(), "name": self.name.text().strip(),
                 "input_kind": self.input_kind.currentData(),
                 "parent": self.parent_model.currentData(),
-                "tokenizer": self.tokenizer.text() or None, "notes": self.notes.text()}
+                "tokenizer": (self.tokenizer.text() or None) if tokens else None,
+                "text_format": self.text_format.currentData() if tokens else None,
+                "max_length": (self.max_length.value() or None) if tokens else None,
+                "tokenizer_config": (self.tokenizer_config.text() or None) if tokens else None,
+                "notes": self.notes.text()}
 
 
 # A model version as the forms offer it: (ref, version id, the dataset kinds it scores).

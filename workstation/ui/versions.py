@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (QCheckBox, QHeaderView, QLabel, QPlainTextEdit, Q
 from workstation.models import lineage
 from workstation.models.lineage import VersionNode
 from workstation.ui import splits
-from workstation.ui.wording import count, metric_name
+from workstation.ui.wording import TEXT_FORMAT_WORDS, count, metric_name
 
 
 class VersionTree(QTreeWidget):
@@ -235,16 +235,10 @@ def _parity_words(parity: dict[str, Any]) -> str:
             + (f"; {deltas}" if deltas else ""))
 
 
-_TEXT_FORMAT_WORDS = {"pair": "prompt and response as a tokenizer pair",
-                      "response": "the response alone (prompt ignored)",
-                      "chat-template": "the model's chat template (prompt = user turn, "
-                                       "response = assistant turn)"}
-
-
 def _text_input_facts(model_input: dict[str, Any]) -> list[tuple[str, str]]:
     """How texts reach a tokens model: format, maximum length, pooling."""
     kind = model_input.get("text_format", "pair")
-    words = _TEXT_FORMAT_WORDS.get(kind, kind)
+    words = TEXT_FORMAT_WORDS.get(kind, kind)
     if model_input.get("chat_template_sha256"):
         words += f", template sha256 {model_input['chat_template_sha256'][:12]}…"
     facts = [("text format", words),

@@ -21,6 +21,14 @@ def count(n: int, noun: str) -> str:
     return f"{n:,} {plural(noun, n)}"
 
 
+# How a tokens model's texts reach its tokenizer (the manifest's text_format),
+# said the same way where a model is registered and where its version is shown.
+TEXT_FORMAT_WORDS = {"pair": "prompt and response as a tokenizer pair",
+                     "response": "the response alone (prompt ignored)",
+                     "chat-template": "the model's chat template (prompt = user turn, "
+                                      "response = assistant turn)"}
+
+
 # -- review edits -------------------------------------------------------------
 
 def value_words(value: object, limit: int = 60) -> str:
