@@ -133,3 +133,76 @@ def test_a_density_leads_alone_only_by_more_than_noise():
     assert abs(tie.lead_z) < DECISIVE_Z and tie.density == "both"
     assert tie.occupancy_share == 0.5
     assert lead_z(noise, rising, pairs, trajectory) <= -DECISIVE_Z
+
+
+def _pump(n: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Energy pumping, like the acrobot's expert: from rest near the origin,
+    an oscillation whose amplitude grows slowly at first (the experts dwell
+    near where they start) and faster later, until it reaches 1 and the
+    trajectory ends; a random phase and a little noise."""
+    out = []
+    for _ in range(n):
+        length = int(rng.integers(60, 120))
+        time = np.linspace(0, 1, length)
+        amplitude = 0.05 + 0.95 * time ** 3
+        phase = rng.uniform(0, 2 * np.pi) + np.linspace(0, 12 * np.pi, length)
+        steps = amplitude[:, None] * np.stack([np.cos(phase), np.sin(phase)], axis=1)
+        out.append((steps + 0.01 * rng.standard_normal(steps.shape)).astype(np.float32))
+    return out
+
+
+def test_a_density_the_experts_leave_gets_no_weight():
+    rng = np.random.default_rng(4)
+    fitted = _fit(_pump(60, rng))
+    choice = fitted.choice
+    # The density falls along the trajectories: it says where the experts
+    # start, not what they pursue, so progress takes the whole weight, though
+    # progress alone orders the steps imperfectly.
+    assert choice.backwards and choice.density_z < -2.0
+    assert choice.reliability < 1.0 and choice.progress_weight == 1.0
+    # Scored by amplitude, as the task would: the farther out, the better.
+    radius = rng.uniform(0.05, 0.95, 400)
+    angle = rng.uniform(0, 2 * np.pi, 400)
+    states = radius[:, None] * np.stack([np.cos(angle), np.sin(angle)], axis=1)
+    # (0.88 with the density kept at 1 - reliability, 0.99 without it.)
+    assert _spearman(_raw(fitted, states), radius) >= 0.95
+
+
+def test_a_density_that_rises_or_says_nothing_keeps_its_weight():
+    rng = np.random.default_rng(5)
+    trajectory = np.repeat(np.arange(20), 10)
+    t = np.tile(np.arange(10.0), 20)
+    pairs = np.array([(i, j) for k in range(20) for i in range(k * 10, k * 10 + 10)
+                      for j in range(i + 1, k * 10 + 10)])
+    rows = np.ones(len(t), dtype=bool)
+    progress = t + 2.0 * rng.standard_normal(len(t))  # orders most pairs
+    for density in (t + 0.1 * rng.standard_normal(len(t)), rng.standard_normal(len(t))):
+        choice = choose_terms({"occupancy": density, "gaussian": density.copy(),
+                               "progress": progress}, pairs, rows, trajectory)
+        assert not choice.backwards and choice.density_z > -2.0
+        assert choice.progress_weight == min(choice.reach_share, choice.reliability)
+    falling = -t + 0.1 * rng.standard_normal(len(t))
+    choice = choose_terms({"occupancy": falling, "gaussian": falling.copy(),
+                           "progress": progress}, pairs, rows, trajectory)
+    assert choice.backwards and choice.progress_weight == 1.0
+    # The analyst's weight still wins.
+    fixed = choose_terms({"occupancy": falling, "gaussian": falling.copy(),
+                          "progress": progress}, pairs, rows, trajectory, "both", 0.4)
+    assert fixed.progress_weight == 0.4
+
+
+def test_one_trajectory_is_no_evidence_of_a_lead():
+    from workstation.training.term_choice import lead_z
+
+    t = np.arange(10.0)
+    pairs = np.array([(i, j) for i in range(10) for j in range(i + 1, 10)])
+    one = np.zeros(10, dtype=np.int64)
+    # Rising against falling on every pair of one trajectory: still no
+    # standard error to measure the lead in (it was infinite).
+    assert lead_z(t, -t, pairs, one) == 0.0
+    two = np.repeat([0, 1], 5)
+    both = np.array([(i, j) for i in range(10) for j in range(i + 1, 10) if two[i] == two[j]])
+    assert lead_z(t + 0.01 * np.random.default_rng(0).standard_normal(10), -t, both, two) > 2.0
+    choice = choose_terms({"occupancy": -t, "gaussian": -t, "progress": t}, pairs,
+                          np.ones(10, dtype=bool), one)
+    assert not choice.backwards and choice.density_z == 0.0

@@ -27,7 +27,9 @@ The raw score of a state x adds up three terms, each put on a common scale
   held-aside *validation* trajectories' time order (``term_choice``): from
   where the trajectories end (in the density's densest places: the experts
   hold a state, w = 0; in its sparsest: they reach for one) capped by how
-  well progress orders the steps. ``progress_weight`` sets it instead;
+  well progress orders the steps, or w = 1 when the density orders the
+  steps backwards (the experts leave where they dwell: ``term_choice``).
+  ``progress_weight`` sets it instead;
 * support: within the demonstrations' reach (the distance to the nearest
   kernel centre that 98% of validation steps stay within) nothing is added;
   beyond it, the log of a Gaussian kernel of width ``support_bandwidth`` at
@@ -389,6 +391,8 @@ def describe(fit_result: OccupancyFit, hp: dict[str, Any]) -> dict[str, Any]:
             "order_accuracy": {name: round(value, 6)
                                for name, value in choice.order_accuracy.items()},
             "occupancy_lead_z": choice.lead_z,
+            "density_order_z": choice.density_z,
+            "density_backwards": choice.backwards,
             "progress_order_accuracy": choice.order_accuracy["progress"],
             "progress_order_measured_on": fit_result.order_source,
             "end_density_percentile": choice.end_percentile,

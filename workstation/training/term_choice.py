@@ -26,7 +26,15 @@ more: progress. Neither the task's reward nor any interaction is used:
   1 at or below the 25th percentile, 0 at or above the 75th, linear between;
 * progress's reliability: 2a - 1 for its own order accuracy a (0 when it
   orders no better than chance, 1 when it orders every pair);
-* the progress weight is the smaller of the two; the density weighs the rest.
+* the progress weight is the smaller of the two; the density weighs the rest;
+* unless the density orders the held-aside steps backwards, decisively (its
+  order accuracy below a half by more than ``DECISIVE_Z`` standard errors,
+  clustered by trajectory): the experts leave the places they dwell in (an
+  acrobot pumping energy spends most of its time near rest, where it
+  starts), so the density says what they leave, not what they pursue, and
+  progress takes the whole weight if it orders better than chance. On the
+  benchmark's Acrobot (density order accuracy 0.26 and 0.23 on two seeds)
+  this raised rho from 0.22 to 0.34 (mean of two seeds) and changed no other task.
 
 Measured on the reward-recovery benchmark (``bench/bench_reward_recovery.py``)
 but chosen by these rules, not by the benchmark's reference rewards: a
@@ -62,6 +70,8 @@ class TermChoice:
     reach_share: float           # progress's share from the ends
     reliability: float           # progress's share from its own order accuracy
     lead_z: float = 0.0          # the occupancy's order-accuracy lead, in standard errors
+    density_z: float = 0.0       # the chosen density's order accuracy above a half, in s.e.
+    backwards: bool = False      # the density orders the steps backwards: progress only
 
     @property
     def occupancy_share(self) -> float:
@@ -95,8 +105,10 @@ def end_percentile(score: np.ndarray, rows: np.ndarray, trajectory: np.ndarray) 
 def lead_z(first: np.ndarray, second: np.ndarray, pairs: np.ndarray,
            trajectory: np.ndarray) -> float:
     """How many standard errors ``first`` orders the pairs better than
-    ``second`` (0 without pairs). The error is clustered by trajectory."""
-    if not len(pairs):
+    ``second`` (0 without pairs). The error is clustered by trajectory, so
+    pairs from a single trajectory give no evidence either way (0): one
+    trajectory's steps move together, and its spread says nothing of the next."""
+    if not len(pairs) or len(np.unique(trajectory[pairs[:, 0]])) < 2:
         return 0.0
     def right(score: np.ndarray) -> np.ndarray:
         earlier, later = score[pairs[:, 0]], score[pairs[:, 1]]
@@ -134,5 +146,10 @@ def choose_terms(scores: dict[str, np.ndarray], pairs: np.ndarray, rows: np.ndar
     reach = float(np.clip((_HOLD_PERCENTILE - ends) / (_HOLD_PERCENTILE - _REACH_PERCENTILE),
                           0.0, 1.0))
     reliability = float(np.clip(2.0 * accuracy["progress"] - 1.0, 0.0, 1.0))
-    weight = min(reach, reliability) if progress_weight is None else float(progress_weight)
-    return TermChoice(density, weight, accuracy, ends, reach, reliability, lead)
+    # The chosen density against chance: a constant orders every pair half right.
+    density_z = lead_z(chosen, np.zeros(len(chosen)), pairs, trajectory)
+    backwards = density_z < -DECISIVE_Z and reliability > 0.0
+    weight = float(progress_weight) if progress_weight is not None else \
+        1.0 if backwards else min(reach, reliability)
+    return TermChoice(density, weight, accuracy, ends, reach, reliability, lead, density_z,
+                      backwards)
