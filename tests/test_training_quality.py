@@ -153,3 +153,37 @@ def test_cartpole_reward_separates_expert_from_unsafe_states(cartpole_path, tmp_
     assert learned_auroc >= 0.9
     assert learned_auroc >= knn_auroc - 0.02
     assert result.metrics["heldout_mean_reward"] > 0.5  # expert states score high
+
+
+def test_states_ever_farther_from_the_demonstrations_score_ever_lower_never_zero(
+        cartpole_path, tmp_path):
+    """The calibrated reward keeps its order far from the demonstrations: the
+    exported graph once returned exactly 0 for most of the benchmark's uniform
+    CartPole states (onnxruntime's Sigmoid is 0 from -18 down), so which of
+    two bad states is worse was lost."""
+    from workstation.calibration import Calibration, calibrated_torch, compressed
+    from workstation.training import train
+
+    with Workspace.open(tmp_path / "cartpole.duckdb") as ws:
+        import_dataset(ws, "demos", cartpole_path, "cartpole")
+        result = train(ws, "cartpole", "cartpole-far", seed=0)
+        runner = load_runner(ws, result.version)
+        centre = np.zeros(4, dtype=np.float32)
+        direction = np.array([1.0, 1.0, 1.0, 1.0], dtype=np.float32)
+        steps = np.geomspace(0.5, 1e4, 40).astype(np.float32)
+        far = centre + steps[:, None] * direction
+        reward = runner.score_matrix(far)
+    assert (reward > 0).all()
+    assert (np.diff(reward) < 0).all(), reward
+    # The compression changes nothing above the knee, and the torch graph is
+    # the numpy rule.
+    import torch
+
+    cal = Calibration(1.0, 2.0, 5.0, "held-out", 10, "sigmoid of the raw score")
+    raw = np.array([-1e6, -500.0, -40.0, -19.0, 0.0, 1.0, 30.0])
+    exact = cal.reward(raw)
+    assert exact[-3:] == pytest.approx(1 / (1 + np.exp(-(raw[-3:] - 1.0) / 2.0)))
+    assert (np.diff(exact) > 0).all() and exact[0] > 0
+    assert compressed(np.array([-20.0]))[0] == -20.0
+    graph = calibrated_torch(torch.tensor(raw, dtype=torch.float32), 1.0, 0.5).numpy()
+    np.testing.assert_allclose(graph, exact, rtol=1e-5)

@@ -9,6 +9,17 @@ part of the fit has seen: their ``percentile``-th percentile (default the
 threshold of 0.5 reads "less expert-like than nearly every held-out expert
 state". States far from the demonstrations score near 0.
 
+Far below, the sigmoid's argument is compressed (``TAIL_KNEE``): a float32
+sigmoid is exactly 0 below about -100, and a Gaussian's or a support term's
+raw score falls quadratically with the distance, so on the benchmark's
+CartPole 74% of uniform states once scored exactly 0 and tied, and their
+order (which of two bad states is worse, what the failure browser sorts by)
+was lost. Below the knee (-20) the argument is ``knee - log1p(knee - z)``:
+the same value and slope at the knee, strictly increasing, and above -87
+(float32's smallest normal number is exp(-87.3)) for any raw score less than
+about 1e29 scales below the centre, so every reward stays above 0 and
+ordered. It changes rewards below sigmoid(-20) = 2.1e-9 only.
+
 The record (``Calibration.to_json``) goes into the model's manifest under
 ``calibration``; the probe and the oracle take their default threshold from
 it.
@@ -26,12 +37,34 @@ THRESHOLD = 0.5
 MEDIAN_REWARD = 0.9
 DEFAULT_PERCENTILE = 5.0
 _SPREAD_FLOOR = 1e-9  # a constant raw score still needs a positive scale
+TAIL_KNEE = -20.0  # below it the sigmoid's argument is compressed (see above)
+
+
+def compressed(z: np.ndarray) -> np.ndarray:
+    """The sigmoid's argument with its far tail compressed (see the module
+    docstring); the identity at and above ``TAIL_KNEE``."""
+    z = np.asarray(z, dtype=np.float64)
+    return np.where(z < TAIL_KNEE, TAIL_KNEE - np.log1p(np.maximum(TAIL_KNEE - z, 0.0)), z)
+
+
+def calibrated_torch(raw: Any, centre: Any, inv_scale: Any) -> Any:
+    """The calibrated reward in torch, for the exported graph: the sigmoid of
+    the compressed argument, made of Exp, since onnxruntime's Sigmoid returns
+    exactly 0 from an argument of -18 down (and 3.6e-7 for 3.1e-7 at -15)."""
+    import torch
+
+    z = (raw - centre) * inv_scale
+    below = torch.clamp(TAIL_KNEE - z, min=0.0)
+    z = torch.where(z < TAIL_KNEE, TAIL_KNEE - torch.log(1.0 + below), z)
+    e = torch.exp(-torch.abs(z))
+    return torch.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
 @dataclass(frozen=True)
 class Calibration:
     """reward = sigmoid((raw - centre) / scale) for a higher-is-better raw score
-    (a lower-is-better one, like an error, is calibrated on its negative)."""
+    (a lower-is-better one, like an error, is calibrated on its negative), the
+    argument's far tail compressed (``compressed``)."""
 
     centre: float
     scale: float
@@ -41,7 +74,7 @@ class Calibration:
     method: str
 
     def reward(self, raw: np.ndarray) -> np.ndarray:
-        z = (np.asarray(raw, dtype=np.float64) - self.centre) / self.scale
+        z = compressed((np.asarray(raw, dtype=np.float64) - self.centre) / self.scale)
         return 1.0 / (1.0 + np.exp(-np.clip(z, -500, 500)))
 
     def to_json(self, rewards: np.ndarray | None = None) -> dict[str, Any]:

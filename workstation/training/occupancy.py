@@ -38,7 +38,9 @@ The raw score of a state x adds up three terms, each put on a common scale
   goal, reached once per trajectory) is not penalised.
 
 The raw score is calibrated on held-out steps (``workstation.calibration``):
-reward = sigmoid((raw − centre) / scale), 0.5 at their 5th percentile.
+reward = sigmoid((raw − centre) / scale), 0.5 at their 5th percentile (the
+argument's far tail compressed, so no state's reward underflows to 0 and
+ties: ``workstation.calibration``).
 ``expert_rewards`` [N, E] are the same with each expert's own density (and
 its own reach) in place of the mixture's, ``gate`` [N, E] the experts'
 posterior share of the state and ``uncertainty`` the gate-weighted standard
@@ -55,7 +57,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from workstation.calibration import Calibration, fit_calibration
+from workstation.calibration import Calibration, calibrated_torch, fit_calibration
 from workstation.errors import WorkstationError
 from workstation.progress import Progress
 from workstation.training.fit import FitReport, FitSettings, fit
@@ -201,8 +203,8 @@ class OccupancyScorer(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         mixture, experts, gate = self.raw(obs)
-        reward = torch.sigmoid((mixture - self.centre) * self.inv_scale)
-        expert_rewards = torch.sigmoid((experts - self.centre) * self.inv_scale)
+        reward = calibrated_torch(mixture, self.centre, self.inv_scale)
+        expert_rewards = calibrated_torch(experts, self.centre, self.inv_scale)
         middle = (expert_rewards * gate).sum(1, keepdim=True)
         spread = ((expert_rewards - middle) ** 2 * gate).sum(1).clamp(min=0.0).sqrt()
         return reward, expert_rewards, gate, spread
