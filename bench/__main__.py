@@ -81,13 +81,16 @@ def quantize(quick: bool, full: bool) -> list[Line]:
         return [_missing("int8 vs fp32 of a tokens reward model", bench_quant.HH_RLHF)]
     r = bench_quant.run_tokens(n_pairs=48 if quick else None, rounds=1 if quick else 3)
     acc = r["pairwise_accuracy"]
+    changed = r.get("pairs_changed") or {}
+    flips = (f"; {changed['now_right']} pairs now right, {changed['now_wrong']} now wrong "
+             f"(delta s.e. {changed['delta_standard_error']:.4f})" if changed else "")
     return [Line(f"int8 vs fp32 bert-cls tokens model, {r['n_responses']:,} HH-RLHF responses "
                  f"({r['n_pairs']:,} pairs) through score_dataset",
                  f"int8 {r['int8_s']:.1f} s", f"fp32 {r['fp32_s']:.1f} s",
                  f"{r['ratio']:.2f}x", f">= {bench_quant.TOKENS_SPEEDUP}x, pairwise-accuracy "
                  f"delta <= {bench_quant.TOKENS_MAX_DELTA}", _verdict(r["passed"]),
                  f"pairwise accuracy {acc['parent']:.4f} -> {acc['quantized']:.4f} "
-                 f"({acc['delta']:+.4f}); Spearman {r['spearman']:.4f}; "
+                 f"({acc['delta']:+.4f}){flips}; Spearman {r['spearman']:.4f}; "
                  f"{r['parent_size_bytes'] / 1e6:.0f} MB -> {r['size_bytes'] / 1e6:.0f} MB; "
                  f"median of {r['rounds']} interleaved rounds")]
 

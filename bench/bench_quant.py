@@ -95,7 +95,7 @@ def run_tokens(n_pairs: int | None = None, rounds: int = 3) -> dict[str, Any]:
     return {"n_pairs": n, "n_responses": 2 * n, "rounds": rounds, "fp32_s": medians["fp32"],
             "int8_s": medians["int8"], "ratio": ratio, "pairwise_accuracy_delta": delta,
             "pairwise_accuracy": parity["metrics"]["pairwise_accuracy"],
-            "spearman": parity["spearman"],
+            "spearman": parity["spearman"], "pairs_changed": parity.get("pairs_changed"),
             "size_bytes": made.quantization["size_bytes"],
             "parent_size_bytes": made.quantization["parent_size_bytes"],
             "passed": bool(ratio >= TOKENS_SPEEDUP and abs(delta) <= TOKENS_MAX_DELTA)}

@@ -109,3 +109,35 @@ def test_quantize_refuses_a_graph_without_weights(tmp_path, capsys):
     assert "no float MatMul, Gemm or Attention weights" in refused["error"]
     listing = run(capsys, *w, "model", "list")
     assert len(listing["models"]) == 1
+
+
+@pytest.mark.slow
+def test_the_parity_of_pairs_counts_the_pairs_int8_reorders(tmp_path, capsys, bert_cls_model,
+                                                           hh_rlhf_path):
+    """On preference pairs the report says how many pairs the int8 version
+    put the other way round, each way, and how far the accuracy delta they
+    make could move by chance: the reader of a -0.007 needs both."""
+    import gzip
+
+    pairs = tmp_path / "hh.jsonl"
+    with gzip.open(hh_rlhf_path, "rt", encoding="utf-8") as f, open(pairs, "w") as out:
+        for _, line in zip(range(60), f):
+            out.write(line)
+    w = ["--workspace", str(tmp_path / "q.duckdb")]
+    run(capsys, *w, "import", "pairs", str(pairs), "--name", "hh", "--format", "hh-rlhf")
+    run(capsys, *w, "model", "add", str(bert_cls_model.onnx), "--name", "bert",
+        "--input", "text-tokens")
+    run(capsys, *w, "audit", "--model", "bert@1", "--dataset", "hh")
+    parity = run(capsys, *w, "model", "quantize", "bert@1")["quantization"]["parity"]
+    with Workspace.open(w[1], read_only=True) as ws:
+        a, b = score_dataset(ws, "bert@1", "hh"), score_dataset(ws, "bert@2", "hh")
+    before, after = a.margin > 0, b.margin > 0
+    changed = parity["pairs_changed"]
+    assert changed["n_pairs"] == len(a.margin) == 60
+    assert changed["now_right"] == int((after & ~before).sum())
+    assert changed["now_wrong"] == int((before & ~after).sum())
+    delta = parity["metrics"]["pairwise_accuracy"]["delta"]
+    assert delta == pytest.approx((changed["now_right"] - changed["now_wrong"]) / 60)
+    flips = changed["now_right"] + changed["now_wrong"]
+    expected = np.sqrt((flips / 60 - delta ** 2) / 60)
+    assert changed["delta_standard_error"] == pytest.approx(expected)

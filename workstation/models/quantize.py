@@ -165,7 +165,29 @@ def measure_parity(ws: Workspace, parent: ModelVersion, version: ModelVersion, d
             "max_abs_score_diff": float(np.max(np.abs(a - b))) if len(a) else 0.0,
             "mean_abs_score_diff": float(np.mean(np.abs(a - b))) if len(a) else 0.0,
             "metrics": _metric_deltas(base.metrics, run.metrics),
-            "metrics_cover": (run.membership or {}).get("metrics_cover")}
+            "metrics_cover": (run.membership or {}).get("metrics_cover"),
+            **({"pairs_changed": _pairs_changed(ws, base.id, run.id)}
+               if run.dataset_kind == "pairs" else {})}
+
+
+def _pairs_changed(ws: Workspace, run_a: int, run_b: int) -> dict[str, Any]:
+    """The pairs whose order the new version changed: now right (chosen above
+    rejected where the parent had it not), now wrong, and the standard error
+    of the pairwise-accuracy delta they make (paired: only changed pairs
+    move it). A near-chance model flips many pairs of tiny margin, and its
+    delta is mostly that noise."""
+    rows = ws.execute(
+        "SELECT a.score_chosen > a.score_rejected, b.score_chosen > b.score_rejected "
+        "FROM audit_results a JOIN audit_results b ON b.example_id = a.example_id "
+        "AND b.run_id = ? WHERE a.run_id = ? AND a.score_chosen IS NOT NULL "
+        "AND b.score_chosen IS NOT NULL", [run_b, run_a]).fetchnumpy()
+    before, after = (np.asarray(v, dtype=bool) for v in rows.values())
+    n = len(before)
+    right, wrong = int((after & ~before).sum()), int((before & ~after).sum())
+    delta = (right - wrong) / n if n else 0.0
+    variance = ((right + wrong) / n - delta ** 2) / n if n else 0.0
+    return {"n_pairs": n, "now_right": right, "now_wrong": wrong,
+            "delta_standard_error": float(np.sqrt(max(variance, 0.0)))}
 
 
 def _run_encoder(version: ModelVersion, encoder: Any) -> Any:
