@@ -133,7 +133,7 @@ def test_the_parity_of_pairs_counts_the_pairs_int8_reorders(tmp_path, capsys, be
         a, b = score_dataset(ws, "bert@1", "hh"), score_dataset(ws, "bert@2", "hh")
     before, after = a.margin > 0, b.margin > 0
     changed = parity["pairs_changed"]
-    assert changed["n_pairs"] == len(a.margin) == 60
+    assert changed["n_pairs"] == len(a.margin) == 60 and changed["over"] == "every scored pair"
     assert changed["now_right"] == int((after & ~before).sum())
     assert changed["now_wrong"] == int((before & ~after).sum())
     delta = parity["metrics"]["pairwise_accuracy"]["delta"]

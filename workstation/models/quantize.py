@@ -175,7 +175,9 @@ def _pairs_changed(ws: Workspace, run_a: int, run_b: int) -> dict[str, Any]:
     rejected where the parent had it not), now wrong, and the standard error
     of the pairwise-accuracy delta they make (paired: only changed pairs
     move it). A near-chance model flips many pairs of tiny margin, and its
-    delta is mostly that noise."""
+    delta is mostly that noise. Counted over every scored pair of the
+    dataset; for a version trained here the metric deltas cover its
+    held-out pairs only (``metrics_cover``), so the two can differ."""
     rows = ws.execute(
         "SELECT a.score_chosen > a.score_rejected, b.score_chosen > b.score_rejected "
         "FROM audit_results a JOIN audit_results b ON b.example_id = a.example_id "
@@ -186,7 +188,7 @@ def _pairs_changed(ws: Workspace, run_a: int, run_b: int) -> dict[str, Any]:
     right, wrong = int((after & ~before).sum()), int((before & ~after).sum())
     delta = (right - wrong) / n if n else 0.0
     variance = ((right + wrong) / n - delta ** 2) / n if n else 0.0
-    return {"n_pairs": n, "now_right": right, "now_wrong": wrong,
+    return {"over": "every scored pair", "n_pairs": n, "now_right": right, "now_wrong": wrong,
             "delta_standard_error": float(np.sqrt(max(variance, 0.0)))}
 
 
