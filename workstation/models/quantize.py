@@ -158,7 +158,8 @@ def measure_parity(ws: Workspace, parent: ModelVersion, version: ModelVersion, d
     threshold = base.threshold if base.dataset_kind != "pairs" else None
     run = run_audit(ws, version, dataset, threshold=threshold,
                     encoder=_run_encoder(version, encoder), progress=progress)
-    a, b = _aligned_scores(ws, base.id, run.id)
+    joined = _joined_scores(ws, base.id, run.id)
+    a, b = _aligned_scores(joined)
     return {"dataset": dataset, "dataset_kind": run.dataset_kind, "review_head": run.review_head,
             "parent_audit_run": base.id, "audit_run": run.id, "n_scores": int(len(a)),
             "spearman": _spearman(a, b),
@@ -166,11 +167,11 @@ def measure_parity(ws: Workspace, parent: ModelVersion, version: ModelVersion, d
             "mean_abs_score_diff": float(np.mean(np.abs(a - b))) if len(a) else 0.0,
             "metrics": _metric_deltas(base.metrics, run.metrics),
             "metrics_cover": (run.membership or {}).get("metrics_cover"),
-            **({"pairs_changed": _pairs_changed(ws, base.id, run.id)}
+            **({"pairs_changed": _pairs_changed(joined)}
                if run.dataset_kind == "pairs" else {})}
 
 
-def _pairs_changed(ws: Workspace, run_a: int, run_b: int) -> dict[str, Any]:
+def _pairs_changed(joined: np.ndarray) -> dict[str, Any]:
     """The pairs whose order the new version changed: now right (chosen above
     rejected where the parent had it not), now wrong, and the standard error
     of the pairwise-accuracy delta they make (paired: only changed pairs
@@ -178,12 +179,9 @@ def _pairs_changed(ws: Workspace, run_a: int, run_b: int) -> dict[str, Any]:
     delta is mostly that noise. Counted over every scored pair of the
     dataset; for a version trained here the metric deltas cover its
     held-out pairs only (``metrics_cover``), so the two can differ."""
-    rows = ws.execute(
-        "SELECT a.score_chosen > a.score_rejected, b.score_chosen > b.score_rejected "
-        "FROM audit_results a JOIN audit_results b ON b.example_id = a.example_id "
-        "AND b.run_id = ? WHERE a.run_id = ? AND a.score_chosen IS NOT NULL "
-        "AND b.score_chosen IS NOT NULL", [run_b, run_a]).fetchnumpy()
-    before, after = (np.asarray(v, dtype=bool) for v in rows.values())
+    scored = ~(np.isnan(joined[:, 1]) | np.isnan(joined[:, 4]))
+    before = joined[scored, 1] > joined[scored, 2]
+    after = joined[scored, 4] > joined[scored, 5]
     n = len(before)
     right, wrong = int((after & ~before).sum()), int((before & ~after).sum())
     delta = (right - wrong) / n if n else 0.0
@@ -211,15 +209,20 @@ def _parent_run(ws: Workspace, parent: ModelVersion, dataset: str, head: str) ->
     return get_run(ws, int(rows[0][0]))
 
 
-def _aligned_scores(ws: Workspace, run_a: int, run_b: int) -> tuple[np.ndarray, np.ndarray]:
-    """Both runs' scores of the same examples (both sides of pairs), in one order."""
+def _joined_scores(ws: Workspace, run_a: int, run_b: int) -> np.ndarray:
+    """[N, 6]: both runs' score, score_chosen and score_rejected of each
+    example in both runs (NaN where a column is null), in example order."""
     rows = ws.execute(
         "SELECT a.score, a.score_chosen, a.score_rejected, b.score, b.score_chosen, "
         "b.score_rejected FROM audit_results a JOIN audit_results b "
         "ON b.example_id = a.example_id AND b.run_id = ? WHERE a.run_id = ? "
         "ORDER BY a.example_id", [run_b, run_a]).fetchall()
-    values = np.array([[np.nan if v is None else v for v in r] for r in rows],
-                      dtype=np.float64).reshape(-1, 6)
+    return np.array([[np.nan if v is None else v for v in r] for r in rows],
+                    dtype=np.float64).reshape(-1, 6)
+
+
+def _aligned_scores(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both runs' scores of the same examples (both sides of pairs), in one order."""
     a, b = values[:, :3].T.ravel(), values[:, 3:].T.ravel()
     keep = ~(np.isnan(a) | np.isnan(b))
     return a[keep], b[keep]
