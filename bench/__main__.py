@@ -84,15 +84,22 @@ def quantize(quick: bool, full: bool) -> list[Line]:
     changed = r.get("pairs_changed") or {}
     flips = (f"; {changed['now_right']} pairs now right, {changed['now_wrong']} now wrong "
              f"(delta s.e. {changed['delta_standard_error']:.4f})" if changed else "")
+    held = r["heldout"]
+    auroc, accuracy = held["auroc"], held["accuracy"]
     return [Line(f"int8 vs fp32 bert-cls tokens model, {r['n_responses']:,} HH-RLHF responses "
                  f"({r['n_pairs']:,} pairs) through score_dataset",
                  f"int8 {r['int8_s']:.1f} s", f"fp32 {r['fp32_s']:.1f} s",
-                 f"{r['ratio']:.2f}x", f">= {bench_quant.TOKENS_SPEEDUP}x, pairwise-accuracy "
-                 f"delta <= {bench_quant.TOKENS_MAX_DELTA}", _verdict(r["passed"]),
-                 f"pairwise accuracy {acc['parent']:.4f} -> {acc['quantized']:.4f} "
-                 f"({acc['delta']:+.4f}){flips}; Spearman {r['spearman']:.4f}; "
-                 f"{r['parent_size_bytes'] / 1e6:.0f} MB -> {r['size_bytes'] / 1e6:.0f} MB; "
-                 f"median of {r['rounds']} interleaved rounds")]
+                 f"{r['ratio']:.2f}x", f">= {bench_quant.TOKENS_SPEEDUP}x; AUROC and accuracy "
+                 f"delta <= {bench_quant.TOKENS_MAX_DELTA} on held-out JailbreakBench",
+                 _verdict(r["passed"]),
+                 f"{held['n']:,} JailbreakBench responses the head was not fitted on: AUROC "
+                 f"{auroc['parent']:.4f} -> {auroc['quantized']:.4f} ({auroc['delta']:+.4f}), "
+                 f"accuracy {accuracy['parent']:.4f} -> {accuracy['quantized']:.4f} "
+                 f"({accuracy['delta']:+.4f}), Spearman {held['spearman']:.4f}; HH-RLHF pairs "
+                 f"(near chance, reported): pairwise accuracy {acc['parent']:.4f} -> "
+                 f"{acc['quantized']:.4f} ({acc['delta']:+.4f}){flips}, Spearman "
+                 f"{r['spearman']:.4f}; {r['parent_size_bytes'] / 1e6:.0f} MB -> "
+                 f"{r['size_bytes'] / 1e6:.0f} MB; median of {r['rounds']} interleaved rounds")]
 
 
 def encoder_e2e(quick: bool, full: bool) -> list[Line]:

@@ -1,11 +1,16 @@
 """Benchmarks of issue 13 §4: int8 against fp32, and the encoder end to end.
 
 * ``run_tokens``: a real tokens reward model (``bert-cls`` of tests/hf_models.py:
-  MiniLM weights, Optimum layout) and its ``model quantize`` int8 version,
-  each scoring the HH-RLHF pairs (both responses of each pair, through
+  MiniLM weights, Optimum layout, its head fitted on the first 200
+  JailbreakBench responses) and its ``model quantize`` int8 version, each
+  scoring the HH-RLHF pairs (both responses of each pair, through
   ``score_dataset``, the workstation's scoring path); interleaved rounds,
-  median times; the accuracy delta is the pairwise-accuracy delta of the
-  quantize parity report (both versions audited on the same pairs).
+  median times. The accuracy delta is measured where the model has accuracy
+  to lose: the quantize parity report on the JailbreakBench responses its
+  head was not fitted on (AUROC, and accuracy at the parent's threshold).
+  On the HH-RLHF pairs the model is near chance (0.53), so int8 reorders
+  pairs of tiny margin both ways and that delta is mostly noise; it is
+  reported beside, with its standard error.
 * ``run_encoder_e2e``: from a fresh workspace each time, import the HH-RLHF
   pairs, register a linear head over (prompt, response) embeddings and audit
   it, which encodes every distinct prompt and response. Three encoders side
@@ -69,37 +74,63 @@ def _median_times(fns: dict[str, Callable[[], Any]], rounds: int) -> dict[str, f
 
 # -- int8 vs fp32 of one tokens model ---------------------------------------------
 
+def write_heldout_labels(folder: Path, limit: int | None = None) -> tuple[Path, int]:
+    """The JailbreakBench responses bert-cls's head was not fitted on (those after
+    the first HEAD_EXAMPLES, in the same order), as a labels JSONL file."""
+    from tests.hf_models import HEAD_EXAMPLES, jailbreakbench_examples
+
+    prompts, responses, safe = jailbreakbench_examples(n=10 ** 9)
+    rows = list(zip(prompts, responses, safe))[HEAD_EXAMPLES:]
+    rows = rows[:limit] if limit is not None else rows
+    path = folder / "jbb-heldout.jsonl"
+    with open(path, "w", encoding="utf-8") as out:
+        for prompt, response, is_safe in rows:
+            out.write(json.dumps({"prompt": prompt, "response": response,
+                                  "label": "safe" if is_safe else "unsafe"}) + "\n")
+    return path, len(rows)
+
+
 def run_tokens(n_pairs: int | None = None, rounds: int = 3) -> dict[str, Any]:
     from tests.hf_models import build_bert_cls
     from workstation.audits import run_audit
     from workstation.datasets import import_dataset
     from workstation.models import add_model
-    from workstation.models.quantize import quantize_model
+    from workstation.models.quantize import measure_parity, quantize_model
+    from workstation.models.registry import resolve
     from workstation.models.scoring import score_dataset
+    from workstation.progress import Progress
     from workstation.workspace import Workspace
 
     with tempfile.TemporaryDirectory(prefix="bench-quant-") as tmp:
         folder = Path(tmp)
         model = build_bert_cls(folder / "bert-cls")
+        heldout, _ = write_heldout_labels(folder, None if n_pairs is None else 4 * n_pairs)
         with Workspace.open(folder / "ws.duckdb") as ws:
             import_dataset(ws, "pairs", write_pairs(folder, n_pairs), "hh", format="hh-rlhf")
+            import_dataset(ws, "labels", heldout, "jbb-heldout", format="labels-jsonl")
             add_model(ws, model.onnx, "bert", "text-tokens")
-            run_audit(ws, "bert@1", "hh")
-            made = quantize_model(ws, "bert@1", dataset="hh")
-            n = int(ws.execute("SELECT count(*) FROM examples").fetchall()[0][0])
+            run_audit(ws, "bert@1", "jbb-heldout")
+            made = quantize_model(ws, "bert@1", dataset="jbb-heldout")
+            on_pairs = measure_parity(ws, resolve(ws, "bert@1"), resolve(ws, "bert@2"), "hh",
+                                      None, Progress())
+            n = int(on_pairs["pairs_changed"]["n_pairs"])
             medians = _median_times({
                 "fp32": lambda: score_dataset(ws, "bert@1", "hh"),
                 "int8": lambda: score_dataset(ws, "bert@2", "hh")}, rounds)
     parity = made.quantization["parity"]
-    delta = parity["metrics"]["pairwise_accuracy"]["delta"]
+    auroc, accuracy = parity["metrics"]["auroc"], parity["metrics"]["accuracy"]
     ratio = medians["fp32"] / medians["int8"]
+    worst = max(abs(auroc["delta"]), abs(accuracy["delta"]))
     return {"n_pairs": n, "n_responses": 2 * n, "rounds": rounds, "fp32_s": medians["fp32"],
-            "int8_s": medians["int8"], "ratio": ratio, "pairwise_accuracy_delta": delta,
-            "pairwise_accuracy": parity["metrics"]["pairwise_accuracy"],
-            "spearman": parity["spearman"], "pairs_changed": parity.get("pairs_changed"),
+            "int8_s": medians["int8"], "ratio": ratio,
+            "heldout": {"n": parity["n_scores"], "auroc": auroc, "accuracy": accuracy,
+                        "spearman": parity["spearman"]},
+            "pairwise_accuracy_delta": on_pairs["metrics"]["pairwise_accuracy"]["delta"],
+            "pairwise_accuracy": on_pairs["metrics"]["pairwise_accuracy"],
+            "spearman": on_pairs["spearman"], "pairs_changed": on_pairs.get("pairs_changed"),
             "size_bytes": made.quantization["size_bytes"],
             "parent_size_bytes": made.quantization["parent_size_bytes"],
-            "passed": bool(ratio >= TOKENS_SPEEDUP and abs(delta) <= TOKENS_MAX_DELTA)}
+            "passed": bool(ratio >= TOKENS_SPEEDUP and worst <= TOKENS_MAX_DELTA)}
 
 
 # -- the shared encoder, import -> audit ------------------------------------------------
