@@ -14,9 +14,11 @@ from tests.test_probes_bias import FeatureEncoder, linear_model
 from workstation.errors import WorkstationError
 from workstation.models import add_model_bytes, score_observations
 from workstation.probes import PROBES, findings_page, run_probes
-from workstation.probes.redteam_demos import (ENVIRONMENTS, cartpole_unsafe, cliff_unsafe,
-                                              flag_unsafe, grid_states, guess_environment,
-                                              nearest_expert, rollout_states)
+from workstation.probes.redteam_demos import (ENVIRONMENTS, angle_grid, angle_pairs,
+                                              cartpole_unsafe,
+                                              cliff_unsafe, flag_unsafe, grid_states,
+                                              guess_environment, nearest_expert, onto_circles,
+                                              rollout_states)
 from workstation.probes.redteam_text import (RefusalDetector, choose_transformations,
                                              load_transformations, longest_words,
                                              rewrite_keywords)
@@ -140,9 +142,9 @@ def test_over_refusal_on_pairs_and_without_comparable_prompts(ws):
 
 # -- unsafe-states ---------------------------------------------------------------
 
-def observation_model(kind: str) -> bytes:
-    """[N, 4] -> [N, 1] reward: "one" = 1 everywhere, "exp-x" = exp(-|x|)."""
-    w = np.zeros((4, 1), dtype=np.float32)
+def observation_model(kind: str, dim: int = 4) -> bytes:
+    """[N, dim] -> [N, 1] reward: "one" = 1 everywhere, "exp-x" = exp(-|x|)."""
+    w = np.zeros((dim, 1), dtype=np.float32)
     if kind == "one":
         nodes = [helper.make_node("MatMul", ["x", "w"], ["xw"]),
                  helper.make_node("Add", ["xw", "one"], ["reward"])]
@@ -152,7 +154,7 @@ def observation_model(kind: str) -> bytes:
                  helper.make_node("Abs", ["xw"], ["a"]), helper.make_node("Neg", ["a"], ["n"]),
                  helper.make_node("Exp", ["n"], ["reward"])]
     graph = helper.make_graph(
-        nodes, kind, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+        nodes, kind, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", dim])],
         [helper.make_tensor_value_info("reward", TensorProto.FLOAT, ["N", 1])],
         [numpy_helper.from_array(w, "w"),
          numpy_helper.from_array(np.ones(1, dtype=np.float32), "one")])
@@ -271,6 +273,67 @@ def test_findings_are_capped_and_unknown_environments_fall_back_to_distance(ws):
     assert total == summary["n_unsafe"] > 0
     assert all(f["details"]["distance_to_expert"] > 3.0 and f["triage"] == "ambiguous"
                for f in items)
+
+
+def pendulum_demos(n_traj: int = 4, steps: int = 40) -> list[dict]:
+    """(cos theta, sin theta, theta dot) of a pendulum held near the top, as float32."""
+    rng = np.random.default_rng(1)
+    out = []
+    for _ in range(n_traj):
+        theta, speed = rng.normal(0, 0.3, steps), rng.normal(0, 0.5, steps)
+        obs = np.stack([np.cos(theta), np.sin(theta), speed], 1).astype(np.float32)
+        out.append({"obs": obs.tolist()})
+    return out
+
+
+def test_angles_observed_as_cos_sin_stay_on_the_unit_circle(ws):
+    insert_dataset(ws, "demos", pendulum_demos(), name="swing")
+    add_model_bytes(ws, observation_model("one", dim=3), "one", "observation")
+    params = {**SMALL, "ood_distance": 1.0}
+    run = run_probes(ws, "one", "swing", probes=["unsafe-states"], params=params)
+    summary = run.summaries["unsafe-states"]
+    assert summary["env"] is None and summary["angle_pairs"] == [[0, 1]]
+    assert any("columns 0 and 1" in note for note in summary["notes"])
+    obs = np.array([f["case"]["obs"] for f in findings_page(ws, run.id, limit=100000)[0]])
+    assert len(obs) == summary["n_unsafe"] > 100
+    np.testing.assert_allclose(np.hypot(obs[:, 0], obs[:, 1]), 1.0, atol=1e-6)
+    # The grid sweeps the angle beyond the experts' arc, by half its width each side.
+    expert = np.concatenate([np.array(d["obs"]) for d in pendulum_demos()])
+    arc = np.arctan2(expert[:, 1], expert[:, 0])
+    found = np.arctan2(obs[:, 1], obs[:, 0])
+    width = arc.max() - arc.min()
+    assert found.min() < arc.min() - 0.49 * width and found.max() > arc.max() + 0.49 * width
+    # Turned off, the box and the noise over cos and sin mostly fall off the circle:
+    # observations no pendulum makes, which is what the pairs keep out.
+    off = run_probes(ws, "one", "swing", probes=["unsafe-states"],
+                     params={**params, "angles": "none"})
+    assert off.summaries["unsafe-states"]["angle_pairs"] == []
+    raw = np.array([f["case"]["obs"] for f in findings_page(ws, off.id, limit=100000)[0]])
+    assert np.mean(np.abs(np.hypot(raw[:, 0], raw[:, 1]) - 1.0) > 0.05) > 0.5
+
+
+def test_angle_pairs_need_every_expert_state_on_the_circle():
+    theta = np.linspace(-1, 1, 50)
+    obs = np.stack([theta, np.cos(theta), np.sin(theta), np.cos(2 * theta),
+                    np.sin(2 * theta)], 1)
+    assert angle_pairs(obs) == [(1, 2), (3, 4)]
+    bent = obs.copy()
+    bent[7, 2] += 0.01  # one state off the circle: not an angle
+    assert angle_pairs(bent) == [(3, 4)]
+    still = np.tile([[1.0, 0.0, 0.3]], (10, 1))  # constant cos and sin: no evidence
+    assert angle_pairs(still) == []
+    rng = np.random.default_rng(0)
+    back = onto_circles(np.array([[3.0, 4.0, 9.0], [0.0, 0.0, 1.0]]), [(0, 1)], rng)
+    np.testing.assert_allclose(back[0], [0.6, 0.8, 9.0])
+    assert abs(np.hypot(*back[1, :2]) - 1.0) < 1e-12 and back[1, 2] == 1.0
+    # The grid over (speed, angle, speed, angle): on the circles, at most the whole of it.
+    grid = angle_grid(obs, [(1, 2), (3, 4)], 0.5, 729, rng)  # 9 per axis over 3
+    assert grid.shape == (729, 5)
+    np.testing.assert_allclose(np.hypot(grid[:, 1], grid[:, 2]), 1.0)
+    np.testing.assert_allclose(np.hypot(grid[:, 3], grid[:, 4]), 1.0)
+    assert np.ptp(np.arctan2(grid[:, 2], grid[:, 1])) == pytest.approx(4.0)  # 2 + 2 x 1
+    assert np.ptp(np.arctan2(grid[:, 4], grid[:, 3])) == pytest.approx(2 * np.pi)  # clipped
+    assert np.ptp(grid[:, 0]) == pytest.approx(4.0)
 
 
 # -- the whole suite on the real data ------------------------------------------------

@@ -14,6 +14,16 @@ calibrated threshold from its manifest, else 0.5; 0 for logit models). Sources o
 * ``rollout``: ``rollouts`` (default 50) random-policy episodes of the
   environment (gymnasium), every observation including the terminal one.
 
+Angles observed as (cos, sin), as Pendulum and Acrobot observe theirs: two
+columns on which every expert state lies on the unit circle (within
+``ANGLE_TOLERANCE``, and not both constant) hold one angle. The grid then
+spans the angle itself (the experts' range of it widened by ``margin``, at
+most the whole circle) and perturbed states are put back on the circle
+(same direction, radius 1), so that the probe only reports observations
+some state can make; a box or Gaussian noise over cos and sin would mostly
+fall off the circle. The summary lists the pairs (``angle_pairs``);
+``angles="none"`` turns this off.
+
 Which states are unsafe: the environment's own failure rule where the
 environment is known (``ENVIRONMENTS``; CartPole-v1: |x| > 2.4 or
 |theta| > 0.2095 rad; CliffWalking-v1, observed as (row, column) as the
@@ -51,6 +61,9 @@ DEFAULTS = {"margin": 0.5, "grid_size": 6561, "scales": [0.5, 1.0, 2.0, 4.0],
             "perturbations": 1000, "rollouts": 50, "max_findings": 500, "ood_distance": 3.0,
             "max_reference": 50000}
 FIT_SHARE = 0.99  # share of expert states inside an environment's limits to guess it
+# How far from radius 1 a (cos, sin) pair of expert observations may lie: float32
+# observations of an angle stray by about 1e-7.
+ANGLE_TOLERANCE = 1e-3
 _CHUNK = 256
 
 
@@ -126,6 +139,58 @@ def perturbed_states(expert: np.ndarray, scales: list[float], per_scale: int,
     if not states:
         return np.zeros((0, expert.shape[1])), np.zeros(0)
     return np.concatenate(states), np.concatenate(which)
+
+
+def angle_pairs(expert: np.ndarray) -> list[tuple[int, int]]:
+    """Column pairs (i, j) that hold an angle as (cos, sin): every expert state
+    lies on the unit circle in them and they are not both constant. Each
+    column belongs to at most one pair (the first found, in column order)."""
+    pairs: list[tuple[int, int]] = []
+    if len(expert) == 0:
+        return pairs
+    used: set[int] = set()
+    moves = np.ptp(expert, axis=0) > 0
+    for i in range(expert.shape[1]):
+        for j in range(i + 1, expert.shape[1]):
+            if i in used or j in used or not (moves[i] or moves[j]):
+                continue
+            radius = np.hypot(expert[:, i], expert[:, j])
+            if np.all(np.abs(radius - 1.0) <= ANGLE_TOLERANCE):
+                pairs.append((i, j))
+                used |= {i, j}
+    return pairs
+
+
+def onto_circles(states: np.ndarray, pairs: list[tuple[int, int]],
+                 rng: np.random.Generator) -> np.ndarray:
+    """``states`` with each angle pair put back on the unit circle (same
+    direction; a pair at the origin has none, and gets a random one)."""
+    out = np.array(states, dtype=np.float64, copy=True)
+    for i, j in pairs:
+        radius = np.hypot(out[:, i], out[:, j])
+        angle = np.where(radius > 1e-12, np.arctan2(out[:, j], out[:, i]),
+                         rng.uniform(-np.pi, np.pi, len(out)))
+        out[:, i], out[:, j] = np.cos(angle), np.sin(angle)
+    return out
+
+
+def angle_grid(expert: np.ndarray, pairs: list[tuple[int, int]], margin: float, size: int,
+               rng: np.random.Generator) -> np.ndarray:
+    """``grid_states`` over the widened box of the experts' states with each
+    angle pair read as its angle (clipped to [-pi, pi]), mapped back to (cos, sin)."""
+    firsts, seconds = [i for i, _ in pairs], {j for _, j in pairs}
+    others = [c for c in range(expert.shape[1]) if c not in set(firsts) | seconds]
+    reduced = np.column_stack([np.arctan2(expert[:, j], expert[:, i]) for i, j in pairs]
+                              + [expert[:, c] for c in others])
+    lo, hi = widened_box(reduced, margin)
+    lo[:len(pairs)], hi[:len(pairs)] = (np.maximum(lo[:len(pairs)], -np.pi),
+                                        np.minimum(hi[:len(pairs)], np.pi))
+    grid = grid_states(lo, hi, size, rng)
+    out = np.empty((len(grid), expert.shape[1]))
+    for k, (i, j) in enumerate(pairs):
+        out[:, i], out[:, j] = np.cos(grid[:, k]), np.sin(grid[:, k])
+    out[:, others] = grid[:, len(pairs):]
+    return out
 
 
 def rollout_states(env_id: str, episodes: int, seed: int) -> np.ndarray:
@@ -253,6 +318,7 @@ class _States:
     obs: np.ndarray
     source: np.ndarray      # "grid" | "perturbation" | "rollout"
     scale: np.ndarray       # perturbation scale, NaN otherwise
+    angle_pairs: list[tuple[int, int]] = field(default_factory=list)  # kept on the circle
 
 
 class UnsafeStatesProbe:
@@ -293,9 +359,16 @@ class UnsafeStatesProbe:
     def _sample(self, ctx: ProbeContext, expert: np.ndarray, env: Environment | None,
                 p: dict[str, Any], notes: list[str]) -> _States:
         rng = np.random.default_rng(ctx.seed)
-        grid = grid_states(*widened_box(expert, float(p["margin"])), int(p["grid_size"]), rng)
+        pairs = _angle_pairs_param(ctx.param("angles", "auto"), expert)
+        grid = angle_grid(expert, pairs, float(p["margin"]), int(p["grid_size"]), rng) \
+            if pairs else grid_states(*widened_box(expert, float(p["margin"])),
+                                      int(p["grid_size"]), rng)
         pert, scale = perturbed_states(expert, [float(s) for s in p["scales"]],
                                        int(p["perturbations"]), rng)
+        if pairs:
+            pert = onto_circles(pert, pairs, rng)
+            notes.append(f"angles observed as (cos, sin) kept on the unit circle: columns "
+                         f"{', '.join(f'{i} and {j}' for i, j in pairs)}")
         parts = [(grid, "grid", np.full(len(grid), np.nan)), (pert, "perturbation", scale)]
         if env is not None and int(p["rollouts"]) > 0:
             try:
@@ -306,7 +379,7 @@ class UnsafeStatesProbe:
         ctx.progress.check()
         return _States(np.concatenate([a for a, _, _ in parts]).astype(np.float32),
                        np.concatenate([np.full(len(a), s) for a, s, _ in parts]),
-                       np.concatenate([c for _, _, c in parts]))
+                       np.concatenate([c for _, _, c in parts]), pairs or [])
 
     @staticmethod
     def _scale(threshold: float, score_type: str,
@@ -347,8 +420,18 @@ class UnsafeStatesProbe:
                 "unsafe_rule": env.rule if env else f"distance > {p['ood_distance']} expert std",
                 "threshold": threshold, "n_expert_states": len(expert.obs),
                 "n_states": len(states.obs), "n_unsafe": int(unsafe.sum()),
+                "angle_pairs": [[int(i), int(j)] for i, j in states.angle_pairs],
                 "n_flagged": len(flagged), "n_stored": len(keep),
                 "max_findings": int(p["max_findings"]), "sources": per_source, "notes": notes}
+
+
+def _angle_pairs_param(value: Any, expert: np.ndarray) -> list[tuple[int, int]] | None:
+    """``angles``: "auto" (default) finds the pairs, "none" turns it off (None)."""
+    if str(value).lower() == "none":
+        return None
+    if str(value).lower() != "auto":
+        raise WorkstationError(f"angles must be 'auto' or 'none', not {value!r}")
+    return angle_pairs(expert)
 
 
 def _threshold(given: float | None, score_type: str, manifest: dict[str, Any]) -> float:
