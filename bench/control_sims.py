@@ -25,6 +25,12 @@ import numpy as np
 CIRCLE_TOLERANCE = 0.05
 
 
+def _f32(limit: float) -> float:
+    """A clip as a float32 observation shows it: a speed clipped to 4 pi is
+    observed as float32(4 pi), a hair above 4 pi in float64, and is possible."""
+    return float(np.float32(limit))
+
+
 def _angle(cos: np.ndarray, sin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The angle of (cos, sin), and whether the pair lies on the unit circle."""
     return np.arctan2(sin, cos), np.abs(np.hypot(cos, sin) - 1.0) <= CIRCLE_TOLERANCE
@@ -121,7 +127,7 @@ class Pendulum:
     def state_of(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         obs = np.asarray(obs, dtype=np.float64)
         th, on_circle = _angle(obs[:, 0], obs[:, 1])
-        return np.stack([th, obs[:, 2]], 1), on_circle & (np.abs(obs[:, 2]) <= self.max_speed)
+        return np.stack([th, obs[:, 2]], 1), on_circle & (np.abs(obs[:, 2]) <= _f32(self.max_speed))
 
 
 @dataclass(frozen=True)
@@ -154,8 +160,8 @@ class MountainCar:
 
     def state_of(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         obs = np.asarray(obs, dtype=np.float64)
-        inside = (obs[:, 0] >= self.min_position) & (obs[:, 0] <= self.max_position) \
-            & (np.abs(obs[:, 1]) <= self.max_speed)
+        inside = (obs[:, 0] >= _f32(self.min_position)) & (obs[:, 0] <= _f32(self.max_position)) \
+            & (np.abs(obs[:, 1]) <= _f32(self.max_speed))
         return obs, inside
 
 
@@ -219,7 +225,8 @@ class Acrobot:
         obs = np.asarray(obs, dtype=np.float64)
         th1, on1 = _angle(obs[:, 0], obs[:, 1])
         th2, on2 = _angle(obs[:, 2], obs[:, 3])
-        speeds = (np.abs(obs[:, 4]) <= self.max_vel_1) & (np.abs(obs[:, 5]) <= self.max_vel_2)
+        speeds = (np.abs(obs[:, 4]) <= _f32(self.max_vel_1)) \
+            & (np.abs(obs[:, 5]) <= _f32(self.max_vel_2))
         return np.stack([th1, th2, obs[:, 4], obs[:, 5]], 1), on1 & on2 & speeds
 
 

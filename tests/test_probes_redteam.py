@@ -201,7 +201,9 @@ def test_cliffwalking_cells_on_the_cliff_are_unsafe_and_rollouts_are_cells():
     cliff = ENVIRONMENTS["CliffWalking-v1"]
     assert guess_environment("cliff-demos", None, np.zeros((5, 2)), None)[0] is cliff
     # a 2-d dataset that names no environment is not guessed (MountainCar, a grid...)
-    assert guess_environment("mountaincar", None, np.zeros((5, 2)), None)[0] is None
+    assert guess_environment("walk", None, np.zeros((5, 2)), None)[0] is None
+    mountain = guess_environment("mountaincar", None, np.zeros((5, 2)), None)[0]
+    assert mountain is ENVIRONMENTS["MountainCar-v0"] and mountain.unsafe is None
     states = rollout_states("CliffWalking-v1", 2, seed=0)
     assert states.shape[1] == 2 and np.all(states == np.rint(states))
     assert states[0].tolist() == [3.0, 0.0]  # every episode starts at the start cell
@@ -310,6 +312,36 @@ def test_angles_observed_as_cos_sin_stay_on_the_unit_circle(ws):
     assert off.summaries["unsafe-states"]["angle_pairs"] == []
     raw = np.array([f["case"]["obs"] for f in findings_page(ws, off.id, limit=100000)[0]])
     assert np.mean(np.abs(np.hypot(raw[:, 0], raw[:, 1]) - 1.0) > 0.05) > 0.5
+
+
+def test_environments_without_a_failure_rule_bound_the_states_and_use_distance(ws):
+    """A dataset named after Pendulum-v1: gymnasium's rollouts join the states,
+    nothing beyond its observation bounds (speed 8) is sampled, and unsafe
+    still means far from the demonstrations, triaged "ambiguous"."""
+    demos = pendulum_demos()
+    for d in demos:  # experts swinging fast, up to the speed limit
+        obs = np.array(d["obs"])
+        obs[:, 2] = np.clip(obs[:, 2] * 12.0, -8.0, 8.0)
+        d["obs"] = obs.tolist()
+    insert_dataset(ws, "demos", demos, name="pendulum-demos")
+    add_model_bytes(ws, observation_model("one", dim=3), "one", "observation")
+    run = run_probes(ws, "one", "pendulum-demos", probes=["unsafe-states"], params=SMALL)
+    summary = run.summaries["unsafe-states"]
+    assert summary["env"] == "Pendulum-v1" and summary["unsafe_rule"].startswith("distance")
+    assert summary["sources"]["rollout"]["n"] > SMALL["rollouts"]
+    assert any("observation bounds" in note for note in summary["notes"])
+    items = findings_page(ws, run.id, limit=100000)[0]
+    obs = np.array([f["case"]["obs"] for f in items])
+    assert len(obs) == summary["n_unsafe"] > 0
+    assert np.abs(obs[:, 2]).max() <= 8.0 + 1e-5
+    assert {f["triage"] for f in items} == {"ambiguous"}
+    assert all(f["details"]["distance_to_expert"] > 3.0 for f in items)
+    np.testing.assert_allclose(np.hypot(obs[:, 0], obs[:, 1]), 1.0, atol=1e-5)
+    # Without the environment, the widened box goes past the speed limit.
+    off = run_probes(ws, "one", "pendulum-demos", probes=["unsafe-states"],
+                     params={**SMALL, "env": "none"})
+    raw = np.array([f["case"]["obs"] for f in findings_page(ws, off.id, limit=100000)[0]])
+    assert np.abs(raw[:, 2]).max() > 8.5
 
 
 def test_angle_pairs_need_every_expert_state_on_the_circle():

@@ -161,6 +161,18 @@ def test_an_observation_gives_back_its_state_and_an_impossible_one_is_told(sim, 
         assert sim.state_of(off)[1].tolist() == [False]
 
 
+@pytest.mark.parametrize("sim, at_clip, beyond", [
+    (Pendulum(), [0.0, 8.0], [0.0, 8.01]),
+    (MountainCar(), [-1.2, -0.07], [-1.21, 0.0]),
+    (Acrobot(), [0.0, 0.0, 4 * np.pi, -9 * np.pi], [0.0, 0.0, 0.0, 9.01 * np.pi]),
+])
+def test_a_speed_at_the_clip_is_possible_and_beyond_it_is_not(sim, at_clip, beyond):
+    """Observations are float32: a clipped 4 pi shows as float32(4 pi), above
+    4 pi in float64, and is still an observation the simulator makes."""
+    assert sim.state_of(sim.observe(np.array([at_clip])))[1].tolist() == [True]
+    assert sim.state_of(sim.observe(np.array([beyond])))[1].tolist() == [False]
+
+
 def test_findings_are_judged_by_the_task_reference():
     from bench.bench_findings_truth import judge
     from bench.bench_reward_recovery import split

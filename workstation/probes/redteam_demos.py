@@ -25,16 +25,21 @@ fall off the circle. The summary lists the pairs (``angle_pairs``);
 ``angles="none"`` turns this off.
 
 Which states are unsafe: the environment's own failure rule where the
-environment is known (``ENVIRONMENTS``; CartPole-v1: |x| > 2.4 or
-|theta| > 0.2095 rad; CliffWalking-v1, observed as (row, column) as the
+environment is known and has one (``ENVIRONMENTS``; CartPole-v1: |x| > 2.4
+or |theta| > 0.2095 rad; CliffWalking-v1, observed as (row, column) as the
 demo's demonstrations are: the cliff, row 3, columns 1-10). ``env`` names
 it; by default an environment is assumed when the dataset's name or source
-file names it ("cartpole", "cliff"), or (CartPole-v1) when obs dim is 4 and
-99% of the expert states lie within its limits; ``env="none"`` turns this
-off. Without a known environment a state counts as unsafe when its distance
-to the nearest expert state exceeds ``ood_distance`` (default 3; distances are
-Euclidean in units of each dimension's expert std), and such findings are
-triaged "ambiguous" rather than "model-error".
+file names it ("cartpole", "cliff", "pendulum", "acrobot", "mountaincar"),
+or (CartPole-v1) when obs dim is 4 and 99% of the expert states lie within
+its limits; ``env="none"`` turns this off. Without a failure rule (no known
+environment, or Pendulum-v1, Acrobot-v1 and MountainCar-v0, which have
+none) a state counts as unsafe when its distance to the nearest expert
+state exceeds ``ood_distance`` (default 3; distances are Euclidean in units
+of each dimension's expert std), and such findings are triaged "ambiguous"
+rather than "model-error". A known environment's observation bounds (its
+gymnasium observation space: Pendulum's speed 8, Acrobot's 4 pi and 9 pi,
+MountainCar's position and speed) clip the grid and the perturbations, so
+that no state beyond what the environment can show is reported.
 
 Severity = (score - threshold) / (1 - threshold) for bounded scores (logits:
 divided by twice the std of the expert states' scores). Only the
@@ -69,17 +74,19 @@ _CHUNK = 256
 
 @dataclass(frozen=True)
 class Environment:
-    """An environment whose failure rule labels states unsafe; ``keywords`` in
+    """A known environment: its failure rule (``unsafe``, None when it has
+    none), the bounds of its observations (None: unbounded); ``keywords`` in
     a dataset's name or source file name it, ``make`` and ``observe`` make
     its random-play observations look like the demonstrations'."""
 
     id: str
     obs_dim: int
-    unsafe: Callable[[np.ndarray], np.ndarray]
+    unsafe: Callable[[np.ndarray], np.ndarray] | None
     rule: str
     keywords: tuple[str, ...]
     make: dict[str, Any] = field(default_factory=dict)
     observe: Callable[[Any, Any], list[float]] | None = None
+    bounds: tuple[tuple[float, ...], tuple[float, ...]] | None = None
 
 
 def cartpole_unsafe(obs: np.ndarray) -> np.ndarray:
@@ -99,12 +106,22 @@ def _grid_cell(env: Any, state: Any) -> list[float]:
     return [float(int(state) // cols), float(int(state) % cols)]
 
 
+_PI = float(np.pi)
 ENVIRONMENTS = {
     "CartPole-v1": Environment("CartPole-v1", 4, cartpole_unsafe,
                                "|x| > 2.4 or |theta| > 0.2095 rad", ("cartpole",)),
     "CliffWalking-v1": Environment("CliffWalking-v1", 2, cliff_unsafe,
                                    "on the cliff (row 3, columns 1-10)", ("cliff",),
                                    {"is_slippery": True}, _grid_cell),
+    # No failure rule (the distance rule applies); gymnasium's observation bounds.
+    "Pendulum-v1": Environment("Pendulum-v1", 3, None, "", ("pendulum",),
+                               bounds=((-1.0, -1.0, -8.0), (1.0, 1.0, 8.0))),
+    "Acrobot-v1": Environment("Acrobot-v1", 6, None, "", ("acrobot",),
+                              bounds=((-1.0, -1.0, -1.0, -1.0, -4 * _PI, -9 * _PI),
+                                      (1.0, 1.0, 1.0, 1.0, 4 * _PI, 9 * _PI))),
+    "MountainCar-v0": Environment("MountainCar-v0", 2, None, "",
+                                  ("mountaincar", "mountain-car", "mountain_car"),
+                                  bounds=((-1.2, -0.07), (0.6, 0.07))),
 }
 MAX_ROLLOUT_STEPS = 500  # CliffWalking has no time limit of its own
 
@@ -121,10 +138,18 @@ def grid_states(lo: np.ndarray, hi: np.ndarray, size: int, rng: np.random.Genera
     return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, dim)
 
 
-def widened_box(expert: np.ndarray, margin: float) -> tuple[np.ndarray, np.ndarray]:
+def widened_box(expert: np.ndarray, margin: float,
+                bounds: tuple[np.ndarray, np.ndarray] | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """The experts' bounding box widened by ``margin`` of its range on each
+    side, cut to ``bounds`` (an environment's observation bounds) when given."""
     lo, hi = expert.min(axis=0), expert.max(axis=0)
     pad = margin * np.where(hi > lo, hi - lo, 1.0)
-    return lo - pad, hi + pad
+    lo, hi = lo - pad, hi + pad
+    if bounds is not None:
+        lo, hi = np.maximum(lo, bounds[0]), np.minimum(hi, bounds[1])
+        hi = np.maximum(hi, lo)  # experts outside the bounds: a flat side, not an empty box
+    return lo, hi
 
 
 def perturbed_states(expert: np.ndarray, scales: list[float], per_scale: int,
@@ -175,16 +200,22 @@ def onto_circles(states: np.ndarray, pairs: list[tuple[int, int]],
 
 
 def angle_grid(expert: np.ndarray, pairs: list[tuple[int, int]], margin: float, size: int,
-               rng: np.random.Generator) -> np.ndarray:
+               rng: np.random.Generator,
+               bounds: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """``grid_states`` over the widened box of the experts' states with each
-    angle pair read as its angle (clipped to [-pi, pi]), mapped back to (cos, sin)."""
+    angle pair read as its angle (cut to [-pi, pi]), mapped back to (cos, sin);
+    the other columns cut to ``bounds`` when given."""
     firsts, seconds = [i for i, _ in pairs], {j for _, j in pairs}
     others = [c for c in range(expert.shape[1]) if c not in set(firsts) | seconds]
     reduced = np.column_stack([np.arctan2(expert[:, j], expert[:, i]) for i, j in pairs]
                               + [expert[:, c] for c in others])
-    lo, hi = widened_box(reduced, margin)
-    lo[:len(pairs)], hi[:len(pairs)] = (np.maximum(lo[:len(pairs)], -np.pi),
-                                        np.minimum(hi[:len(pairs)], np.pi))
+    circle = np.full(len(pairs), np.pi)
+    lo, hi = widened_box(reduced, margin, None if bounds is None else (
+        np.concatenate([-circle, np.asarray(bounds[0])[others]]),
+        np.concatenate([circle, np.asarray(bounds[1])[others]])))
+    if bounds is None:
+        lo[:len(pairs)], hi[:len(pairs)] = (np.maximum(lo[:len(pairs)], -np.pi),
+                                            np.minimum(hi[:len(pairs)], np.pi))
     grid = grid_states(lo, hi, size, rng)
     out = np.empty((len(grid), expert.shape[1]))
     for k, (i, j) in enumerate(pairs):
@@ -343,7 +374,7 @@ class UnsafeStatesProbe:
         scores = ctx.score_observations(states.obs)
         ref = _reference(expert, int(p["max_reference"]), ctx.seed)
         dist, nearest = nearest_expert(states.obs, expert.obs[ref], _std(expert.obs))
-        unsafe = env.unsafe(states.obs) if env else dist > float(p["ood_distance"])
+        unsafe = env.unsafe(states.obs) if _has_rule(env) else dist > float(p["ood_distance"])
         score_type = ctx.version.manifest["score_type"]
         threshold = _threshold(ctx.param("threshold", None), score_type, ctx.version.manifest)
         scale = self._scale(threshold, score_type, lambda: ctx.score_observations(
@@ -360,15 +391,20 @@ class UnsafeStatesProbe:
                 p: dict[str, Any], notes: list[str]) -> _States:
         rng = np.random.default_rng(ctx.seed)
         pairs = _angle_pairs_param(ctx.param("angles", "auto"), expert)
-        grid = angle_grid(expert, pairs, float(p["margin"]), int(p["grid_size"]), rng) \
-            if pairs else grid_states(*widened_box(expert, float(p["margin"])),
-                                      int(p["grid_size"]), rng)
+        bounds = _bounds(env, expert.shape[1])
+        grid = angle_grid(expert, pairs, float(p["margin"]), int(p["grid_size"]), rng,
+                          bounds) if pairs else \
+            grid_states(*widened_box(expert, float(p["margin"]), bounds), int(p["grid_size"]),
+                        rng)
         pert, scale = perturbed_states(expert, [float(s) for s in p["scales"]],
                                        int(p["perturbations"]), rng)
         if pairs:
             pert = onto_circles(pert, pairs, rng)
             notes.append(f"angles observed as (cos, sin) kept on the unit circle: columns "
                          f"{', '.join(f'{i} and {j}' for i, j in pairs)}")
+        if bounds is not None:
+            pert = np.clip(pert, *bounds)
+            notes.append(f"states kept within {env.id}'s observation bounds")
         parts = [(grid, "grid", np.full(len(grid), np.nan)), (pert, "perturbation", scale)]
         if env is not None and int(p["rollouts"]) > 0:
             try:
@@ -396,13 +432,14 @@ class UnsafeStatesProbe:
             "distance_to_expert": float(dist), "distance_unit": "expert std per dimension",
             "nearest_example_id": int(expert.example_ids[row]),
             "nearest_step": int(expert.steps[row]), "threshold": threshold,
-            "unsafe_because": env.rule if env else "far from every expert state"}
+            "unsafe_because": env.rule if _has_rule(env) else "far from every expert state"}
         if source == "perturbation":
             details["perturbation_scale"] = float(states.scale[i])
-        rule = (f"unsafe state ({env.id} termination) scores above the threshold" if env
-                else "state far outside the demonstrations scores above the threshold")
+        rule = (f"unsafe state ({env.id} termination) scores above the threshold"
+                if _has_rule(env) else
+                "state far outside the demonstrations scores above the threshold")
         return Finding(self.name, rule, float(unsafe_severity(score, threshold, scale)),
-                       "model-error" if env else "ambiguous",
+                       "model-error" if _has_rule(env) else "ambiguous",
                        case={"obs": [float(v) for v in states.obs[i]], "source": source},
                        score_after=float(score), details=details)
 
@@ -417,12 +454,25 @@ class UnsafeStatesProbe:
                           "n_flagged": int((is_flagged & (states.source == s)).sum())}
                       for s in ("grid", "perturbation", "rollout")}
         return {"env": env.id if env else None, "env_source": env_source,
-                "unsafe_rule": env.rule if env else f"distance > {p['ood_distance']} expert std",
+                "unsafe_rule": env.rule if _has_rule(env) else
+                f"distance > {p['ood_distance']} expert std",
                 "threshold": threshold, "n_expert_states": len(expert.obs),
                 "n_states": len(states.obs), "n_unsafe": int(unsafe.sum()),
                 "angle_pairs": [[int(i), int(j)] for i, j in states.angle_pairs],
                 "n_flagged": len(flagged), "n_stored": len(keep),
                 "max_findings": int(p["max_findings"]), "sources": per_source, "notes": notes}
+
+
+def _has_rule(env: Environment | None) -> bool:
+    """Whether the environment labels states unsafe itself (else: distance)."""
+    return env is not None and env.unsafe is not None
+
+
+def _bounds(env: Environment | None, dim: int) -> tuple[np.ndarray, np.ndarray] | None:
+    if env is None or env.bounds is None or len(env.bounds[0]) != dim:
+        return None
+    return np.asarray(env.bounds[0], dtype=np.float64), np.asarray(env.bounds[1],
+                                                                   dtype=np.float64)
 
 
 def _angle_pairs_param(value: Any, expert: np.ndarray) -> list[tuple[int, int]] | None:
