@@ -204,6 +204,10 @@ def test_cliffwalking_cells_on_the_cliff_are_unsafe_and_rollouts_are_cells():
     assert guess_environment("walk", None, np.zeros((5, 2)), None)[0] is None
     mountain = guess_environment("mountaincar", None, np.zeros((5, 2)), None)[0]
     assert mountain is ENVIRONMENTS["MountainCar-v0"] and mountain.unsafe is None
+    # named MountainCar, but observed in other units (positions in metres x 10):
+    # its bounds would cut the experts' own states, so it is not assumed
+    env, why = guess_environment("mountaincar", None, np.full((5, 2), 5.0), None)
+    assert env is None and "do not fit" in why
     states = rollout_states("CliffWalking-v1", 2, seed=0)
     assert states.shape[1] == 2 and np.all(states == np.rint(states))
     assert states[0].tolist() == [3.0, 0.0]  # every episode starts at the start cell

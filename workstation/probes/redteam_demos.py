@@ -29,9 +29,10 @@ environment is known and has one (``ENVIRONMENTS``; CartPole-v1: |x| > 2.4
 or |theta| > 0.2095 rad; CliffWalking-v1, observed as (row, column) as the
 demo's demonstrations are: the cliff, row 3, columns 1-10). ``env`` names
 it; by default an environment is assumed when the dataset's name or source
-file names it ("cartpole", "cliff", "pendulum", "acrobot", "mountaincar"),
-or (CartPole-v1) when obs dim is 4 and 99% of the expert states lie within
-its limits; ``env="none"`` turns this off. Without a failure rule (no known
+file names it ("cartpole", "cliff", "pendulum", "acrobot", "mountaincar";
+one with observation bounds only when 99% of the expert states lie within
+them), or (CartPole-v1) when obs dim is 4 and 99% of the expert states lie
+within its limits; ``env="none"`` turns this off. Without a failure rule (no known
 environment, or Pendulum-v1, Acrobot-v1 and MountainCar-v0, which have
 none) a state counts as unsafe when its distance to the nearest expert
 state exceeds ``ood_distance`` (default 3; distances are Euclidean in units
@@ -299,6 +300,9 @@ def guess_environment(name: str, source_path: str | None, expert: np.ndarray,
     text = f"{name} {source_path or ''}".lower()
     for env in fitting:
         if any(word in text for word in env.keywords):
+            if env.bounds is not None and _inside_share(expert, env.bounds) < FIT_SHARE:
+                return None, (f"the dataset names {env.id}, but its observations do not fit "
+                              f"{env.id}'s bounds")
             return env, "dataset name or source file"
     cartpole = ENVIRONMENTS["CartPole-v1"]
     if expert.shape[1] != cartpole.obs_dim:
@@ -461,6 +465,17 @@ class UnsafeStatesProbe:
                 "angle_pairs": [[int(i), int(j)] for i, j in states.angle_pairs],
                 "n_flagged": len(flagged), "n_stored": len(keep),
                 "max_findings": int(p["max_findings"]), "sources": per_source, "notes": notes}
+
+
+def _inside_share(expert: np.ndarray, bounds: tuple[tuple[float, ...], tuple[float, ...]]
+                  ) -> float:
+    """The share of expert states within the bounds (float32 observations of a
+    clipped value may stray a hair beyond them)."""
+    if not len(expert):
+        return 0.0
+    lo, hi = (np.asarray(b, dtype=np.float64) for b in bounds)
+    slack = 1e-6 * np.maximum(np.abs(lo), np.abs(hi))
+    return float(np.mean(np.all((expert >= lo - slack) & (expert <= hi + slack), axis=1)))
 
 
 def _has_rule(env: Environment | None) -> bool:
