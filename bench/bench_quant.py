@@ -168,14 +168,13 @@ class TodayEncoder:
             out[[chunk[j] for j in rows]] = self.inner._session.run([OUTPUT_NAME], feed)[0]
 
 
-def build_today_graph(folder: Path) -> Path:
+def build_today_graph(folder: Path, facts: dict[str, int]) -> Path:
     """The encoder graph as conversion v1 made it before issue 13: the same
     export, then fused offline for CPU by onnxruntime.transformers."""
     from onnxruntime.transformers.optimizer import optimize_model
 
-    from workstation.encoder import _export, _model_facts, _torch_sentence_model, model_dir
+    from workstation.encoder import _export, _torch_sentence_model, model_dir
 
-    facts = _model_facts(model_dir())
     raw, fused = folder / "today-raw.onnx", folder / "today-v1.onnx"
     _export(_torch_sentence_model(model_dir()), raw)
     model = optimize_model(str(raw), model_type="bert", num_heads=facts["num_heads"],
@@ -190,7 +189,7 @@ def today_encoder(folder: Path) -> TodayEncoder:
     from workstation.encoder import Encoder, _model_facts, model_dir
 
     facts = _model_facts(model_dir())
-    inner = Encoder(build_today_graph(folder), model_dir() / "tokenizer.json", "today",
+    inner = Encoder(build_today_graph(folder, facts), model_dir() / "tokenizer.json", "today",
                     facts["dim"], facts["max_seq_length"])
     return TodayEncoder(inner)
 

@@ -205,18 +205,17 @@ def angle_grid(expert: np.ndarray, pairs: list[tuple[int, int]], margin: float, 
                bounds: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """``grid_states`` over the widened box of the experts' states with each
     angle pair read as its angle (cut to [-pi, pi]), mapped back to (cos, sin);
-    the other columns cut to ``bounds`` when given."""
-    firsts, seconds = [i for i, _ in pairs], {j for _, j in pairs}
-    others = [c for c in range(expert.shape[1]) if c not in set(firsts) | seconds]
+    the other columns cut to ``bounds`` when given. Without pairs, the plain
+    grid over the widened box."""
+    paired = {c for pair in pairs for c in pair}
+    others = [c for c in range(expert.shape[1]) if c not in paired]
     reduced = np.column_stack([np.arctan2(expert[:, j], expert[:, i]) for i, j in pairs]
                               + [expert[:, c] for c in others])
+    low, high = bounds if bounds is not None else (np.full(expert.shape[1], -np.inf),
+                                                   np.full(expert.shape[1], np.inf))
     circle = np.full(len(pairs), np.pi)
-    lo, hi = widened_box(reduced, margin, None if bounds is None else (
-        np.concatenate([-circle, np.asarray(bounds[0])[others]]),
-        np.concatenate([circle, np.asarray(bounds[1])[others]])))
-    if bounds is None:
-        lo[:len(pairs)], hi[:len(pairs)] = (np.maximum(lo[:len(pairs)], -np.pi),
-                                            np.minimum(hi[:len(pairs)], np.pi))
+    lo, hi = widened_box(reduced, margin, (np.concatenate([-circle, low[others]]),
+                                           np.concatenate([circle, high[others]])))
     grid = grid_states(lo, hi, size, rng)
     out = np.empty((len(grid), expert.shape[1]))
     for k, (i, j) in enumerate(pairs):
@@ -300,7 +299,8 @@ def guess_environment(name: str, source_path: str | None, expert: np.ndarray,
     text = f"{name} {source_path or ''}".lower()
     for env in fitting:
         if any(word in text for word in env.keywords):
-            if env.bounds is not None and _inside_share(expert, env.bounds) < FIT_SHARE:
+            bounds = _bounds(env, expert.shape[1])
+            if bounds is not None and _inside_share(expert, bounds) < FIT_SHARE:
                 return None, (f"the dataset names {env.id}, but its observations do not fit "
                               f"{env.id}'s bounds")
             return env, "dataset name or source file"
@@ -396,10 +396,8 @@ class UnsafeStatesProbe:
         rng = np.random.default_rng(ctx.seed)
         pairs = _angle_pairs_param(ctx.param("angles", "auto"), expert)
         bounds = _bounds(env, expert.shape[1])
-        grid = angle_grid(expert, pairs, float(p["margin"]), int(p["grid_size"]), rng,
-                          bounds) if pairs else \
-            grid_states(*widened_box(expert, float(p["margin"]), bounds), int(p["grid_size"]),
-                        rng)
+        grid = angle_grid(expert, pairs or [], float(p["margin"]), int(p["grid_size"]), rng,
+                          bounds)
         pert, scale = perturbed_states(expert, [float(s) for s in p["scales"]],
                                        int(p["perturbations"]), rng)
         if pairs:
@@ -467,13 +465,12 @@ class UnsafeStatesProbe:
                 "max_findings": int(p["max_findings"]), "sources": per_source, "notes": notes}
 
 
-def _inside_share(expert: np.ndarray, bounds: tuple[tuple[float, ...], tuple[float, ...]]
-                  ) -> float:
+def _inside_share(expert: np.ndarray, bounds: tuple[np.ndarray, np.ndarray]) -> float:
     """The share of expert states within the bounds (float32 observations of a
     clipped value may stray a hair beyond them)."""
     if not len(expert):
         return 0.0
-    lo, hi = (np.asarray(b, dtype=np.float64) for b in bounds)
+    lo, hi = bounds
     slack = 1e-6 * np.maximum(np.abs(lo), np.abs(hi))
     return float(np.mean(np.all((expert >= lo - slack) & (expert <= hi + slack), axis=1)))
 
@@ -484,6 +481,7 @@ def _has_rule(env: Environment | None) -> bool:
 
 
 def _bounds(env: Environment | None, dim: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The environment's observation bounds as arrays, when it has them for ``dim`` columns."""
     if env is None or env.bounds is None or len(env.bounds[0]) != dim:
         return None
     return np.asarray(env.bounds[0], dtype=np.float64), np.asarray(env.bounds[1],
