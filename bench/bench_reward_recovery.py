@@ -145,6 +145,7 @@ def run_task(task: TaskData, methods: tuple[str, ...] = METHODS,
                            "expert_ok": task.expert_ok, "demo_steps": len(train_obs),
                            "heldout_steps": len(held), "reference": task.reference,
                            "failure": task.failure_rule, "n_failure": len(task.failure),
+                           "reference_reliability": task.notes.get("reference_reliability"),
                            "methods": {}}
     for method in methods:
         start = time.perf_counter()
@@ -204,12 +205,24 @@ def table(report: dict[str, Any]) -> list[str]:
         lines.append(f"{r['task']:13s} {expert:>15s} {r['demo_steps']:>6d}  "
                      + "  ".join(f"{c:>20s}" for c in cells)
                      + f"  {check['best_baseline']} {'ok' if check['ok'] else 'BEATS OURS'}")
+    for r in results:
+        if r.get("reference_reliability"):
+            lines.append(reliability_line(r["task"], r["reference_reliability"]))
     means = {m: np.mean([r["methods"][m]["rho"] for r in results]) for m in methods}
     lines.append("mean rho       " + " " * 23 + "  ".join(f"{means[m]:>20.3f}" for m in methods))
     lines.append(f"[{'PASS' if v['passed'] else 'FAIL'}] ours >= best baseline on every task: "
                  f"{'yes' if v['ours_beats_best_baseline_everywhere'] else 'no'}; mean rho "
                  f"{v['mean_rho']:.3f} (target >= {TARGET_MEAN_RHO})")
     return lines
+
+
+def reliability_line(task: str, reliability: dict[str, Any]) -> str:
+    """How far a noisy expert's reference can be ranked like at all."""
+    u, r = reliability["uniform"], reliability["random"]
+    ceiling = [float(np.sqrt(max(x, 0.0))) for x in (u, r)]
+    return (f"  {task}: the reference is the mean of {reliability['rollouts']} noisy expert "
+            f"rollouts; split-half reliability {u:.2f} uniform / {r:.2f} random, so no score "
+            f"ranks like it much beyond rho {ceiling[0]:.2f} / {ceiling[1]:.2f}")
 
 
 def main(argv: list[str] | None = None) -> int:

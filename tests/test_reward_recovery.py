@@ -62,6 +62,29 @@ def test_every_expert_reaches_the_known_good_return(tasks):
         assert np.isfinite(task.uniform_reference).all()
 
 
+
+def test_split_half_reliability_tells_signal_from_rollout_noise():
+    from bench.reward_tasks import _split_half
+
+    rng = np.random.default_rng(0)
+    truth = rng.normal(size=(2000, 1))
+    assert _split_half(truth + 0.05 * rng.normal(size=(2000, 16))) > 0.99
+    assert abs(_split_half(rng.normal(size=(2000, 16)))) < 0.1  # nothing but noise
+    # Half the spread is noise in every rollout: 8 of them per half agree at
+    # 8 / 9, so the whole 16 at about 0.94 (Spearman-Brown).
+    assert _split_half(truth + rng.normal(size=(2000, 16))) == pytest.approx(16 / 17, abs=0.02)
+
+
+def test_only_the_noisy_experts_reference_reports_its_reliability(tasks):
+    from bench.bench_reward_recovery import reliability_line
+
+    reliability = tasks["CartPole"].notes["reference_reliability"]
+    assert reliability["rollouts"] == 64
+    assert 0.5 < reliability["random"] <= 1.0 and 0.5 < reliability["uniform"] <= 1.0
+    assert all("reference_reliability" not in t.notes for n, t in tasks.items() if n != "CartPole")
+    line = reliability_line("CartPole", reliability)
+    assert "64 noisy expert rollouts" in line and f"{np.sqrt(reliability['random']):.2f}" in line
+
 def test_cliffwalking_reference_is_the_experts_exact_return_to_go():
     task = cliffwalking_task(Sizes.quick())
     value = dict(zip(map(tuple, task.uniform.tolist()), task.uniform_reference))
