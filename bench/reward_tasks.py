@@ -38,7 +38,9 @@ References (what a learned reward should rank like):
 * CartPole, MountainCar, Acrobot (sparse rewards): the expert's discounted
   return-to-go from the state (gamma 0.99, rolled out in the simulator up to
   the episode limit), i.e. how soon the expert fails (CartPole) or how soon it
-  reaches the goal (MountainCar, Acrobot);
+  reaches the goal (MountainCar, Acrobot); CartPole's expert is noisy, so its
+  reference is the mean of ``CARTPOLE_ROLLOUTS`` rollouts, and the table
+  prints how reliable that mean is (split-half);
 * CliffWalking: the expert's exact expected return-to-go (policy evaluation,
   undiscounted; a cliff cell costs -100 plus the way back from the start).
 
