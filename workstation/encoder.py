@@ -211,7 +211,7 @@ def _export(module: Any, path: Path) -> None:
     axes = {name: {0: "batch", 1: "tokens"} for name in INPUT_NAMES}
     axes[OUTPUT_NAME] = {0: "batch"}
     with warnings.catch_warnings(), torch.no_grad():
-        # Tracer chatter about shapes: the parity check after fusing is what counts.
+        # Tracer chatter about shapes: the parity check after export is what counts.
         warnings.simplefilter("ignore")
         # The legacy exporter writes one self-contained file whose patterns
         # onnxruntime's load-time optimizer fuses.

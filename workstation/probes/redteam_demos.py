@@ -396,7 +396,7 @@ class UnsafeStatesProbe:
         rng = np.random.default_rng(ctx.seed)
         pairs = _angle_pairs_param(ctx.param("angles", "auto"), expert)
         bounds = _bounds(env, expert.shape[1])
-        grid = angle_grid(expert, pairs or [], float(p["margin"]), int(p["grid_size"]), rng,
+        grid = angle_grid(expert, pairs, float(p["margin"]), int(p["grid_size"]), rng,
                           bounds)
         pert, scale = perturbed_states(expert, [float(s) for s in p["scales"]],
                                        int(p["perturbations"]), rng)
@@ -417,7 +417,7 @@ class UnsafeStatesProbe:
         ctx.progress.check()
         return _States(np.concatenate([a for a, _, _ in parts]).astype(np.float32),
                        np.concatenate([np.full(len(a), s) for a, s, _ in parts]),
-                       np.concatenate([c for _, _, c in parts]), pairs or [])
+                       np.concatenate([c for _, _, c in parts]), pairs)
 
     @staticmethod
     def _scale(threshold: float, score_type: str,
@@ -488,10 +488,10 @@ def _bounds(env: Environment | None, dim: int) -> tuple[np.ndarray, np.ndarray] 
                                                                    dtype=np.float64)
 
 
-def _angle_pairs_param(value: Any, expert: np.ndarray) -> list[tuple[int, int]] | None:
-    """``angles``: "auto" (default) finds the pairs, "none" turns it off (None)."""
+def _angle_pairs_param(value: Any, expert: np.ndarray) -> list[tuple[int, int]]:
+    """``angles``: "auto" (default) finds the pairs, "none" turns it off (no pairs)."""
     if str(value).lower() == "none":
-        return None
+        return []
     if str(value).lower() != "auto":
         raise WorkstationError(f"angles must be 'auto' or 'none', not {value!r}")
     return angle_pairs(expert)
