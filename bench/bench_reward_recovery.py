@@ -22,6 +22,14 @@ Measures: Spearman rho between the method's score and the task's reference
 states. Target: ours at least as good as the best baseline on every task
 (rho), and mean rho >= 0.8 over the tasks.
 
+Beside them, not a method: how far a score can rank like the reference at
+all when it is given half of the answer (``supervised_ceiling``: a random
+forest fitted to the reference of half of each state set, ranked on the
+other half, two folds). A demonstration reward never sees the reference,
+so this bounds what the table can ask of it; where the expert's
+return-to-go changes abruptly from state to state (Acrobot) the bound is
+low.
+
     .venv/bin/python bench/bench_reward_recovery.py [--quick] [--tasks CartPole,...] [--seed N]
 """
 
@@ -47,6 +55,7 @@ METHODS = ("ours",) + BASELINES
 HELDOUT_EVERY = 5
 KNN_K = 5
 GMM_COMPONENTS = (1, 2, 4, 8)
+CEILING_TREES = 200
 
 Scorer = Callable[[np.ndarray], np.ndarray]
 
@@ -114,6 +123,22 @@ def trained(demos: list[np.ndarray], params: dict[str, Any], seed: int = 0) -> t
     return (lambda x: runner.score_matrix(np.asarray(x, dtype=np.float32))), info
 
 
+def supervised_ceiling(states: np.ndarray, reference: np.ndarray, seed: int = 0) -> float:
+    """Spearman rho of a random forest fitted to the reference of one half of
+    ``states`` and scored on the other, both ways round (the mean)."""
+    from sklearn.ensemble import RandomForestRegressor
+
+    order = np.random.default_rng(seed).permutation(len(states))
+    halves = (order[: len(order) // 2], order[len(order) // 2:])
+    rhos = []
+    for fit_on, score_on in (halves, halves[::-1]):
+        z = _standardise(states[fit_on])
+        forest = RandomForestRegressor(CEILING_TREES, min_samples_leaf=3, random_state=seed,
+                                       n_jobs=2).fit(z(states[fit_on]), reference[fit_on])
+        rhos.append(spearman(forest.predict(z(states[score_on])), reference[score_on]))
+    return float(np.mean(rhos))
+
+
 # -- measuring -----------------------------------------------------------------------
 
 def spearman(score: np.ndarray, reference: np.ndarray) -> float:
@@ -161,6 +186,11 @@ def run_task(task: TaskData, methods: tuple[str, ...] = METHODS,
         if "metrics" in info:
             result["progress_weight"] = info["metrics"].get("progress_weight")
         out["methods"][method] = result
+    start = time.perf_counter()
+    u = supervised_ceiling(task.uniform, task.uniform_reference, seed)
+    r = supervised_ceiling(task.random, task.random_reference, seed)
+    out["supervised_ceiling"] = {"rho_uniform": u, "rho_random": r, "rho": (u + r) / 2,
+                                 "seconds": time.perf_counter() - start}
     return out
 
 
@@ -210,10 +240,23 @@ def table(report: dict[str, Any]) -> list[str]:
             lines.append(reliability_line(r["task"], r["reference_reliability"]))
     means = {m: np.mean([r["methods"][m]["rho"] for r in results]) for m in methods}
     lines.append("mean rho       " + " " * 23 + "  ".join(f"{means[m]:>20.3f}" for m in methods))
+    if results and all("supervised_ceiling" in r for r in results):
+        lines.extend(ceiling_lines(results))
     lines.append(f"[{'PASS' if v['passed'] else 'FAIL'}] ours >= best baseline on every task: "
                  f"{'yes' if v['ours_beats_best_baseline_everywhere'] else 'no'}; mean rho "
                  f"{v['mean_rho']:.3f} (target >= {TARGET_MEAN_RHO})")
     return lines
+
+
+def ceiling_lines(results: list[dict[str, Any]]) -> list[str]:
+    """Each task's supervised ceiling beside ours: how much of the answer a
+    score can recover when it is given half of it."""
+    cells = [f"{r['task']} {r['supervised_ceiling']['rho']:.3f} "
+             f"(ours {r['methods']['ours']['rho']:.3f})" if "ours" in r["methods"]
+             else f"{r['task']} {r['supervised_ceiling']['rho']:.3f}" for r in results]
+    mean = float(np.mean([r["supervised_ceiling"]["rho"] for r in results]))
+    return ["supervised ceiling (not a method: a random forest given the reference of half "
+            "the states ranks the other half): " + ", ".join(cells) + f"; mean {mean:.3f}"]
 
 
 def reliability_line(task: str, reliability: dict[str, Any]) -> str:

@@ -109,6 +109,22 @@ def test_a_scorer_equal_to_the_reference_ranks_perfectly():
     assert blind["rho_uniform"] == 0.0 and blind["auroc"] == 0.5
 
 
+def test_the_supervised_ceiling_tells_a_learnable_reference_from_noise():
+    from bench.bench_reward_recovery import ceiling_lines, supervised_ceiling
+
+    states = np.random.default_rng(0).uniform(-1, 1, size=(600, 3))
+    smooth = -np.linalg.norm(states - 0.3, axis=1)  # a function of the state alone
+    noise = np.random.default_rng(1).normal(size=len(states))  # nothing to learn
+    assert supervised_ceiling(states, smooth) > 0.9
+    assert abs(supervised_ceiling(states, noise)) < 0.15
+    # Each task's ceiling prints beside ours, with their mean.
+    results = [{"task": name, "methods": {"ours": {"rho": 0.5}},
+                "supervised_ceiling": {"rho": value}}
+               for name, value in (("A", 0.9), ("B", 0.5))]
+    line, = ceiling_lines(results)
+    assert "A 0.900 (ours 0.500)" in line and line.endswith("mean 0.700")
+
+
 @pytest.mark.slow
 def test_the_default_reward_recovers_the_tasks_better_than_the_papers_model(tasks):
     from bench.bench_reward_recovery import run_task, verdict
