@@ -62,7 +62,6 @@ def test_every_expert_reaches_the_known_good_return(tasks):
         assert np.isfinite(task.uniform_reference).all()
 
 
-
 def test_split_half_reliability_tells_signal_from_rollout_noise():
     from bench.reward_tasks import _split_half
 
@@ -84,6 +83,7 @@ def test_only_the_noisy_experts_reference_reports_its_reliability(tasks):
     assert all("reference_reliability" not in t.notes for n, t in tasks.items() if n != "CartPole")
     line = reliability_line("CartPole", reliability)
     assert "64 noisy expert rollouts" in line and f"{np.sqrt(reliability['random']):.2f}" in line
+
 
 def test_cliffwalking_reference_is_the_experts_exact_return_to_go():
     task = cliffwalking_task(Sizes.quick())
@@ -110,7 +110,7 @@ def test_a_scorer_equal_to_the_reference_ranks_perfectly():
 
 
 def test_the_supervised_ceiling_tells_a_learnable_reference_from_noise():
-    from bench.bench_reward_recovery import ceiling_lines, supervised_ceiling
+    from bench.bench_reward_recovery import ceiling_line, supervised_ceiling
 
     states = np.random.default_rng(0).uniform(-1, 1, size=(600, 3))
     smooth = -np.linalg.norm(states - 0.3, axis=1)  # a function of the state alone
@@ -121,7 +121,7 @@ def test_the_supervised_ceiling_tells_a_learnable_reference_from_noise():
     results = [{"task": name, "methods": {"ours": {"rho": 0.5}},
                 "supervised_ceiling": {"rho": value}}
                for name, value in (("A", 0.9), ("B", 0.5))]
-    line, = ceiling_lines(results)
+    line = ceiling_line(results)
     assert "A 0.900 (ours 0.500)" in line and line.endswith("mean 0.700")
 
 
