@@ -28,7 +28,12 @@ forest fitted to the reference of half of each state set, ranked on the
 other half, two folds). A demonstration reward never sees the reference,
 so this bounds what the table can ask of it; where the expert's
 return-to-go changes abruptly from state to state (Acrobot) the bound is
-low.
+low. And how far the demonstrations carry (``demonstrations_reach``): the
+same forest fitted to the reference at every training demonstration step,
+ranking the test states, i.e. regression on the answer wherever an expert
+went. It is no bound (a density or a progress term can read what constant
+labels along the demonstrations do not say), but where a state set lies
+beyond the demonstrations it shows how little of the answer they hold.
 
     .venv/bin/python bench/bench_reward_recovery.py [--quick] [--tasks CartPole,...] [--seed N]
 """
@@ -56,6 +61,12 @@ HELDOUT_EVERY = 5
 KNN_K = 5
 GMM_COMPONENTS = (1, 2, 4, 8)
 CEILING_TREES = 200
+YARDSTICKS = {  # printed under the table; neither is a method nor in the verdict
+    "supervised_ceiling": ("supervised ceiling (not a method: a random forest given the "
+                           "reference of half the states ranks the other half)"),
+    "demonstrations_reach": ("demonstrations' reach (not a method: the forest given the "
+                              "reference at every training demonstration step ranks the states)"),
+}
 
 Scorer = Callable[[np.ndarray], np.ndarray]
 
@@ -123,19 +134,34 @@ def trained(demos: list[np.ndarray], params: dict[str, Any], seed: int = 0) -> t
     return (lambda x: runner.score_matrix(np.asarray(x, dtype=np.float32))), info
 
 
+def _forest(states: np.ndarray, reference: np.ndarray, seed: int) -> Any:
+    from sklearn.ensemble import RandomForestRegressor
+
+    # a forest needs no standardising
+    return RandomForestRegressor(CEILING_TREES, min_samples_leaf=3, random_state=seed,
+                                 n_jobs=2).fit(states, reference)
+
+
 def supervised_ceiling(states: np.ndarray, reference: np.ndarray, seed: int = 0) -> float:
     """Spearman rho of a random forest fitted to the reference of one half of
     ``states`` and scored on the other, both ways round (the mean)."""
-    from sklearn.ensemble import RandomForestRegressor
-
     order = np.random.default_rng(seed).permutation(len(states))
     halves = (order[: len(order) // 2], order[len(order) // 2:])
-    rhos = []
-    for fit_on, score_on in (halves, halves[::-1]):  # a forest needs no standardising
-        forest = RandomForestRegressor(CEILING_TREES, min_samples_leaf=3, random_state=seed,
-                                       n_jobs=2).fit(states[fit_on], reference[fit_on])
-        rhos.append(spearman(forest.predict(states[score_on]), reference[score_on]))
+    rhos = [spearman(_forest(states[fit_on], reference[fit_on], seed).predict(states[score_on]),
+                     reference[score_on]) for fit_on, score_on in (halves, halves[::-1])]
     return float(np.mean(rhos))
+
+
+def demonstrations_reach(task: TaskData, demos: list[np.ndarray],
+                          seed: int = 0) -> dict[str, float]:
+    """Spearman rho on the uniform and the random-play states of a random
+    forest fitted to the task's reference at every step of ``demos``."""
+    steps = np.concatenate(demos)
+    reference, possible = task.judge(steps)
+    forest = _forest(steps[possible], reference[possible], seed)
+    u = spearman(forest.predict(task.uniform), task.uniform_reference)
+    r = spearman(forest.predict(task.random), task.random_reference)
+    return {"rho_uniform": u, "rho_random": r, "rho": (u + r) / 2}
 
 
 # -- measuring -----------------------------------------------------------------------
@@ -190,6 +216,9 @@ def run_task(task: TaskData, methods: tuple[str, ...] = METHODS,
     r = supervised_ceiling(task.random, task.random_reference, seed)
     out["supervised_ceiling"] = {"rho_uniform": u, "rho_random": r, "rho": (u + r) / 2,
                                  "seconds": time.perf_counter() - start}
+    start = time.perf_counter()
+    out["demonstrations_reach"] = demonstrations_reach(task, demos, seed)
+    out["demonstrations_reach"]["seconds"] = time.perf_counter() - start
     return out
 
 
@@ -239,21 +268,21 @@ def table(report: dict[str, Any]) -> list[str]:
             lines.append(reliability_line(r["task"], r["reference_reliability"]))
     means = {m: np.mean([r["methods"][m]["rho"] for r in results]) for m in methods}
     lines.append("mean rho       " + " " * 23 + "  ".join(f"{means[m]:>20.3f}" for m in methods))
-    lines.append(ceiling_line(results))
+    lines.extend(yardstick_line(results, key) for key in YARDSTICKS)
     lines.append(f"[{'PASS' if v['passed'] else 'FAIL'}] ours >= best baseline on every task: "
                  f"{'yes' if v['ours_beats_best_baseline_everywhere'] else 'no'}; mean rho "
                  f"{v['mean_rho']:.3f} (target >= {TARGET_MEAN_RHO})")
     return lines
 
 
-def ceiling_line(results: list[dict[str, Any]]) -> str:
-    """Each task's supervised ceiling beside ours: how much of the answer a
-    score can recover when it is given half of it."""
-    cells = [f"{r['task']} {r['supervised_ceiling']['rho']:.3f} "
-             f"(ours {r['methods']['ours']['rho']:.3f})" for r in results]
-    mean = float(np.mean([r["supervised_ceiling"]["rho"] for r in results]))
-    return ("supervised ceiling (not a method: a random forest given the reference of half "
-            "the states ranks the other half): " + ", ".join(cells) + f"; mean {mean:.3f}")
+def yardstick_line(results: list[dict[str, Any]], key: str = "supervised_ceiling") -> str:
+    """Each task's figure for one of ``YARDSTICKS`` beside ours: how much of
+    the answer a score recovers when it is given half of it, or the answer
+    wherever the experts went."""
+    cells = [f"{r['task']} {r[key]['rho']:.3f} (ours {r['methods']['ours']['rho']:.3f})"
+             for r in results]
+    mean = float(np.mean([r[key]["rho"] for r in results]))
+    return f"{YARDSTICKS[key]}: " + ", ".join(cells) + f"; mean {mean:.3f}"
 
 
 def reliability_line(task: str, reliability: dict[str, Any]) -> str:

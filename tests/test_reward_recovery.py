@@ -110,7 +110,7 @@ def test_a_scorer_equal_to_the_reference_ranks_perfectly():
 
 
 def test_the_supervised_ceiling_tells_a_learnable_reference_from_noise():
-    from bench.bench_reward_recovery import ceiling_line, supervised_ceiling
+    from bench.bench_reward_recovery import supervised_ceiling, yardstick_line
 
     states = np.random.default_rng(0).uniform(-1, 1, size=(600, 3))
     smooth = -np.linalg.norm(states - 0.3, axis=1)  # a function of the state alone
@@ -121,8 +121,32 @@ def test_the_supervised_ceiling_tells_a_learnable_reference_from_noise():
     results = [{"task": name, "methods": {"ours": {"rho": 0.5}},
                 "supervised_ceiling": {"rho": value}}
                for name, value in (("A", 0.9), ("B", 0.5))]
-    line = ceiling_line(results)
+    line = yardstick_line(results)
     assert "A 0.900 (ours 0.500)" in line and line.endswith("mean 0.700")
+
+
+def test_the_demonstrations_reach_tells_covering_demonstrations_from_one_place():
+    from bench.bench_reward_recovery import demonstrations_reach, yardstick_line
+    from bench.reward_tasks import TaskData
+
+    rng = np.random.default_rng(0)
+
+    def reference(x):
+        return -np.linalg.norm(x - 0.3, axis=1)
+
+    uniform, random = rng.uniform(-1, 1, size=(400, 2)), rng.uniform(-0.5, 0.5, size=(400, 2))
+    task = TaskData("T", "T-v0", [], 0.0, 0.0, uniform, reference(uniform), random,
+                    reference(random), np.zeros((1, 2)), "task reward", "none",
+                    judge=lambda x: (reference(x), np.ones(len(x), bool)))
+    everywhere = [rng.uniform(-1, 1, size=(100, 2)) for _ in range(6)]
+    one_place = [np.full((100, 2), 0.9) for _ in range(6)]  # one state, one label
+    covered = demonstrations_reach(task, everywhere)
+    assert covered["rho_uniform"] > 0.9 and covered["rho_random"] > 0.8
+    assert demonstrations_reach(task, one_place)["rho"] == 0.0  # a constant ranks nothing
+    results = [{"task": "T", "methods": {"ours": {"rho": 0.5}},
+                "demonstrations_reach": {"rho": 0.25}}]
+    line = yardstick_line(results, "demonstrations_reach")
+    assert line.startswith("demonstrations' reach") and "T 0.250 (ours 0.500); mean 0.250" in line
 
 
 @pytest.mark.slow
