@@ -158,10 +158,7 @@ def demonstrations_reach(task: TaskData, demos: list[np.ndarray],
     forest fitted to the task's reference at every step of ``demos``."""
     steps = np.concatenate(demos)
     reference, possible = task.judge(steps)
-    forest = _forest(steps[possible], reference[possible], seed)
-    u = spearman(forest.predict(task.uniform), task.uniform_reference)
-    r = spearman(forest.predict(task.random), task.random_reference)
-    return {"rho_uniform": u, "rho_random": r, "rho": (u + r) / 2}
+    return recovery(task, _forest(steps[possible], reference[possible], seed).predict)
 
 
 # -- measuring -----------------------------------------------------------------------
@@ -174,15 +171,23 @@ def spearman(score: np.ndarray, reference: np.ndarray) -> float:
     return float(spearmanr(score, reference)[0])
 
 
+def rhos(uniform: float, random: float) -> dict[str, float]:
+    """Rho on the uniform and the random-play states, and their mean (a task's rho)."""
+    return {"rho_uniform": uniform, "rho_random": random, "rho": (uniform + random) / 2}
+
+
+def recovery(task: TaskData, scorer: Scorer) -> dict[str, float]:
+    """How ``scorer`` ranks the task's uniform and random-play states."""
+    return rhos(spearman(scorer(task.uniform), task.uniform_reference),
+                spearman(scorer(task.random), task.random_reference))
+
+
 def measure(task: TaskData, scorer: Scorer, held: np.ndarray) -> dict[str, float]:
     from workstation.audits.metrics import auroc
 
-    rho_u = spearman(scorer(task.uniform), task.uniform_reference)
-    rho_r = spearman(scorer(task.random), task.random_reference)
     scores = np.r_[scorer(held), scorer(task.failure)]
     labels = np.r_[np.ones(len(held), bool), np.zeros(len(task.failure), bool)]
-    return {"rho_uniform": rho_u, "rho_random": rho_r, "rho": (rho_u + rho_r) / 2,
-            "auroc": float(auroc(scores, labels))}
+    return {**recovery(task, scorer), "auroc": float(auroc(scores, labels))}
 
 
 def run_task(task: TaskData, methods: tuple[str, ...] = METHODS,
@@ -212,10 +217,10 @@ def run_task(task: TaskData, methods: tuple[str, ...] = METHODS,
             result["progress_weight"] = info["metrics"].get("progress_weight")
         out["methods"][method] = result
     start = time.perf_counter()
-    u = supervised_ceiling(task.uniform, task.uniform_reference, seed)
-    r = supervised_ceiling(task.random, task.random_reference, seed)
-    out["supervised_ceiling"] = {"rho_uniform": u, "rho_random": r, "rho": (u + r) / 2,
-                                 "seconds": time.perf_counter() - start}
+    out["supervised_ceiling"] = rhos(
+        supervised_ceiling(task.uniform, task.uniform_reference, seed),
+        supervised_ceiling(task.random, task.random_reference, seed))
+    out["supervised_ceiling"]["seconds"] = time.perf_counter() - start
     start = time.perf_counter()
     out["demonstrations_reach"] = demonstrations_reach(task, demos, seed)
     out["demonstrations_reach"]["seconds"] = time.perf_counter() - start
